@@ -1,0 +1,1 @@
+"""The relational store Ferry reads and writes (SQLAlchemy 2 Core)."""

@@ -1,0 +1,65 @@
+"""Engines and workspace lookups for the store."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
+from sqlalchemy.exc import OperationalError
+
+from ferry.errors import StoreError
+from ferry.settings import get_settings
+from ferry.store.schema import workspaces
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    engine = create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+@lru_cache(maxsize=8)
+def _cached_engine(url: str) -> Engine:
+    return make_engine(url)
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The store's engine: ``url`` if given, else the configured store."""
+    settings = get_settings()
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.resolved_database_url()
+    return _cached_engine(url)
+
+
+def workspace_id(conn: Connection, slug: str) -> int:
+    """The id of workspace ``slug``; a clear error if it does not exist."""
+    try:
+        found = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar_one_or_none()
+    except OperationalError as exc:
+        raise StoreError(
+            f"The store at {conn.engine.url.render_as_string(hide_password=True)} is not initialised.",
+            "Run `ferry db init` first.",
+        ) from exc
+    if found is None:
+        raise StoreError(f"Workspace {slug!r} does not exist.", "Create it with `ferry db seed --workspace NAME` or `ferry workspace create NAME`.")
+    return found
+
+
+def ensure_workspace(conn: Connection, slug: str, name: str | None = None) -> int:
+    found = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).scalar_one_or_none()
+    if found is not None:
+        return found
+    return conn.execute(insert(workspaces).values(slug=slug, name=name or slug).returning(workspaces.c.id)).scalar_one()

@@ -1,0 +1,144 @@
+"""The store's tables, derived from the resource catalog.
+
+Each catalog resource with a table becomes one SQLAlchemy Core table: one SQL
+column per catalog column (``phone.mobile`` -> ``phone_mobile``, a reference
+``company`` -> ``company_id``), plus ``workspace_id`` on every row. Nothing
+about a resource's fields is declared twice. Alembic migrations freeze each
+version of this schema (``ferry/migrations``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ferry import catalog
+from ferry.catalog import FieldType, Resource
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, so ids are BIGINT elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+_SQL_TYPES = {
+    FieldType.TEXT: Text,
+    FieldType.EMAIL: lambda: String(320),
+    FieldType.PHONE: lambda: String(64),
+    FieldType.URL: Text,
+    FieldType.INTEGER: BigInteger,
+    FieldType.NUMBER: Float,
+    FieldType.BOOLEAN: Boolean,
+    FieldType.DATE: Date,
+    FieldType.DATETIME: DateTime,
+    FieldType.ENUM: lambda: String(64),
+    FieldType.JSON: lambda: Json,
+}
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("slug", String(100), nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+)
+
+
+def _table_for(resource: Resource) -> Table:
+    columns: list = [
+        Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True)
+    ]
+    constraints: list = []
+    for field in resource.fields:
+        if field.slug == "id":
+            columns.insert(0, Column("id", Id, primary_key=True))
+            continue
+        for col in field.columns():
+            if field.type is FieldType.REFERENCE:
+                target = catalog.RESOURCES[field.reference].table
+                on_delete = "CASCADE" if field.required else "SET NULL"
+                columns.append(
+                    Column(
+                        col.store_column,
+                        Id,
+                        ForeignKey(f"{target}.id", ondelete=on_delete),
+                        nullable=not field.required,
+                        index=True,
+                    )
+                )
+                continue
+            sql_type = _SQL_TYPES[col.type]()
+            default = {"server_default": func.current_timestamp()} if field.readonly and col.type is FieldType.DATETIME else {}
+            nullable = not (field.required and len(field.columns()) == 1)
+            columns.append(Column(col.store_column, sql_type, nullable=nullable, **default))
+        if field.unique and field.slug != "id":
+            constraints.append(UniqueConstraint("workspace_id", field.columns()[0].store_column))
+    if not resource.has_field("id"):
+        keys = [resource.get_field(k).columns()[0].store_column for k in resource.key_fields]
+        constraints.append(PrimaryKeyConstraint(*keys))
+    if resource.time_column and resource.has_field(resource.time_column):
+        constraints.append(Index(f"ix_{resource.table}_ws_{resource.time_column}", "workspace_id", resource.time_column))
+    return Table(resource.table, metadata, *columns, *constraints)
+
+
+_STORED = [r for r in catalog.RESOURCES.values() if r.slug not in ("analytics",)]
+tables: dict[str, Table] = {r.slug: _table_for(r) for r in _STORED}
+
+contacts = tables["contacts"]
+accounts = tables["accounts"]
+events = tables["events"]
+survey_responses = tables["survey_responses"]
+lists = tables["lists"]
+list_memberships = tables["list_memberships"]
+segments = tables["segments"]
+catalogs = tables["catalogs"]
+schemas = tables["schemas"]
+products = tables["products"]
+variants = tables["variants"]
+audit_log = tables["audit_log"]
+
+Index("ix_events_ws_type", events.c.workspace_id, events.c.type)
+
+localized_values = Table(
+    "localized_values",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("resource", String(64), nullable=False),
+    Column("record_id", Id, nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("dimension", String(64), nullable=False),
+    Column("dimension_value", String(64), nullable=False),
+    Column("value", Text),
+    UniqueConstraint("workspace_id", "resource", "record_id", "field", "dimension", "dimension_value"),
+)
+
+
+def table_for(resource: Resource) -> Table:
+    return tables[resource.slug]

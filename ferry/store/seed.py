@@ -1,0 +1,251 @@
+"""Deterministic, realistic demo data, generated column-wise with numpy.
+
+The same arguments always produce the same rows (a seeded generator and a
+fixed anchor date), and rows are generated and bulk-written in chunks, so
+seeding millions of contacts or events takes seconds, not hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+from sqlalchemy import Connection, Engine, func, select
+
+from ferry.store import schema
+from ferry.store.bulk import insert_batches
+from ferry.store.engine import ensure_workspace
+
+ANCHOR = datetime(2026, 11, 1)
+CHUNK = 100_000
+
+FIRST = np.array("Ada Alan Amara Ana Ben Chen Chloe Dara Diego Elif Emma Farah Felix Grace Hana Ivan Jonas Kai Lea Liam Lina Luca Maya Mia Noah Nora Omar Priya Rosa Sami Sara Theo Yara Yusuf Zoe".split())
+LAST = np.array("Abe Baker Costa Dubois Evans Fischer Garcia Haddad Ito Jensen Kowalski Lopez Martin Nakamura Novak Okafor Patel Quinn Rossi Schmidt Silva Tanaka Usman Varga Weber Young Zhang".split())
+DOMAINS = np.array(["example.com", "example.org", "mail.test", "inbox.test", "corp.example"])
+CITIES = np.array([("Berlin", "BE", "10115", "DE"), ("Paris", "IDF", "75001", "FR"), ("Austin", "TX", "73301", "US"),
+                   ("Lisbon", "LX", "1100-148", "PT"), ("Osaka", "27", "530-0001", "JP"), ("Toronto", "ON", "M5H 2N2", "CA")])
+STREETS = np.array(["Main St", "Market St", "Rue de Rivoli", "Hauptstrasse", "Avenida da Liberdade", "King St W"])
+STAGES = np.array(["subscriber", "lead", "opportunity", "customer", "evangelist"])
+SOURCES = np.array(["mailchimp", "hubspot", "salesforce", "shopify", "web form", "import"])
+OWNERS = np.array(["alex@ferry.test", "sam@ferry.test", "kim@ferry.test"])
+TIMEZONES = np.array(["Europe/Berlin", "Europe/Paris", "America/Chicago", "Europe/Lisbon", "Asia/Tokyo", "America/Toronto"])
+TAGS = np.array(['["vip"]', '["newsletter"]', '["vip", "beta"]', "[]", '["churn-risk"]'])
+TITLES = np.array(["CEO", "CTO", "Marketing Manager", "Data Analyst", "Engineer", "Sales Lead", None], dtype=object)
+INDUSTRIES = np.array(["Retail", "Software", "Finance", "Health", "Media"])
+EVENT_TYPES = np.array(["page_view", "email_open", "email_click", "purchase", "signup", "form_submit"])
+PATHS = np.array(["/", "/pricing", "/blog/launch", "/docs", "/checkout"])
+SURVEYS = [("nps", "How likely are you to recommend us?", [str(i) for i in range(11)]),
+           ("onboarding", "How easy was it to get started?", ["very easy", "easy", "neutral", "hard"])]
+LANGUAGES = {"en": ("{}", "A fine {}."), "de": ("{} (DE)", "Ein feines {}."), "fr": ("{} (FR)", "Un beau {}.")}
+
+
+@dataclass(frozen=True)
+class SeedCounts:
+    contacts: int = 1_000
+    events: int = 5_000
+    accounts: int | None = None  # default: one per 20 contacts
+    survey_responses: int | None = None  # default: one per 10 contacts
+    products: int = 50
+
+
+def seed_workspace(engine: Engine, workspace: str, counts: SeedCounts, seed: int = 7) -> dict[str, int]:
+    """Add demo data to ``workspace`` (created if missing). Returns rows added per table."""
+    rng = np.random.default_rng(seed)
+    added: dict[str, int] = {}
+    with engine.begin() as conn:
+        ws = ensure_workspace(conn, workspace)
+        n_accounts = counts.accounts if counts.accounts is not None else max(1, counts.contacts // 20)
+        added["accounts"] = insert_batches(conn, schema.accounts, _accounts(rng, ws, n_accounts, workspace))
+        account_ids = _ids(conn, schema.accounts, ws)
+        added["contacts"] = insert_batches(conn, schema.contacts, _contacts(rng, ws, counts.contacts, account_ids, workspace))
+        contact_ids = _ids(conn, schema.contacts, ws)
+        added["events"] = insert_batches(conn, schema.events, _events(rng, ws, counts.events, contact_ids))
+        n_responses = counts.survey_responses if counts.survey_responses is not None else counts.contacts // 10
+        added["survey_responses"] = insert_batches(conn, schema.survey_responses, _responses(rng, ws, n_responses, contact_ids))
+        added.update(_lists_and_segments(conn, rng, ws, contact_ids))
+        added.update(_products(conn, rng, ws, counts.products))
+    return added
+
+
+def _ids(conn: Connection, table, ws: int) -> np.ndarray:
+    rows = conn.execute(select(table.c.id).where(table.c.workspace_id == ws).order_by(table.c.id)).scalars().all()
+    return np.array(rows, dtype=np.int64)
+
+
+def _chunks(total: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, total, CHUNK):
+        yield start, min(total, start + CHUNK)
+
+
+def _times(rng: np.random.Generator, n: int, days: int) -> pa.Array:
+    """Timestamps spread over the ``days`` before the anchor, to the second."""
+    offsets = rng.integers(0, days * 86_400, n)
+    anchor = np.datetime64(ANCHOR, "s")
+    return pa.array((anchor - offsets.astype("timedelta64[s]")).astype("datetime64[us]"), pa.timestamp("us"))
+
+
+def _accounts(rng, ws: int, n: int, workspace: str) -> Iterator[pa.Table]:
+    for start, stop in _chunks(n):
+        idx = np.arange(start, stop)
+        k = len(idx)
+        names = np.char.add(np.char.add(rng.choice(LAST, k).astype(str), " "), np.char.add(rng.choice(["Labs", "GmbH", "Inc", "Studio", "Partners"], k), np.char.add(" ", idx.astype(str))))
+        yield pa.table({
+            "workspace_id": pa.array(np.full(k, ws)),
+            "external_id": pa.array(np.char.add(f"{workspace}-acc-", idx.astype(str))),
+            "name": pa.array(names),
+            "domain": pa.array(np.char.add(np.char.add("https://acct", idx.astype(str)), ".example.com")),
+            "industry": pa.array(rng.choice(INDUSTRIES, k)),
+            "employees": pa.array(rng.integers(1, 5_000, k)),
+            "created_at": _times(rng, k, 1_000),
+            "updated_at": _times(rng, k, 100),
+        })
+
+
+def _contacts(rng, ws: int, n: int, account_ids: np.ndarray, workspace: str) -> Iterator[pa.Table]:
+    for start, stop in _chunks(n):
+        idx = np.arange(start, stop).astype(str)
+        k = len(idx)
+        first = rng.choice(FIRST, k)
+        last = rng.choice(LAST, k)
+        local = np.char.lower(np.char.add(np.char.add(first, "."), last))
+        emails = np.char.add(np.char.add(np.char.add(local, idx), "@"), rng.choice(DOMAINS, k))
+        city = CITIES[rng.integers(0, len(CITIES), k)]
+        digits = rng.integers(1_000_000, 9_999_999, k).astype(str)
+        has_work = rng.random(k) < 0.3
+        created = _times(rng, k, 730)
+        yield pa.table({
+            "workspace_id": pa.array(np.full(k, ws)),
+            "external_id": pa.array(np.char.add(f"{workspace}-c-", idx)),
+            "email": pa.array(emails),
+            "first_name": pa.array(first),
+            "last_name": pa.array(last),
+            "full_name": pa.array(np.char.add(np.char.add(first, " "), last)),
+            "phone_mobile": pa.array(np.char.add("+1555", digits)),
+            "phone_work": pa.array(np.where(has_work, np.char.add("+1444", digits), None)),
+            "company_id": pa.array(np.where(rng.random(k) < 0.8, rng.choice(account_ids, k), None) if len(account_ids) else [None] * k, pa.int64()),
+            "job_title": pa.array(rng.choice(TITLES, k), pa.string()),
+            "address_street": pa.array(np.char.add(np.char.add(rng.integers(1, 300, k).astype(str), " "), rng.choice(STREETS, k))),
+            "address_city": pa.array(city[:, 0]),
+            "address_state": pa.array(city[:, 1]),
+            "address_zip": pa.array(city[:, 2]),
+            "address_country": pa.array(city[:, 3]),
+            "lifecycle_stage": pa.array(rng.choice(STAGES, k, p=[0.3, 0.3, 0.1, 0.25, 0.05])),
+            "email_consent": pa.array(rng.random(k) < 0.7),
+            "sms_consent": pa.array(rng.random(k) < 0.3),
+            "tags": pa.array(rng.choice(TAGS, k)),
+            "notes": pa.array(np.where(rng.random(k) < 0.05, "Met at the Berlin meetup", None), pa.string()),
+            "source": pa.array(rng.choice(SOURCES, k)),
+            "owner": pa.array(rng.choice(OWNERS, k)),
+            "ip_address": pa.array(np.char.add("203.0.113.", rng.integers(1, 255, k).astype(str))),
+            "timezone": pa.array(TIMEZONES[rng.integers(0, len(TIMEZONES), k)]),
+            "latitude": pa.array(np.round(rng.uniform(-60, 70, k), 5)),
+            "longitude": pa.array(np.round(rng.uniform(-180, 180, k), 5)),
+            "lifetime_value": pa.array(np.round(rng.gamma(2.0, 150.0, k), 2)),
+            "orders_count": pa.array(rng.poisson(3, k)),
+            "created_at": created,
+            "updated_at": created,
+        })
+
+
+def _events(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]:
+    for start, stop in _chunks(n):
+        k = stop - start
+        types = rng.choice(EVENT_TYPES, k, p=[0.45, 0.2, 0.1, 0.1, 0.05, 0.1])
+        amounts = np.round(rng.gamma(2.0, 30.0, k), 2)
+        paths = rng.choice(PATHS, k)
+        props = [
+            f'{{"amount": {a}, "currency": "EUR"}}' if t == "purchase" else f'{{"path": "{p}"}}'
+            for t, a, p in zip(types, amounts, paths)
+        ]
+        yield pa.table({
+            "workspace_id": pa.array(np.full(k, ws)),
+            "external_id": pa.array(np.char.add(f"{ws}-e-", np.arange(start, stop).astype(str))),
+            "type": pa.array(types),
+            "occurred_at": _times(rng, k, 90),
+            "contact_id": pa.array(rng.choice(contact_ids, k) if len(contact_ids) else [None] * k, pa.int64()),
+            "properties": pa.array(props),
+        })
+
+
+def _responses(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]:
+    for start, stop in _chunks(n):
+        k = stop - start
+        which = rng.integers(0, len(SURVEYS), k)
+        yield pa.table({
+            "workspace_id": pa.array(np.full(k, ws)),
+            "external_id": pa.array(np.char.add(f"{ws}-r-", np.arange(start, stop).astype(str))),
+            "survey": pa.array([SURVEYS[w][0] for w in which]),
+            "question": pa.array([SURVEYS[w][1] for w in which]),
+            "answer": pa.array([SURVEYS[w][2][rng.integers(0, len(SURVEYS[w][2]))] for w in which]),
+            "contact_id": pa.array(rng.choice(contact_ids, k) if len(contact_ids) else [None] * k, pa.int64()),
+            "submitted_at": _times(rng, k, 180),
+        })
+
+
+def _lists_and_segments(conn: Connection, rng, ws: int, contact_ids: np.ndarray) -> dict[str, int]:
+    existing = conn.execute(select(func.count()).select_from(schema.lists).where(schema.lists.c.workspace_id == ws)).scalar_one()
+    if existing:
+        return {}
+    specs = [("newsletter", "Newsletter", 0.5), ("vip", "VIP customers", 0.05), ("beta", "Beta testers", 0.1)]
+    list_ids = conn.execute(
+        schema.lists.insert().returning(schema.lists.c.id),
+        [{"workspace_id": ws, "key": key, "name": name} for key, name, _ in specs],
+    ).scalars().all()
+    members = 0
+    for list_id, (_, _, share) in zip(list_ids, specs):
+        chosen = contact_ids[rng.random(len(contact_ids)) < share]
+        members += insert_batches(conn, schema.list_memberships, [pa.table({
+            "workspace_id": pa.array(np.full(len(chosen), ws)),
+            "list_id": pa.array(np.full(len(chosen), list_id)),
+            "contact_id": pa.array(chosen),
+        })])
+    conn.execute(schema.segments.insert(), [
+        {"workspace_id": ws, "key": "customers", "name": "Customers",
+         "rule": [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}]},
+        {"workspace_id": ws, "key": "high-value", "name": "High value",
+         "rule": [{"field": "lifetime_value", "op": "gte", "value": 500}]},
+    ])
+    return {"lists": len(list_ids), "list_memberships": members, "segments": 2}
+
+
+def _products(conn: Connection, rng, ws: int, n: int) -> dict[str, int]:
+    if n <= 0:
+        return {}
+    catalog_ids = conn.execute(schema.catalogs.insert().returning(schema.catalogs.c.id), [
+        {"workspace_id": ws, "key": "main", "name": "Main catalog"},
+        {"workspace_id": ws, "key": "outlet", "name": "Outlet"},
+    ]).scalars().all()
+    schema_ids = conn.execute(schema.schemas.insert().returning(schema.schemas.c.id), [
+        {"workspace_id": ws, "key": "apparel", "name": "Apparel", "attributes": ["size", "colour"]},
+        {"workspace_id": ws, "key": "gear", "name": "Gear", "attributes": ["weight"]},
+    ]).scalars().all()
+    kinds = ["Jacket", "Backpack", "T-shirt", "Tent", "Bottle"]
+    rows = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        rows.append({
+            "workspace_id": ws, "sku": f"SKU-{i:05d}", "name": f"{kind} {i}", "description": f"A fine {kind.lower()}.",
+            "catalog_id": catalog_ids[i % 5 == 4], "schema_id": schema_ids[kind in ("Tent", "Bottle", "Backpack")],
+            "price": float(np.round(rng.uniform(5, 400), 2)), "currency": "EUR", "active": bool(i % 7),
+            "attributes": {"colour": ["red", "blue", "green"][i % 3]}, "created_at": ANCHOR, "updated_at": ANCHOR,
+        })
+    product_ids = conn.execute(schema.products.insert().returning(schema.products.c.id), rows).scalars().all()
+    variants, localized = [], []
+    for pid, row in zip(product_ids, rows):
+        for size in ["S", "M", "L"][: int(rng.integers(0, 4))]:
+            variants.append({"workspace_id": ws, "sku": f"{row['sku']}-{size}", "product_id": pid,
+                             "name": f"{row['name']} / {size}", "price": row["price"], "stock": int(rng.integers(0, 100))})
+        for lang, (name_t, desc_t) in LANGUAGES.items():
+            localized.append({"workspace_id": ws, "resource": "products", "record_id": pid, "field": "name",
+                              "dimension": "language", "dimension_value": lang, "value": name_t.format(row["name"])})
+            localized.append({"workspace_id": ws, "resource": "products", "record_id": pid, "field": "description",
+                              "dimension": "language", "dimension_value": lang, "value": desc_t.format(row["name"].lower())})
+    if variants:
+        conn.execute(schema.variants.insert(), variants)
+    conn.execute(schema.localized_values.insert(), localized)
+    return {"catalogs": 2, "schemas": 2, "products": n, "variants": len(variants), "localized_values": len(localized)}
+
+
