@@ -19,7 +19,7 @@ class FerryError(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
-        super().__init__(message if not hint else f"{message} {hint}")
+        super().__init__(message if not hint else f"{message}\n{hint}" if "\n" in message else f"{message} {hint}")
 
     def __reduce__(self):  # keep subclasses picklable with their own signature
         return (_rebuild, (type(self), self.__dict__))

@@ -1,0 +1,321 @@
+"""The export flow's parameters: one pydantic model, validated up front.
+
+Type errors come from pydantic (all at once); everything that needs the
+resource catalog is checked by :func:`ExportRequest.check_against_catalog`,
+which also lists every problem at once. Nothing is read or written before both
+pass. :func:`output_columns` turns a valid request into the exact columns the
+export will have, in order, which every later stage reads.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ferry.catalog import Column, FieldType, Resource, get_resource
+from ferry.errors import ParameterError, Problem, UnknownResourceError
+
+Format = Literal["csv", "tsv", "json", "jsonl", "xml", "parquet", "xlsx", "pdf"]
+FilterOp = Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "starts_with", "is_null", "not_null"]
+
+FILENAME_PLACEHOLDERS = ("date", "resource", "workspace", "run_id", "format")
+DEFAULT_FILENAME = "{resource}-{workspace}-{date}-{run_id}.{format}"
+MOMENT_FORMATS = ("iso", "L", "LL", "LLL")
+TEXT_FORMATS = ("csv", "tsv")
+FORMULA_FORMATS = ("csv", "tsv", "xlsx")
+CONTACT_LINKED = ("contacts", "events", "survey_responses")
+VARIANT_COLUMNS = ("sku", "name", "price", "stock")
+
+
+class FieldFilter(BaseModel):
+    """``field op value``, e.g. ``lifecycle_stage eq customer``. Segment rules use the same shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="A column key of the resource, e.g. `lifecycle_stage` or `address.city`.")
+    op: FilterOp = Field(default="eq", description="Comparison operator.")
+    value: Any = Field(default=None, description="Value to compare with; a list for `in` / `not_in`.")
+
+
+class SortSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(description="Column key to sort by.")
+    direction: Literal["asc", "desc"] = Field(default="asc", description="Sort direction.")
+
+
+class ExportRequest(BaseModel):
+    """Everything one export needs. JSON names are the contract; keep them stable."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    workspace: str = Field(min_length=1, description="Workspace whose data is exported; nothing crosses workspaces.")
+    resource: str = Field(description="Resource slug or alias, e.g. `contacts` (or `profiles`), `events`, `analytics`.")
+    format: Format = Field(default="csv", description="Output file format.")
+    fields: list[str] | None = Field(
+        default=None,
+        description="Columns to export, in this order: field slugs (`phone`), column keys (`phone.mobile`) "
+        "or JSON keys (`properties.amount`). Default: every column of the resource.",
+    )
+    date_from: datetime | date | None = Field(default=None, alias="from", description="Start of the window on the resource's time column (inclusive).")
+    date_to: datetime | date | None = Field(default=None, alias="to", description="End of the window (a date includes that whole day).")
+    segment: str | None = Field(default=None, description="Audience key of a saved segment; only its contacts are exported.")
+    lists: list[str] = Field(default_factory=list, description="List keys; adds one 1/0 membership column per list (contacts).")
+    activity_types: list[str] = Field(default_factory=list, description="Event types to keep (events, analytics).")
+    catalog: str | None = Field(default=None, description="Catalog key (products).")
+    product_schema: str | None = Field(default=None, alias="schema", description="Schema key (products).")
+    include_variants: bool = Field(default=False, description="One row per product variant, with `variant.*` columns (products).")
+    dimension_scope: dict[str, str] = Field(default_factory=dict, description='Localized values to use, e.g. {"language": "en"} (products).')
+    filters: list[FieldFilter] = Field(default_factory=list, description="Simple field filters, all of which must hold.")
+    sort: SortSpec | None = Field(default=None, description="Sort order, e.g. `created_at:desc`.")
+    limit: int | None = Field(default=None, gt=0, description="At most this many rows.")
+    gzip: bool = Field(default=False, description="Compress the file with gzip (adds `.gz`).")
+    delimiter: Literal[",", ";", "\t", "|"] = Field(default=",", description="CSV delimiter.")
+    header: bool = Field(default=True, description="Write a header row (CSV/TSV).")
+    date_format: str = Field(default="iso", description="`iso`, moment.js `L`, `LL`, `LLL`, or a strftime pattern such as `%d.%m.%Y`.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Custom header names: column key -> label.")
+    neutralize_formulas: bool = Field(default=True, description="Prefix spreadsheet formula triggers with `'` in CSV/TSV/XLSX.")
+    on_invalid: Literal["fail", "warn"] = Field(default="fail", description="What to do when the store holds rows that break the catalog.")
+    destination: str | None = Field(default=None, description="A folder path, or a block reference `local-directory/NAME`. Default: managed exports folder.")
+    filename: str = Field(default=DEFAULT_FILENAME, description="File name template; placeholders: {date} {resource} {workspace} {run_id} {format}.")
+    title: str | None = Field(default=None, description="Title of a PDF export.")
+    description: str | None = Field(default=None, description="Description printed under a PDF export's title.")
+    actor: str = Field(default="ferry", description="Who asked for the export (audit log).")
+
+    @field_validator("sort", mode="before")
+    @classmethod
+    def _parse_sort(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            name, _, direction = value.partition(":")
+            return {"field": name.strip(), "direction": (direction or "asc").strip().lower()}
+        return value
+
+    @field_validator("fields", "lists", "activity_types", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    def validated(self) -> ExportRequest:
+        """Return self, or raise one ParameterError listing every catalog problem."""
+        problems = self.catalog_problems()
+        if problems:
+            raise ParameterError(problems)
+        return self
+
+    # --- derived values -------------------------------------------------
+
+    @property
+    def resource_def(self) -> Resource:
+        return get_resource(self.resource)
+
+    def window(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+        """The effective [start, end) window, naive UTC. Resources with a maximum span get a default window."""
+        start = _as_start(self.date_from)
+        end = _as_end(self.date_to)
+        span = self.resource_def.max_span_days
+        if span and (start is None or end is None):
+            if end is None:
+                end = (start + timedelta(days=span)) if start else _naive_utc(now or datetime.now(UTC))
+            if start is None:
+                start = end - timedelta(days=span)
+        return start, end
+
+    def extension(self) -> str:
+        return self.format + (".gz" if self.gzip else "")
+
+    # --- validation against the catalog --------------------------------
+
+    def catalog_problems(self) -> list[Problem]:
+        try:
+            resource = self.resource_def
+        except UnknownResourceError as exc:
+            return [Problem("resource", self.resource, exc.message + " " + (exc.hint or ""))]
+        problems: list[Problem] = []
+        problems += self._window_problems(resource)
+        problems += self._scope_problems(resource)
+        columns: list[OutputColumn] = []
+        try:
+            columns = output_columns(self)
+        except ParameterError as exc:
+            problems += exc.problems
+        keys = {c.key for c in columns} | {c.key for c in selectable_columns(self, resource)}
+        for i, flt in enumerate(self.filters):
+            if flt.field not in keys:
+                problems.append(Problem(f"filters[{i}].field", flt.field, f"not a column of {resource.slug}"))
+            elif flt.op in ("in", "not_in") and not isinstance(flt.value, list):
+                problems.append(Problem(f"filters[{i}].value", flt.value, f"`{flt.op}` needs a list of values"))
+            elif flt.op not in ("is_null", "not_null") and flt.value is None:
+                problems.append(Problem(f"filters[{i}].value", flt.value, f"`{flt.op}` needs a value"))
+        if self.sort and self.sort.field not in keys:
+            problems.append(Problem("sort.field", self.sort.field, f"not a column of {resource.slug}"))
+        output_keys = {c.key for c in columns}
+        for key, label in self.labels.items():
+            if columns and key not in output_keys:
+                problems.append(Problem(f"labels.{key}", label, "labels a column that is not exported"))
+            if not str(label).strip():
+                problems.append(Problem(f"labels.{key}", label, "a label cannot be blank"))
+        problems += _date_format_problems(self.date_format)
+        problems += filename_problems(self.filename)
+        if self.format == "tsv" and self.delimiter not in (",", "\t"):
+            problems.append(Problem("delimiter", self.delimiter, "TSV is always tab-delimited; use format=csv for other delimiters"))
+        if self.format not in TEXT_FORMATS and not self.header:
+            problems.append(Problem("header", self.header, "only CSV/TSV can omit the header"))
+        return problems
+
+    def _window_problems(self, resource: Resource) -> list[Problem]:
+        if self.date_from is None and self.date_to is None:
+            return []
+        if not resource.time_column:
+            return [Problem("from", self.date_from, f"{resource.slug} has no time column to filter on")]
+        start, end = _as_start(self.date_from), _as_end(self.date_to)
+        if start and end and start >= end:
+            return [Problem("from", self.date_from, f"must be before to={self.date_to}")]
+        span = resource.max_span_days
+        if span and start and end and (end - start) > timedelta(days=span):
+            days = (end - start).total_seconds() / 86_400
+            return [Problem("to", self.date_to, f"the window is {days:g} days; {resource.slug} exports span at most {span} days. Split the export into smaller windows")]
+        return []
+
+    def _scope_problems(self, resource: Resource) -> list[Problem]:
+        problems = []
+        if self.segment and resource.slug not in CONTACT_LINKED:
+            problems.append(Problem("segment", self.segment, f"segments apply to {', '.join(CONTACT_LINKED)}, not {resource.slug}"))
+        if self.lists and resource.slug != "contacts":
+            problems.append(Problem("lists", self.lists, "list membership columns apply to contacts only"))
+        if self.activity_types and resource.slug not in ("events", "analytics"):
+            problems.append(Problem("activity_types", self.activity_types, "activity types apply to events and analytics only"))
+        for name, value in (("catalog", self.catalog), ("schema", self.product_schema), ("include_variants", self.include_variants or None), ("dimension_scope", self.dimension_scope or None)):
+            if value is not None and resource.slug != "products":
+                problems.append(Problem(name, value, "applies to products only"))
+        return problems
+
+
+def _date_format_problems(pattern: str) -> list[Problem]:
+    if pattern in MOMENT_FORMATS or "%" in pattern:
+        return []
+    return [Problem("date_format", pattern, "use iso, L, LL, LLL or a strftime pattern containing %")]
+
+
+def filename_problems(template: str) -> list[Problem]:
+    """Unknown placeholders and names that could leave their folder, found before any data moves."""
+    problems = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return [Problem("filename", template, f"not a valid template: {exc}")]
+    for literal, name, spec, conversion in parsed:
+        if name is not None and name not in FILENAME_PLACEHOLDERS:
+            problems.append(Problem("filename", template, f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)}"))
+        elif spec or conversion:
+            problems.append(Problem("filename", template, f"placeholder {{{name}}} takes no format spec or conversion"))
+    literal_text = "".join(part[0] for part in parsed)
+    if template.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", template):
+        problems.append(Problem("filename", template, "must be relative to the destination folder"))
+    if any(seg in ("..", ".") for seg in re.split(r"[/\\]", literal_text)) or ".." in re.split(r"[/\\]", template):
+        problems.append(Problem("filename", template, "may not contain '..' or '.' path segments"))
+    if not template.strip() or template.endswith(("/", "\\")):
+        problems.append(Problem("filename", template, "must name a file"))
+    return problems
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _as_start(value: datetime | date | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _naive_utc(value)
+    return datetime.combine(value, time.min)
+
+
+def _as_end(value: datetime | date | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return _naive_utc(value)
+    return datetime.combine(value + timedelta(days=1), time.min)
+
+
+# --- the export's columns -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of the export: its key, header label and catalog type."""
+
+    key: str
+    label: str
+    type: FieldType
+    json_path: tuple[str, str] | None = None  # (json column key, key inside it)
+    list_key: str | None = None  # list membership column
+    source: Column | None = None
+
+
+def selectable_columns(request: ExportRequest, resource: Resource) -> list[OutputColumn]:
+    columns = [OutputColumn(c.key, c.label, c.type, source=c) for c in resource.columns()]
+    if request.include_variants and resource.slug == "products":
+        from ferry.catalog import VARIANTS
+
+        for key in VARIANT_COLUMNS:
+            col = VARIANTS.column(key)
+            columns.append(OutputColumn(f"variant.{key}", f"Variant {col.label.lower()}", col.type, source=col))
+    return columns
+
+
+def output_columns(request: ExportRequest) -> list[OutputColumn]:
+    """The export's columns in order, with labels applied; raises ParameterError for unknown fields."""
+    resource = request.resource_def
+    selectable = selectable_columns(request, resource)
+    by_key = {c.key: c for c in selectable}
+    json_fields = {c.key for c in selectable if c.type is FieldType.JSON}
+    wanted = request.fields if request.fields else [c.key for c in selectable]
+    chosen: list[OutputColumn] = []
+    problems: list[Problem] = []
+    for i, name in enumerate(wanted):
+        if name in by_key:
+            chosen.append(by_key[name])
+        elif resource.has_field(name):  # a multi-part field: all its columns
+            chosen += [by_key[c.key] for c in resource.get_field(name).columns()]
+        elif name.partition(".")[0] in json_fields and name.partition(".")[2]:
+            parent, _, inner = name.partition(".")
+            if not re.fullmatch(r"[A-Za-z0-9_\-]+", inner):
+                problems.append(Problem(f"fields[{i}]", name, "JSON keys may use letters, digits, _ and - only"))
+            else:
+                chosen.append(OutputColumn(name, f"{by_key[parent].label} {inner}", FieldType.TEXT, json_path=(parent, inner)))
+        else:
+            sample = ", ".join(list(by_key)[:12])
+            problems.append(Problem(f"fields[{i}]", name, f"not a field of {resource.slug}; known: {sample}, ..."))
+    for list_key in request.lists:
+        chosen.append(OutputColumn(f"list.{list_key}", f"List: {list_key}", FieldType.INTEGER, list_key=list_key))
+    seen: set[str] = set()
+    for col in chosen:
+        if col.key in seen:
+            problems.append(Problem("fields", col.key, "column selected twice"))
+        seen.add(col.key)
+    if problems:
+        raise ParameterError(problems)
+    return [
+        OutputColumn(c.key, request.labels.get(c.key, c.key), c.type, c.json_path, c.list_key, c.source)
+        for c in chosen
+    ]
+
+
+def parse_request(data: dict[str, Any] | ExportRequest) -> ExportRequest:
+    """Validate raw parameters: every type problem, then every catalog problem, as one ParameterError."""
+    if not isinstance(data, ExportRequest):
+        try:
+            data = ExportRequest.model_validate(data)
+        except ValidationError as exc:
+            raise ParameterError(
+                [Problem(".".join(str(p) for p in e["loc"]) or "request", e.get("input"), e["msg"]) for e in exc.errors()]
+            ) from None
+    return data.validated()
