@@ -1,0 +1,56 @@
+"""A folder on this machine (or a mounted share) as an export destination."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import Field
+
+from blocks.destination import Delivery, Destination, HashingReader, clean_key
+from ferry.errors import DestinationError
+
+CHUNK = 1 << 20
+
+
+class LocalDirectory(Destination):
+    """Writes export files into a folder; the file appears only once complete."""
+
+    _block_type_name = "Local Directory"
+    _block_type_slug = "local-directory"
+    _description = "A folder on the machine that runs the flow (or a mounted share)."
+
+    path: str = Field(title="Folder", description="Folder that receives the files; created if missing.")
+
+    def describe(self) -> str:
+        return f"local folder {self.path}"
+
+    def target(self, key: str) -> Path:
+        base = Path(self.path).expanduser().resolve()
+        target = (base / clean_key(key)).resolve()
+        if not target.is_relative_to(base):
+            raise DestinationError(f"Refusing file name {key!r}: it resolves outside {base}.", "Check the filename template and symlinks in the folder.")
+        return target
+
+    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+        target = self.target(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"Cannot create folder {target.parent}: {exc.strerror}.", "Check the path and its permissions.") from exc
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        reader = HashingReader(source)
+        try:
+            with open(partial, "wb") as out:
+                shutil.copyfileobj(reader, out, CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, target)  # atomic: readers see the old file or the whole new one
+        except OSError as exc:
+            raise DestinationError(f"Writing {target} failed: {exc.strerror or exc}.", "Check free space and permissions.") from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        return Delivery(location=str(target), bytes=reader.bytes, sha256=reader.sha256.hexdigest())

@@ -1,0 +1,79 @@
+"""The export flow: extract -> validate -> transform -> serialize -> deliver -> ledger.
+
+Stages hand each other spool-file paths (never data), so memory stays flat
+and Prefect keeps only small results. The flow's return value is the run
+record; a failed run returns a Failed state that carries the record with its
+error, so the run history shows both.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from blocks.registry import resolve_destination
+from ferry.errors import FerryError
+from ferry.params import ExportRequest
+from ferry.records import ExportRecord
+from ferry.settings import get_settings
+from tasks.deliver import deliver, render_filename
+from tasks.extract import extract
+from tasks.ledger import ledger
+from tasks.serialize import serialize
+from tasks.transform import transform
+from tasks.validate import validate
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run_id() -> str:
+    return str(flow_run.get_id() or uuid.uuid4())
+
+
+@flow(name="export-data", persist_result=True, validate_parameters=True)
+def export_data(request: ExportRequest):
+    """Export one resource of one workspace as a file at a destination."""
+    logger = get_run_logger()
+    started = _now()
+    run_id = _run_id()
+    settings = get_settings()
+    spool_dir = settings.spool_dir / run_id
+    record = ExportRecord(run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace,
+                          format=request.format, started_at=started)
+    preview: Path | None = None
+    try:
+        request = request.validated()
+        record.resource = request.resource_def.slug
+        destination = resolve_destination(request.destination, settings.exports_dir)
+        key = render_filename(request, run_id, started)  # bad templates fail before any data moves
+        logger.info("Exporting %s of workspace %s as %s to %s", record.resource, request.workspace, key, destination.describe())
+
+        extracted = extract(request, spool_dir)
+        report = validate(extracted.spool, extracted.columns, request.resource_def, request.on_invalid)
+        preview = transform(extracted.spool, request, extracted.columns)
+        file = serialize(preview, request)
+        delivery = deliver(file.path, destination, key)
+
+        record = record.model_copy(update={
+            "status": "success", "record_count": file.rows, "file_size": delivery.bytes,
+            "destination_path": delivery.location, "url": delivery.url, "sha256": delivery.sha256,
+            "completed_at": _now(), "validation_failures": report.summary(),
+        })
+        ledger(record, request, preview)
+        logger.info("Exported %d rows (%d bytes) to %s", record.record_count, record.file_size, record.destination_path)
+        return record
+    except FerryError as exc:
+        record = record.model_copy(update={"status": "failed", "error": str(exc), "completed_at": _now()})
+        logger.error("Export failed: %s", exc)
+        ledger(record, request, None)
+        return Failed(message=str(exc), data=record)
+    finally:
+        shutil.rmtree(spool_dir, ignore_errors=True)

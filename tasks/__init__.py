@@ -1,0 +1,1 @@
+"""The stages of Ferry's pipelines, one module per stage name."""
