@@ -1,0 +1,32 @@
+# Ferry's two commands: `make demo` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+
+.PHONY: install demo test test-services bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/ferry demo
+
+# Real servers the tests talk to (PostgreSQL, ...): installed and started when missing.
+test-services:
+	bash .ci/services.sh
+
+test: install test-services
+	$(BIN)/pytest -n 2 --dist loadfile
+
+bench: install test-services
+	$(BIN)/python bench/export_bench.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,116 @@
+"""Shared fixtures: real stores (SQLite and PostgreSQL), seeded workspaces, a Prefect server.
+
+PostgreSQL is not optional: when it cannot be reached the tests that need it
+error with the reason (``make test`` installs and starts it first).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
+SMALL = dict(contacts=400, events=3_000, products=12)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server(tmp_path_factory) -> Iterator[None]:
+    """One temporary Prefect server (and database) for the whole session."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ferry-data")
+    os.environ["FERRY_DATA_DIR"] = str(path)
+    return path
+
+
+@dataclass
+class Store:
+    """A migrated store and how to reach it."""
+
+    kind: str
+    url: str
+    engine: sa.Engine
+
+    def activate(self) -> None:
+        """Make this the store that flows and the CLI use (FERRY_DATABASE_URL)."""
+        from ferry.settings import reload_settings
+
+        os.environ["FERRY_DATABASE_URL"] = self.url
+        reload_settings()
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test process, dropped at the end."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"ferry_test_{_worker()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc}); run `make test-services`.")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    yield url
+    from ferry.store.engine import _cached_engine
+
+    _cached_engine.cache_clear()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _make_store(kind: str, tmp_path_factory, pg_url_factory) -> Store:
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'ferry.db'}"
+    else:
+        url = pg_url_factory()
+    engine = get_engine(url)
+    upgrade(engine)
+    return Store(kind, url, engine)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def seeded_store(request, tmp_path_factory) -> Store:
+    """A store on each backend with two seeded workspaces, acme and globex. Read-only for tests."""
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    store = _make_store(request.param, tmp_path_factory, lambda: request.getfixturevalue("pg_url"))
+    seed_workspace(store.engine, "acme", SeedCounts(**SMALL), seed=1)
+    seed_workspace(store.engine, "globex", SeedCounts(**SMALL), seed=2)
+    return store
+
+
+@pytest.fixture
+def store(seeded_store: Store) -> Store:
+    """The seeded store of the current backend, made active for flows and the CLI."""
+    seeded_store.activate()
+    return seeded_store
+
+
+@pytest.fixture
+def empty_store(request, tmp_path_factory) -> Store:
+    """A fresh, empty SQLite store (function-scoped) for tests that write."""
+    store = _make_store("sqlite", tmp_path_factory, None)
+    store.activate()
+    return store
