@@ -139,6 +139,21 @@ localized_values = Table(
     UniqueConstraint("workspace_id", "resource", "record_id", "field", "dimension", "dimension_value"),
 )
 
+# Column mappings a user accepted on import, proposed first the next time the same
+# set of source columns is imported into the same resource of the workspace (migration 0002).
+import_mappings = Table(
+    "import_mappings",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("resource", String(64), nullable=False),
+    Column("columns_key", String(64), nullable=False),  # sha256 of the sorted source-column names
+    Column("source_columns", Json, nullable=False),
+    Column("mapping", Json, nullable=False),
+    Column("updated_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    UniqueConstraint("workspace_id", "resource", "columns_key"),
+)
+
 
 def table_for(resource: Resource) -> Table:
     return tables[resource.slug]
