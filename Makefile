@@ -15,6 +15,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Node-based test servers (Azurite) from package.json into ./node_modules; Node itself from Debian when missing.
+node_modules/.installed: package.json package-lock.json
+	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: install
 	$(BIN)/ferry demo
 
@@ -22,7 +28,7 @@ demo: install
 test-services:
 	bash .ci/services.sh
 
-test: install test-services
+test: install node_modules/.installed test-services
 	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: install test-services
