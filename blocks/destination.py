@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from pathlib import PurePosixPath
-from typing import BinaryIO
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, ClassVar
 
 from prefect.blocks.core import Block
 from pydantic import BaseModel, Field
@@ -33,8 +33,25 @@ class Destination(Block):
 
     _block_type_name = "Ferry Destination"
 
+    # URI schemes this block reads as an import source (``sftp`` -> ``sftp://NAME/key``);
+    # blocks.sources maps a scheme to every registered block that lists it.
+    uri_schemes: ClassVar[tuple[str, ...]] = ()
+
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
         raise NotImplementedError
+
+    def download(self, key: str, target: Path) -> Path:
+        """Copy the file at ``key`` to the local path ``target`` (complete, or not at all)."""
+        raise DestinationError(f"{self.describe()} cannot be read as an import source.", "Use a block that supports reading files.")
+
+    def matches_uri(self, netloc: str) -> bool:
+        """True when ``scheme://NETLOC/...`` points at what this block reaches (e.g. its host or bucket)."""
+        return False
+
+    def block_label(self) -> str:
+        """``slug 'NAME'`` for messages that must say which block to check."""
+        name = getattr(self, "_block_document_name", None)
+        return f"{self.get_block_type_slug()} block {name!r}" if name else f"unsaved {self.get_block_type_slug()} block"
 
     def describe(self) -> str:
         """Where this destination points, without secrets (for logs and summaries)."""
