@@ -83,3 +83,17 @@ class TransientDestinationError(DestinationError):
     """A delivery failed in a way that retrying may fix (timeouts, resets, 5xx)."""
 
     transient = True
+
+
+class SourceError(FerryError):
+    """An import source (a URL or a file behind a block) cannot be read, or is refused."""
+
+
+class TransientSourceError(SourceError):
+    """Reading a source failed in a way that retrying may fix (timeouts, resets, 5xx)."""
+
+    transient = True
+
+
+class NotificationError(FerryError):
+    """A completion/failure notice (e-mail, webhook) could not be sent."""
