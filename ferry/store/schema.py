@@ -157,3 +157,45 @@ import_mappings = Table(
 
 def table_for(resource: Resource) -> Table:
     return tables[resource.slug]
+
+
+# --- import ledger (migration 0003) ---------------------------------------------------
+# What each import changed, written in the import's own transaction so a crash leaves
+# neither data nor ledger: the run, the ids it created, and before/after images of the
+# records it updated (one typed shadow table per importable resource, so a rollback
+# restores exact values without a JSON round trip).
+
+import_runs = Table(
+    "import_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("resource", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # committed | rolled_back
+    Column("stamp", DateTime, nullable=False),  # created_at/updated_at the import wrote
+    Column("actor", Text, nullable=False),
+    Column("created_rows", BigInteger, nullable=False, server_default="0"),
+    Column("updated_rows", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("rolled_back_at", DateTime),
+    Column("rolled_back_by", Text),
+)
+
+import_created = Table(
+    "import_created",
+    metadata,
+    Column("run_id", String(64), ForeignKey("import_runs.run_id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("resource", String(64), nullable=False),
+    Column("record_id", BigInteger, nullable=False),
+)
+
+
+def _images_table(table: Table) -> Table:
+    columns = [Column("run_id", String(64), nullable=False), Column("image", String(8), nullable=False)]
+    columns += [Column(c.name, c.type, nullable=True) for c in table.columns]
+    return Table(f"import_images_{table.name}", metadata, *columns, Index(f"ix_import_images_{table.name}_run", "run_id", "id"))
+
+
+import_images: dict[str, Table] = {
+    r.slug: _images_table(tables[r.slug]) for r in _STORED if r.importable and r.has_field("id")
+}
