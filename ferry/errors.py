@@ -71,6 +71,10 @@ class DataValidationError(FerryError):
     """Data read from the store (or a file) breaks the resource catalog's rules."""
 
 
+class SourceFileError(FerryError):
+    """An import file cannot be read as data: unknown format, undecodable text, an archive holding several files."""
+
+
 class SerializationError(FerryError):
     """The data cannot be written in the requested format (e.g. too many rows for PDF)."""
 
