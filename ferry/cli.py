@@ -21,8 +21,8 @@ app = typer.Typer(help="Ferry: import and export pipelines for customer data, on
 db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(exc: FerryError) -> None:
