@@ -47,7 +47,8 @@ class FerrySettings(BaseSettings):
             from prefect_sqlalchemy import SqlAlchemyConnector
 
             connector = SqlAlchemyConnector.load(self.database_block)
-            return connector.connection_info.create_url().render_as_string(hide_password=False)
+            # the block renders its URL (from a plain URL or from components) when it loads
+            return connector._rendered_url.render_as_string(hide_password=False)
         return f"sqlite:///{(self.data_dir / 'ferry.db').resolve()}"
 
 
