@@ -30,6 +30,12 @@ TEXT_FORMATS = ("csv", "tsv")
 FORMULA_FORMATS = ("csv", "tsv", "xlsx")
 CONTACT_LINKED = ("contacts", "events", "survey_responses")
 VARIANT_COLUMNS = ("sku", "name", "price", "stock")
+ANALYTICS_DIMENSIONS = ("date", "event_type")
+ANALYTICS_MEASURES = ("count", "unique_contacts")
+#: Column types that text operators (contains, starts_with) apply to.
+TEXT_LIKE = (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL, FieldType.ENUM, FieldType.JSON, FieldType.REFERENCE)
+ORDERED = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME, FieldType.TEXT, FieldType.EMAIL,
+           FieldType.PHONE, FieldType.URL, FieldType.ENUM, FieldType.REFERENCE)
 
 
 class FieldFilter(BaseModel):
@@ -95,6 +101,14 @@ class ExportRequest(BaseModel):
             return {"field": name.strip(), "direction": (direction or "asc").strip().lower()}
         return value
 
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _date_only_is_a_day(cls, value: Any) -> Any:
+        """``"2026-10-31"`` means that whole day; pydantic alone would read it as midnight and drop the day."""
+        if isinstance(value, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value):
+            return date.fromisoformat(value.strip())
+        return value
+
     @field_validator("fields", "lists", "activity_types", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
@@ -136,7 +150,8 @@ class ExportRequest(BaseModel):
         try:
             resource = self.resource_def
         except UnknownResourceError as exc:
-            return [Problem("resource", self.resource, exc.message + " " + (exc.hint or ""))]
+            # Problems that do not need the resource are still reported: every problem at once.
+            return [Problem("resource", self.resource, exc.message + " " + (exc.hint or ""))] + self._format_problems()
         problems: list[Problem] = []
         problems += self._window_problems(resource)
         problems += self._scope_problems(resource)
@@ -145,23 +160,26 @@ class ExportRequest(BaseModel):
             columns = output_columns(self)
         except ParameterError as exc:
             problems += exc.problems
-        keys = {c.key for c in columns} | {c.key for c in selectable_columns(self, resource)}
         for i, flt in enumerate(self.filters):
-            if flt.field not in keys:
-                problems.append(Problem(f"filters[{i}].field", flt.field, f"not a column of {resource.slug}"))
-            elif flt.op in ("in", "not_in") and not isinstance(flt.value, list):
-                problems.append(Problem(f"filters[{i}].value", flt.value, f"`{flt.op}` needs a list of values"))
-            elif flt.op not in ("is_null", "not_null") and flt.value is None:
-                problems.append(Problem(f"filters[{i}].value", flt.value, f"`{flt.op}` needs a value"))
-        if self.sort and self.sort.field not in keys:
+            problems += filter_problems(self, flt, f"filters[{i}]")
+        if self.sort and resolve_column(self, self.sort.field) is None:
             problems.append(Problem("sort.field", self.sort.field, f"not a column of {resource.slug}"))
+        if resource.slug == "analytics":
+            problems += self._analytics_problems(columns)
         output_keys = {c.key for c in columns}
         for key, label in self.labels.items():
             if columns and key not in output_keys:
                 problems.append(Problem(f"labels.{key}", label, "labels a column that is not exported"))
             if not str(label).strip():
                 problems.append(Problem(f"labels.{key}", label, "a label cannot be blank"))
-        problems += _date_format_problems(self.date_format)
+        headers = [c.label for c in columns]
+        for label in sorted({h for h in headers if headers.count(h) > 1}):
+            problems.append(Problem("labels", label, "two columns would get this header; give each a distinct label"))
+        return problems + self._format_problems()
+
+    def _format_problems(self) -> list[Problem]:
+        """Problems of the file's shape and name, which do not depend on the resource."""
+        problems = _date_format_problems(self.date_format)
         problems += filename_problems(self.filename)
         if self.format == "tsv" and self.delimiter not in (",", "\t"):
             problems.append(Problem("delimiter", self.delimiter, "TSV is always tab-delimited; use format=csv for other delimiters"))
@@ -180,8 +198,19 @@ class ExportRequest(BaseModel):
         span = resource.max_span_days
         if span and start and end and (end - start) > timedelta(days=span):
             days = (end - start).total_seconds() / 86_400
-            return [Problem("to", self.date_to, f"the window is {days:g} days; {resource.slug} exports span at most {span} days. Split the export into smaller windows")]
+            return [Problem("to", self.date_to, f"the window {start.isoformat()} to {end.isoformat()} (end exclusive) spans {days:g} days; "
+                            f"{resource.slug} exports span at most {span} days. Split the export into smaller windows")]
         return []
+
+    def _analytics_problems(self, columns: list[OutputColumn]) -> list[Problem]:
+        """Analytics rows are groups: one per selected dimension (date, event_type) combination."""
+        problems = []
+        if columns and not any(c.key in ANALYTICS_MEASURES for c in columns):
+            problems.append(Problem("fields", self.fields, f"analytics exports need a measure: {', '.join(ANALYTICS_MEASURES)}"))
+        selected = {c.key for c in columns}
+        if self.sort and self.sort.field in ANALYTICS_DIMENSIONS and columns and self.sort.field not in selected:
+            problems.append(Problem("sort.field", self.sort.field, "rows are grouped by the selected columns; sort by one of them"))
+        return problems
 
     def _scope_problems(self, resource: Resource) -> list[Problem]:
         problems = []
@@ -246,8 +275,6 @@ def _as_end(value: datetime | date | None) -> datetime | None:
 
 
 # --- the export's columns -------------------------------------------------
-
-
 @dataclass(frozen=True)
 class OutputColumn:
     """One column of the export: its key, header label and catalog type."""
@@ -263,12 +290,35 @@ class OutputColumn:
 def selectable_columns(request: ExportRequest, resource: Resource) -> list[OutputColumn]:
     columns = [OutputColumn(c.key, c.label, c.type, source=c) for c in resource.columns()]
     if request.include_variants and resource.slug == "products":
-        from ferry.catalog import VARIANTS
-
-        for key in VARIANT_COLUMNS:
-            col = VARIANTS.column(key)
-            columns.append(OutputColumn(f"variant.{key}", f"Variant {col.label.lower()}", col.type, source=col))
+        columns += variant_columns()
     return columns
+
+
+def variant_columns() -> list[OutputColumn]:
+    from ferry.catalog import VARIANTS
+
+    columns = []
+    for key in VARIANT_COLUMNS:
+        col = VARIANTS.column(key)
+        columns.append(OutputColumn(f"variant.{key}", f"Variant {col.label.lower()}", col.type, source=col))
+    return columns
+
+
+def _json_key_column(resource_columns: dict[str, OutputColumn], name: str) -> OutputColumn | None:
+    """``properties.amount`` -> the text at key ``amount`` of JSON column ``properties``; None if not that shape."""
+    parent, _, inner = name.partition(".")
+    holder = resource_columns.get(parent)
+    if holder is None or holder.type is not FieldType.JSON or not re.fullmatch(r"[A-Za-z0-9_\-]+", inner):
+        return None
+    return OutputColumn(name, f"{holder.label} {inner}", FieldType.TEXT, json_path=(parent, inner))
+
+
+def resolve_column(request: ExportRequest, key: str) -> OutputColumn | None:
+    """Any column a filter or the sort may name: a catalog column, a JSON key, a selected list column."""
+    resource = request.resource_def
+    by_key = {c.key: c for c in selectable_columns(request, resource)}
+    by_key.update({f"list.{k}": OutputColumn(f"list.{k}", f"List: {k}", FieldType.INTEGER, list_key=k) for k in request.lists})
+    return by_key.get(key) or _json_key_column(by_key, key)
 
 
 def output_columns(request: ExportRequest) -> list[OutputColumn]:
@@ -285,15 +335,20 @@ def output_columns(request: ExportRequest) -> list[OutputColumn]:
             chosen.append(by_key[name])
         elif resource.has_field(name):  # a multi-part field: all its columns
             chosen += [by_key[c.key] for c in resource.get_field(name).columns()]
+        elif name == "variant" and request.include_variants and resource.slug == "products":
+            chosen += variant_columns()
         elif name.partition(".")[0] in json_fields and name.partition(".")[2]:
-            parent, _, inner = name.partition(".")
-            if not re.fullmatch(r"[A-Za-z0-9_\-]+", inner):
+            column = _json_key_column(by_key, name)
+            if column is None:
                 problems.append(Problem(f"fields[{i}]", name, "JSON keys may use letters, digits, _ and - only"))
             else:
-                chosen.append(OutputColumn(name, f"{by_key[parent].label} {inner}", FieldType.TEXT, json_path=(parent, inner)))
+                chosen.append(column)
         else:
             sample = ", ".join(list(by_key)[:12])
             problems.append(Problem(f"fields[{i}]", name, f"not a field of {resource.slug}; known: {sample}, ..."))
+    if request.include_variants and resource.slug == "products" and not any(c.key.startswith("variant.") for c in chosen):
+        # One row per variant is only readable when the row says which variant it is.
+        chosen += variant_columns()
     for list_key in request.lists:
         chosen.append(OutputColumn(f"list.{list_key}", f"List: {list_key}", FieldType.INTEGER, list_key=list_key))
     seen: set[str] = set()
@@ -307,6 +362,91 @@ def output_columns(request: ExportRequest) -> list[OutputColumn]:
         OutputColumn(c.key, request.labels.get(c.key, c.key), c.type, c.json_path, c.list_key, c.source)
         for c in chosen
     ]
+
+
+# --- filters ---------------------------------------------------------------
+
+
+def is_numeric_json_filter(col: OutputColumn, flt: FieldFilter) -> bool:
+    """A JSON key compared with numbers compares numerically (``properties.amount gt 100``)."""
+    if col.json_path is None or flt.op not in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in"):
+        return False
+    values = flt.value if isinstance(flt.value, list) else [flt.value]
+    return bool(values) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
+def filter_problems(request: ExportRequest, flt: FieldFilter, where: str) -> list[Problem]:
+    """Everything wrong with one filter (or segment rule item), found before any data is read."""
+    col = resolve_column(request, flt.field)
+    if col is None:
+        return [Problem(f"{where}.field", flt.field, f"not a column of {request.resource_def.slug}")]
+    if flt.op in ("is_null", "not_null"):
+        return []
+    if flt.value is None:
+        return [Problem(f"{where}.value", flt.value, f"`{flt.op}` needs a value")]
+    if flt.op in ("in", "not_in") and not isinstance(flt.value, list):
+        return [Problem(f"{where}.value", flt.value, f"`{flt.op}` needs a list of values")]
+    if flt.op not in ("in", "not_in") and isinstance(flt.value, list | dict):
+        return [Problem(f"{where}.value", flt.value, f"`{flt.op}` compares with one value, not a list")]
+    if flt.op in ("contains", "starts_with") and col.type not in TEXT_LIKE:
+        return [Problem(f"{where}.op", flt.op, f"`{flt.op}` applies to text columns; {flt.field!r} is {col.type.value}")]
+    if flt.op in ("gt", "gte", "lt", "lte") and col.type not in ORDERED:
+        return [Problem(f"{where}.op", flt.op, f"`{flt.op}` does not apply to {col.type.value} column {flt.field!r}")]
+    try:
+        coerce_filter_value(filter_type(col, flt), flt, where)
+    except ParameterError as exc:
+        return exc.problems
+    return []
+
+
+def filter_type(col: OutputColumn, flt: FieldFilter) -> FieldType:
+    """The type a filter's value is coerced to."""
+    return FieldType.NUMBER if is_numeric_json_filter(col, flt) else col.type
+
+
+def coerce_filter_value(type_: FieldType, flt: FieldFilter, where: str) -> Any:
+    """Turn a filter's JSON value into the Python type its column compares with."""
+
+    def one(value: Any) -> Any:
+        if value is None:
+            return None
+        match type_:
+            case FieldType.INTEGER:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError("not an integer")
+                if isinstance(value, bool):
+                    raise ValueError("not an integer")
+                return int(value)
+            case FieldType.NUMBER:
+                if isinstance(value, bool):
+                    raise ValueError("not a number")
+                return float(value)
+            case FieldType.BOOLEAN:
+                if isinstance(value, bool):
+                    return value
+                lowered = str(value).strip().lower()
+                if lowered in ("true", "1", "yes", "t"):
+                    return True
+                if lowered in ("false", "0", "no", "f"):
+                    return False
+                raise ValueError("not a boolean")
+            case FieldType.DATETIME:
+                parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip())
+                return _naive_utc(parsed)  # the store keeps naive UTC
+            case FieldType.DATE:
+                if isinstance(value, datetime):
+                    raise ValueError("not a date")
+                return value if isinstance(value, date) else date.fromisoformat(str(value).strip())
+        return str(value)
+
+    try:
+        if flt.op in ("in", "not_in"):
+            return [one(v) for v in flt.value]
+        if flt.op in ("is_null", "not_null"):
+            return None
+        return one(flt.value)
+    except (TypeError, ValueError):
+        raise ParameterError([Problem(f"{where}.value", flt.value, f"not a valid {type_.value} for field {flt.field!r}")]) from None
 
 
 def parse_request(data: dict[str, Any] | ExportRequest) -> ExportRequest:

@@ -70,10 +70,17 @@ def export_data(request: ExportRequest):
         ledger(record, request, preview)
         logger.info("Exported %d rows (%d bytes) to %s", record.record_count, record.file_size, record.destination_path)
         return record
-    except FerryError as exc:
-        record = record.model_copy(update={"status": "failed", "error": str(exc), "completed_at": _now()})
-        logger.error("Export failed: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
+        if isinstance(exc, FerryError):
+            error = str(exc)
+            logger.error("Export failed: %s", exc)
+        else:
+            # Not one of ours: the message may quote data (driver errors do), so the record names
+            # only the kind of error; the traceback goes to the run's logs.
+            error = f"The export failed with an unexpected {type(exc).__name__}; the flow run's logs hold the details."
+            logger.exception("Export failed unexpectedly")
+        record = record.model_copy(update={"status": "failed", "error": error, "completed_at": _now()})
         ledger(record, request, None)
-        return Failed(message=str(exc), data=record)
+        return Failed(message=error, data=record)
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)

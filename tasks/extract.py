@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,19 @@ from sqlalchemy.sql import ColumnElement
 from ferry import catalog
 from ferry.catalog import FieldType, Resource
 from ferry.errors import ParameterError, Problem
-from ferry.params import ExportRequest, FieldFilter, OutputColumn, output_columns, selectable_columns
+from ferry.params import (
+    ANALYTICS_DIMENSIONS,
+    ANALYTICS_MEASURES,
+    ExportRequest,
+    FieldFilter,
+    OutputColumn,
+    coerce_filter_value,
+    filter_problems,
+    filter_type,
+    is_numeric_json_filter,
+    output_columns,
+    resolve_column,
+)
 from ferry.progress import Progress
 from ferry.settings import get_settings
 from ferry.spool import write_spool
@@ -96,7 +107,9 @@ class _Query:
             target_resource = catalog.RESOURCES[field.reference]
             target = s.table_for(target_resource).alias(f"ref_{len(self._joined)}")
             fk = table.c[f"{field_slug}_id"]
-            self.from_clause = self.from_clause.outerjoin(target, target.c.id == fk)
+            # The workspace check is part of the join: a stray id pointing into another
+            # workspace must export as empty, never as that workspace's record key.
+            self.from_clause = self.from_clause.outerjoin(target, and_(target.c.id == fk, target.c.workspace_id == self.ws))
             key = target_resource.key_fields[0]
             self._joined[name] = target.c[target_resource.get_field(key).columns()[0].store_column]
         return self._joined[name]
@@ -159,10 +172,13 @@ class _Query:
 
     def filter_expression(self, key: str) -> ColumnElement:
         """The typed (unwire-coerced) expression behind a column key, for WHERE and ORDER BY."""
-        col = next((c for c in _all_columns(self.request) if c.key == key), None)
+        return self.expression(self._column(key, "filters"))
+
+    def _column(self, key: str, where: str) -> OutputColumn:
+        col = resolve_column(self.request, key)
         if col is None:
-            raise ParameterError([Problem("filters", key, f"not a column of {self.resource.slug}")])
-        return self.expression(col)
+            raise ParameterError([Problem(where, key, f"not a column of {self.resource.slug}")])
+        return col
 
     # the whole statement -------------------------------------------------
     def build(self, columns: list[OutputColumn]) -> Select:
@@ -170,7 +186,11 @@ class _Query:
         selected = [_wire(self.expression(c), c, dialect).label(c.key) for c in columns]
         where = [self.table.c.workspace_id == self.ws]
         where += self._window()
-        where += [self._filter(f, f"filters[{i}]") for i, f in enumerate(self.request.filters)]
+        having = []
+        for i, flt in enumerate(self.request.filters):
+            # Analytics measures are aggregates: they filter groups (HAVING), not events (WHERE).
+            target = having if self.resource.slug == "analytics" and flt.field in ANALYTICS_MEASURES else where
+            target.append(self._filter(flt, f"filters[{i}]"))
         where += self._segment()
         if self.request.activity_types:
             where.append(s.events.c.type.in_(self.request.activity_types))
@@ -179,8 +199,10 @@ class _Query:
             self.variants()
         query = select(*selected).select_from(self.from_clause).where(*where)
         if self.resource.slug == "analytics":
-            query = query.group_by(self._day(), s.events.c.type)
-        query = query.order_by(*self._order())
+            query = query.group_by(*self._groups(columns))
+            if having:
+                query = query.having(*having)
+        query = query.order_by(*self._order(columns))
         if self.request.limit:
             query = query.limit(self.request.limit)
         return query
@@ -198,10 +220,21 @@ class _Query:
             clauses.append(column < end)
         return clauses
 
+    def _groups(self, columns: list[OutputColumn]) -> list[ColumnElement]:
+        """Analytics groups by the dimensions it shows: ``date`` + ``count`` gives daily totals."""
+        keys = {c.key for c in columns}
+        return [self._analytics_expression(k) for k in ANALYTICS_DIMENSIONS if k in keys]
+
     def _filter(self, flt: FieldFilter, where: str) -> ColumnElement:
-        col = next(c for c in _all_columns(self.request) if c.key == flt.field)
+        col = self._column(flt.field, f"{where}.field")
         expr = self.expression(col)
-        value = coerce_filter_value(col.type, flt, where)
+        value = coerce_filter_value(filter_type(col, flt), flt, where)
+        if is_numeric_json_filter(col, flt):
+            parent, inner = col.json_path
+            expr = self.table.c[parent][inner].as_float()
+        elif col.type is FieldType.JSON:
+            # JSON documents compare as their text (jsonb has no LIKE or = with text).
+            expr = cast(expr, String)
         match flt.op:
             case "eq":
                 return expr == value
@@ -238,12 +271,15 @@ class _Query:
         ).scalar_one_or_none()
         if rule is None:
             raise ParameterError([Problem("segment", key, "no segment with this audience key in the workspace")])
-        contacts_request = self.request.model_copy(update={"resource": "contacts", "filters": [], "fields": None, "lists": [], "segment": None, "include_variants": False, "dimension_scope": {}, "catalog": None, "product_schema": None, "activity_types": []})
+        contacts_request = self.request.model_copy(update={"resource": "contacts", "filters": [], "fields": None, "lists": [], "segment": None, "include_variants": False, "dimension_scope": {}, "catalog": None, "product_schema": None, "activity_types": [], "sort": None, "labels": {}})
         inner = _Query(contacts_request, self.ws, self.conn)
         try:
             filters = [FieldFilter.model_validate(item) for item in rule]
         except Exception as exc:  # noqa: BLE001 - a broken saved rule is the store's problem, say which
             raise ParameterError([Problem("segment", key, f"its saved rule is invalid: {exc}")]) from None
+        problems = [p for i, f in enumerate(filters) for p in filter_problems(contacts_request, f, f"segment {key!r} rule[{i}]")]
+        if problems:
+            raise ParameterError(problems)
         conditions = [inner._filter(f, f"segment {key!r} rule[{i}]") for i, f in enumerate(filters)]
         members = select(s.contacts.c.id).select_from(inner.from_clause).where(s.contacts.c.workspace_id == self.ws, *conditions)
         own_key = self.table.c.id if self.resource.slug == "contacts" else self.table.c.contact_id
@@ -261,13 +297,13 @@ class _Query:
             clauses.append(self.table.c[f"{name}_id"] == found)
         return clauses
 
-    def _order(self) -> list[ColumnElement]:
+    def _order(self, columns: list[OutputColumn]) -> list[ColumnElement]:
         order = []
         if self.request.sort:
             expr = self.filter_expression(self.request.sort.field)
             order.append(expr.desc() if self.request.sort.direction == "desc" else expr.asc())
         if self.resource.slug == "analytics":
-            order += [self._day(), s.events.c.type]
+            order += self._groups(columns)
         elif "id" in self.table.c:
             order.append(self.table.c.id)
         else:
@@ -275,10 +311,6 @@ class _Query:
         if self.request.include_variants:
             order.append(self.variants().c.id)
         return order
-
-
-def _all_columns(request: ExportRequest) -> list[OutputColumn]:
-    return selectable_columns(request, request.resource_def) + output_columns(request)
 
 
 def _wire(expr: ColumnElement, col: OutputColumn, dialect: str) -> ColumnElement:
@@ -292,43 +324,6 @@ def _wire(expr: ColumnElement, col: OutputColumn, dialect: str) -> ColumnElement
     if col.type is FieldType.NUMBER:
         return type_coerce(expr, Float)
     return type_coerce(expr, String)
-
-
-def coerce_filter_value(type_: FieldType, flt: FieldFilter, where: str) -> Any:
-    """Turn a filter's JSON value into the Python type its column compares with."""
-
-    def one(value: Any) -> Any:
-        if value is None:
-            return None
-        match type_:
-            case FieldType.INTEGER:
-                return int(value)
-            case FieldType.NUMBER:
-                return float(value)
-            case FieldType.BOOLEAN:
-                if isinstance(value, bool):
-                    return value
-                lowered = str(value).strip().lower()
-                if lowered in ("true", "1", "yes", "t"):
-                    return True
-                if lowered in ("false", "0", "no", "f"):
-                    return False
-                raise ValueError("not a boolean")
-            case FieldType.DATETIME:
-                parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-                return parsed.replace(tzinfo=None) if parsed.tzinfo is None else parsed.astimezone(tz=None).replace(tzinfo=None)
-            case FieldType.DATE:
-                return value if isinstance(value, date) else date.fromisoformat(str(value))
-        return str(value)
-
-    try:
-        if flt.op in ("in", "not_in"):
-            return [one(v) for v in flt.value]
-        if flt.op in ("is_null", "not_null"):
-            return None
-        return one(flt.value)
-    except (TypeError, ValueError):
-        raise ParameterError([Problem(f"{where}.value", flt.value, f"not a valid {type_.value} for field {flt.field!r}")]) from None
 
 
 def build_query(request: ExportRequest, conn: Connection) -> tuple[Select, list[OutputColumn]]:
@@ -453,6 +448,8 @@ def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
     progress = Progress("extract", total, key="export-progress")
 
     def counted() -> Iterator[pa.RecordBatch]:
+        if total == 0:  # nothing to stream (and COPY of zero rows gives pyarrow an empty CSV it refuses)
+            return
         for batch in stream_batches(engine, query, schema, get_settings().batch_rows):
             progress.advance(batch.num_rows)
             yield batch

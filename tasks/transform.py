@@ -37,7 +37,9 @@ HARMLESS_NUMBER = r"^[+\-]?[0-9][0-9 ().\-]*$"
 
 def _strftime(array: pa.Array, pattern: str) -> pa.Array:
     if pa.types.is_timestamp(array.type):
-        array = array.cast(pa.timestamp("s", tz="UTC"))
+        # Whole seconds (Arrow's %S would print "05.123456"); truncating, since a safe cast
+        # refuses every timestamp with a fraction, e.g. PostgreSQL's now().
+        array = pc.floor_temporal(array, unit="second").cast(pa.timestamp("s", tz="UTC"))
     return pc.strftime(array, format=pattern)
 
 
