@@ -1,0 +1,59 @@
+"""Helpers shared by the remote-server blocks (SFTP, FTP): error classes and local temp files.
+
+Whether an error is worth retrying is decided here, by its type, once:
+network trouble (timeouts, resets, refused connections, dropped sessions) is
+transient; authentication, permission, missing files and bad configuration are
+terminal and fail at once.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+TRANSIENT_ERRNOS = {
+    errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EPIPE,
+    errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.ENETRESET, errno.EAGAIN,
+}
+
+
+def is_transient_network_error(exc: BaseException) -> bool:
+    """True for failures of the connection itself, which a later attempt may not meet."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False  # a certificate problem does not fix itself
+    if isinstance(exc, socket.gaierror):
+        return exc.errno in (socket.EAI_AGAIN,)  # "temporary failure in name resolution"
+    if isinstance(exc, (TimeoutError, socket.timeout, ConnectionError, EOFError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+def remote_join(folder: str, key: PurePosixPath) -> str:
+    """``folder/key`` as a POSIX path; an empty folder means the login folder."""
+    return str(PurePosixPath(folder) / key) if folder else str(key)
+
+
+def partial_name(final: str) -> str:
+    """A hidden sibling name for the upload in progress; renamed onto ``final`` when complete."""
+    path = PurePosixPath(final)
+    return str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial"))
+
+
+@contextmanager
+def local_partial(target: Path) -> Iterator[BinaryIO]:
+    """Write ``target`` through a hidden temporary sibling; it appears complete or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+    try:
+        with open(tmp, "wb") as out:
+            yield out
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,317 @@
+"""An SFTP server as an export destination and an import source (paramiko).
+
+Security rules this block enforces, because they are the whole point of SFTP:
+
+* the server's host key must match a key pinned in the block (a known_hosts
+  line, or a ``SHA256:`` fingerprint). Unknown or changed keys are refused
+  before any credential is sent; nothing is ever auto-added (the equivalent of
+  paramiko's ``RejectPolicy``, applied explicitly after key exchange);
+* passwords and private keys are ``SecretStr`` and unwrapped only at the call
+  that authenticates;
+* uploads go to a hidden ``.NAME.xxxx.partial`` sibling and are renamed onto
+  the final name when complete (``posix-rename@openssh.com``, which replaces
+  atomically), so a reader never sees half a file and a connection that dies
+  mid-upload leaves nothing at the final name.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import posixpath
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+import paramiko
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from blocks._remote import is_transient_network_error, local_partial, partial_name, remote_join
+from blocks.destination import Delivery, Destination, HashingReader, clean_key
+from ferry.errors import DestinationError, TransientDestinationError
+
+CHUNK = 1 << 20
+# Large SSH windows and packets: with paramiko's defaults (2 MiB / 32 KiB) a
+# loopback upload is window-bound; these reach the speed of OpenSSH's `sftp put`.
+WINDOW = 8 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+REQUEST = paramiko.SFTPFile.MAX_REQUEST_SIZE
+KEY_TYPES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's ``SHA256:...`` fingerprint of a public key."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def parse_pins(text: str) -> list[tuple[list[str] | None, str, bytes | str]]:
+    """Pinned host keys: ``(host patterns or None, key type or 'fingerprint', key bytes or fingerprint)``.
+
+    Accepts known_hosts lines (``[host]:port ssh-ed25519 AAAA...``, with or without
+    the host field, hashed hosts allowed) and ``SHA256:`` fingerprints, one per line.
+    Raises ValueError naming the bad line.
+    """
+    pins: list[tuple[list[str] | None, str, bytes | str]] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        tokens = line.split()
+        if tokens[0].startswith("SHA256:") and len(tokens) == 1:
+            if len(tokens[0]) < 40:
+                raise ValueError(f"line {number}: {tokens[0]!r} is too short for a SHA256 fingerprint")
+            pins.append((None, "fingerprint", tokens[0].rstrip("=")))
+            continue
+        if tokens[0].startswith("@"):
+            raise ValueError(f"line {number}: known_hosts markers ({tokens[0]}) are not supported; pin the host key itself")
+        hosts: list[str] | None = None
+        if not _looks_like_key_type(tokens[0]):
+            hosts, tokens = tokens[0].split(","), tokens[1:]
+        if len(tokens) < 2 or not _looks_like_key_type(tokens[0]):
+            raise ValueError(f"line {number}: expected 'HOST KEYTYPE BASE64' (a known_hosts line) or 'SHA256:...'")
+        try:
+            blob = base64.b64decode(tokens[1], validate=True)
+        except ValueError:
+            raise ValueError(f"line {number}: the key is not valid base64") from None
+        pins.append((hosts, tokens[0], blob))
+    if not pins:
+        raise ValueError("no host key given")
+    return pins
+
+
+def _looks_like_key_type(token: str) -> bool:
+    return token.startswith(("ssh-", "ecdsa-sha2-", "sk-ssh-", "sk-ecdsa-", "rsa-sha2-"))
+
+
+def _host_matches(patterns: list[str], host: str, port: int) -> bool:
+    names = {host.lower(), f"[{host.lower()}]:{port}"}
+    matched = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").lower()
+        if pattern.startswith("|1|"):
+            hit = any(paramiko.HostKeys.hash_host(name, pattern) == pattern for name in names)
+        else:
+            regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+            hit = any(re.fullmatch(regex, name) for name in names)
+        if hit and negated:
+            return False
+        matched |= hit
+    return matched
+
+
+class SftpServer(Destination):
+    """A folder on an SFTP server: exports are uploaded there, imports read from there."""
+
+    _block_type_name = "Ferry SFTP Server"
+    _block_type_slug = "sftp"
+    _description = "A folder on an SFTP server, reached with a password or private key and a pinned host key."
+    uri_schemes: ClassVar[tuple[str, ...]] = ("sftp",)
+
+    host: str = Field(title="Host", description="Host name or IP address of the SFTP server.")
+    port: int = Field(default=22, ge=1, le=65535, title="Port", description="TCP port of the SSH service.")
+    username: str = Field(title="Username", description="Login name on the server.")
+    password: SecretStr | None = Field(default=None, title="Password", description="Password, when the server uses password login.")
+    private_key: SecretStr | None = Field(
+        default=None, title="Private key",
+        description="Private key text (OpenSSH or PEM format: Ed25519, ECDSA or RSA) for key login; preferred over the password.",
+    )
+    private_key_passphrase: SecretStr | None = Field(default=None, title="Private key passphrase", description="Passphrase of an encrypted private key.")
+    host_key: str = Field(
+        title="Pinned host key",
+        description="The server's host key, as a known_hosts line (`ssh-keyscan -p PORT HOST` prints it) or a `SHA256:` "
+        "fingerprint; several lines allowed during key rotation. Connections to a server with any other key are refused.",
+    )
+    folder: str = Field(default="", title="Folder", description="Folder on the server for the files; relative to the login folder unless absolute.")
+    timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for each server reply.")
+
+    @field_validator("host_key")
+    @classmethod
+    def _valid_pins(cls, value: str) -> str:
+        try:
+            parse_pins(value)
+        except ValueError as exc:
+            raise ValueError(f"host_key is not usable: {exc}.") from None
+        return value
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> SftpServer:
+        if self.password is None and self.private_key is None:
+            raise ValueError("Give a password or a private_key for the SFTP login.")
+        return self
+
+    # --- descriptions -------------------------------------------------------
+
+    def describe(self) -> str:
+        return f"{self.block_label()} (sftp://{self.username}@{self.host}:{self.port}/{self.folder.lstrip('/')})"
+
+    def matches_uri(self, netloc: str) -> bool:
+        user, _, hostport = netloc.rpartition("@")
+        host, _, port = hostport.partition(":")
+        if host.startswith("["):
+            host, _, port = hostport[1:].partition("]")
+            port = port.lstrip(":")
+        return (host.lower() == self.host.lower() and (not port or port == str(self.port))
+                and (not user or user == self.username))
+
+    # --- connection ---------------------------------------------------------
+
+    def _private_key(self) -> paramiko.PKey:
+        text = self.private_key.get_secret_value()
+        passphrase = self.private_key_passphrase.get_secret_value() if self.private_key_passphrase else None
+        for key_class in KEY_TYPES:
+            try:
+                return key_class.from_private_key(io.StringIO(text), password=passphrase)
+            except paramiko.PasswordRequiredException:
+                raise DestinationError(f"{self.block_label()}: the private key is encrypted.", "Set private_key_passphrase in the block.") from None
+            except (paramiko.SSHException, ValueError, TypeError):
+                continue
+        raise DestinationError(f"{self.block_label()}: the private key cannot be read (or its passphrase is wrong).",
+                               "Check private_key (OpenSSH or PEM text of an Ed25519, ECDSA or RSA key) and private_key_passphrase.")
+
+    def _verify_host_key(self, key: paramiko.PKey) -> None:
+        """Refuse any server whose key is not pinned (unknown hosts are never trusted)."""
+        presented = fingerprint(key)
+        for hosts, kind, value in parse_pins(self.host_key):
+            if hosts is not None and not _host_matches(hosts, self.host, self.port):
+                continue
+            if kind == "fingerprint" and value == presented:
+                return
+            if kind == key.get_name() and value == key.asbytes():
+                return
+        raise DestinationError(
+            f"{self.block_label()}: the server at {self.host}:{self.port} presented host key {presented} ({key.get_name()}), "
+            "which is not the key pinned in the block. Refusing to connect; no credentials were sent.",
+            "If the server's key changed legitimately, update host_key (ssh-keyscan prints the line); "
+            "otherwise the connection may be intercepted.",
+        )
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[paramiko.SFTPClient]:
+        """An authenticated SFTP session; every failure inside becomes a Ferry error naming the block."""
+        transport: paramiko.Transport | None = None
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+            transport.banner_timeout = transport.auth_timeout = self.timeout
+            transport.start_client(timeout=self.timeout)
+            self._verify_host_key(transport.get_remote_server_key())
+            if self.private_key is not None:
+                transport.auth_publickey(self.username, self._private_key())
+            else:
+                transport.auth_password(self.username, self.password.get_secret_value())
+            sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW, max_packet_size=MAX_PACKET)
+            sftp.get_channel().settimeout(self.timeout)
+            yield sftp
+        except DestinationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - translated by type, below
+            raise self._translate(exc, action) from exc
+        finally:
+            if transport is not None:
+                transport.close()
+
+    def _translate(self, exc: Exception, action: str) -> DestinationError:
+        where = f"{self.block_label()} ({self.host}:{self.port})"
+        if isinstance(exc, paramiko.AuthenticationException):
+            return DestinationError(f"{where}: the server refused the login of {self.username!r} while {action}.",
+                                    "Check username and the password or private_key in the block.")
+        if isinstance(exc, PermissionError):
+            return DestinationError(f"{where}: permission denied while {action}: {exc.strerror or exc}.",
+                                    f"Check that {self.username!r} may write and rename files in folder {self.folder or '(login folder)'!r}.")
+        if isinstance(exc, FileNotFoundError):
+            return DestinationError(f"{where}: not found while {action}: {exc.strerror or exc}.", "Check the folder and file name.")
+        if isinstance(exc, socket.gaierror) and not is_transient_network_error(exc):
+            return DestinationError(f"{where}: cannot resolve host {self.host!r}.", "Check host in the block.")
+        if is_transient_network_error(exc) or isinstance(exc, paramiko.SSHException):
+            return TransientDestinationError(f"{where}: connection failed while {action}: {type(exc).__name__}: {exc}.",
+                                             "The server or network may be down; Ferry retries this.")
+        return DestinationError(f"{where}: {action} failed: {type(exc).__name__}: {exc}.", "Check the server's log and the block's settings.")
+
+    # --- paths --------------------------------------------------------------
+
+    def _base(self, sftp: paramiko.SFTPClient) -> str:
+        if self.folder.startswith("/"):
+            return posixpath.normpath(self.folder)
+        return remote_join(sftp.normalize("."), clean_key(self.folder)) if self.folder.strip("/") else sftp.normalize(".")
+
+    @staticmethod
+    def _makedirs(sftp: paramiko.SFTPClient, folder: str) -> None:
+        missing: list[str] = []
+        current = folder
+        while current not in ("/", "", "."):
+            try:
+                sftp.stat(current)
+                break
+            except FileNotFoundError:
+                missing.append(current)
+                current = posixpath.dirname(current)
+        for path in reversed(missing):
+            try:
+                sftp.mkdir(path)
+            except OSError:
+                sftp.stat(path)  # created meanwhile by someone else: fine; otherwise the stat raises
+
+    @staticmethod
+    def _publish(sftp: paramiko.SFTPClient, partial: str, final: str) -> None:
+        """Atomically replace ``final`` with ``partial``."""
+        try:
+            sftp.posix_rename(partial, final)
+            return
+        except OSError as exc:
+            if isinstance(exc, (PermissionError, FileNotFoundError)):
+                raise
+        # Servers without posix-rename: plain SFTP rename refuses to overwrite, so remove first
+        # (readers may briefly see no file, but never a partial one).
+        try:
+            sftp.remove(final)
+        except FileNotFoundError:
+            pass
+        sftp.rename(partial, final)
+
+    # --- the contract -------------------------------------------------------
+
+    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+        relative = clean_key(key)
+        reader = HashingReader(source)
+        with self._session(f"uploading {relative}") as sftp:
+            final = remote_join(self._base(sftp), relative)
+            self._makedirs(sftp, posixpath.dirname(final))
+            partial = partial_name(final)
+            try:
+                with sftp.open(partial, "wb") as remote:
+                    remote.set_pipelined(True)
+                    while chunk := reader.read(CHUNK):
+                        view = memoryview(chunk)
+                        for start in range(0, len(chunk), REQUEST):  # one SFTP write request each, no re-slicing of big buffers
+                            remote.write(bytes(view[start:start + REQUEST]))
+                size = sftp.stat(partial).st_size
+                if size != reader.bytes:
+                    raise TransientDestinationError(f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
+                                                    "The upload was cut short; Ferry retries it.")
+                self._publish(sftp, partial, final)
+            except BaseException:
+                _quietly_remove(sftp, partial)
+                raise
+        return Delivery(location=f"sftp://{self.host}:{self.port}{final if final.startswith('/') else '/' + final}",
+                        bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+
+    def download(self, key: str, target: Path) -> Path:
+        relative = clean_key(key)
+        with self._session(f"downloading {relative}") as sftp:
+            remote = remote_join(self._base(sftp), relative)
+            with local_partial(target) as out:
+                sftp.getfo(remote, out, prefetch=True)
+        return target
+
+
+def _quietly_remove(sftp: paramiko.SFTPClient, path: str) -> None:
+    """Best-effort cleanup of a partial upload (the session may already be dead)."""
+    try:
+        sftp.remove(path)
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass

@@ -1,0 +1,121 @@
+"""A real SFTP server for tests: asyncssh in a child process, chrooted to a folder.
+
+Password and public-key logins; the host key is generated per session so tests
+must pin it (known_hosts line or SHA256 fingerprint). Run as a script it serves
+until terminated; imported, :func:`start_sftp` starts it and returns how to reach it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+
+
+@dataclass
+class SftpServerInfo:
+    host: str
+    port: int
+    root: Path
+    username: str
+    password: str
+    client_key_pem: str  # private key (OpenSSH PEM) authorised for `username`
+    host_key_line: str  # "[127.0.0.1]:PORT ssh-ed25519 AAAA..."
+    host_key_fingerprint: str  # "SHA256:..."
+    other_host_key_line: str  # a valid key line that is NOT this server's (for refusal tests)
+    process: object
+
+    def log_text(self) -> str:
+        return self.process.log_text()
+
+
+def start_sftp(workdir: Path, username: str = "ferry", password: str = "s3cret-Sftp-pw") -> SftpServerInfo:
+    import asyncssh
+
+    from ._process import start_server
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "root"
+    root.mkdir(exist_ok=True)
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key.write_private_key(str(workdir / "host_key"))
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    (workdir / "authorized_keys").write_bytes(client_key.export_public_key())
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    (workdir / "password").write_text(password)
+    proc = start_server("sftp", HERE, ["--root", str(root), "--host-key", str(workdir / "host_key"),
+                                       "--authorized-keys", str(workdir / "authorized_keys"),
+                                       "--username", username, "--password-file", str(workdir / "password")], workdir)
+    port = proc.info["port"]
+    public = host_key.export_public_key().decode().strip()
+    other_public = other.export_public_key().decode().strip()
+    return SftpServerInfo(
+        host="127.0.0.1", port=port, root=root, username=username, password=password,
+        client_key_pem=client_key.export_private_key("openssh").decode(),
+        host_key_line=f"[127.0.0.1]:{port} {public}",
+        host_key_fingerprint=host_key.get_fingerprint("sha256"),
+        other_host_key_line=f"[127.0.0.1]:{port} {other_public}",
+        process=proc,
+    )
+
+
+# --- the server (child process) ------------------------------------------------------
+
+
+def _main() -> None:
+    import asyncssh
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--host-key", required=True)
+    parser.add_argument("--authorized-keys", required=True)
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--password-file", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ready-file", required=True)
+    args = parser.parse_args()
+    password = Path(args.password_file).read_text()
+    root = args.root.encode()
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, given: str) -> bool:
+            return username == args.username and given == password
+
+        def public_key_auth_supported(self) -> bool:
+            return True
+
+    def sftp_factory(chan):
+        if chan.get_extra_info("username") != args.username:
+            raise asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "unknown user")
+        return asyncssh.SFTPServer(chan, chroot=root)
+
+    async def serve() -> None:
+        sys.path.insert(0, str(HERE.parent))
+        from _process import write_ready
+
+        server = await asyncssh.listen(
+            "127.0.0.1", args.port, server_factory=Server, server_host_keys=[args.host_key],
+            authorized_client_keys=args.authorized_keys, sftp_factory=sftp_factory, allow_scp=False,
+            # Larger windows/packets so the server is not the bottleneck of throughput tests.
+            window=8 * 1024 * 1024, max_pktsize=256 * 1024,
+        )
+        port = server.sockets[0].getsockname()[1]
+        print(f"sftp server on 127.0.0.1:{port}, root {args.root}", flush=True)
+        write_ready(args.ready_file, {"port": port})
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    _main()
