@@ -7,12 +7,16 @@ seeding millions of contacts or events takes seconds, not hours.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, func, select
 
 from ferry.store import schema
@@ -39,6 +43,12 @@ EVENT_TYPES = np.array(["page_view", "email_open", "email_click", "purchase", "s
 PATHS = np.array(["/", "/pricing", "/blog/launch", "/docs", "/checkout"])
 SURVEYS = [("nps", "How likely are you to recommend us?", [str(i) for i in range(11)]),
            ("onboarding", "How easy was it to get started?", ["very easy", "easy", "neutral", "hard"])]
+A_FIRST, A_LAST, A_DOMAINS, A_STREETS = (pa.array(a.tolist()) for a in (FIRST, LAST, DOMAINS, STREETS))
+A_CITY_COLUMNS = [pa.array(CITIES[:, i].tolist()) for i in range(CITIES.shape[1])]
+A_STAGES, A_SOURCES, A_OWNERS, A_TIMEZONES, A_TAGS = (pa.array(a.tolist()) for a in (STAGES, SOURCES, OWNERS, TIMEZONES, TAGS))
+A_TITLES = pa.array(TITLES.tolist(), pa.string())
+A_INDUSTRIES, A_EVENT_TYPES, A_PATHS = (pa.array(a.tolist()) for a in (INDUSTRIES, EVENT_TYPES, PATHS))
+A_SUFFIXES = pa.array(["Labs", "GmbH", "Inc", "Studio", "Partners"])
 LANGUAGES = {"en": ("{}", "A fine {}."), "de": ("{} (DE)", "Ein feines {}."), "fr": ("{} (FR)", "Un beau {}.")}
 
 
@@ -55,24 +65,154 @@ def seed_workspace(engine: Engine, workspace: str, counts: SeedCounts, seed: int
     """Add demo data to ``workspace`` (created if missing). Returns rows added per table."""
     rng = np.random.default_rng(seed)
     added: dict[str, int] = {}
-    with engine.begin() as conn:
+    with engine.begin() as conn, _bigger_sqlite_cache(conn):
         ws = ensure_workspace(conn, workspace)
         n_accounts = counts.accounts if counts.accounts is not None else max(1, counts.contacts // 20)
-        added["accounts"] = insert_batches(conn, schema.accounts, _accounts(rng, ws, n_accounts, workspace))
+        added["accounts"] = _insert(conn, schema.accounts, _accounts(rng, ws, n_accounts, workspace), n_accounts)
         account_ids = _ids(conn, schema.accounts, ws)
-        added["contacts"] = insert_batches(conn, schema.contacts, _contacts(rng, ws, counts.contacts, account_ids, workspace))
+        added["contacts"] = _insert(conn, schema.contacts, _contacts(rng, ws, counts.contacts, account_ids, workspace), counts.contacts)
         contact_ids = _ids(conn, schema.contacts, ws)
-        added["events"] = insert_batches(conn, schema.events, _events(rng, ws, counts.events, contact_ids))
+        added["events"] = _insert(conn, schema.events, _events(rng, ws, counts.events, contact_ids), counts.events)
         n_responses = counts.survey_responses if counts.survey_responses is not None else counts.contacts // 10
-        added["survey_responses"] = insert_batches(conn, schema.survey_responses, _responses(rng, ws, n_responses, contact_ids))
+        added["survey_responses"] = _insert(conn, schema.survey_responses, _responses(rng, ws, n_responses, contact_ids), n_responses)
         added.update(_lists_and_segments(conn, rng, ws, contact_ids))
         added.update(_products(conn, rng, ws, counts.products))
     return added
 
 
 def _ids(conn: Connection, table, ws: int) -> np.ndarray:
-    rows = conn.execute(select(table.c.id).where(table.c.workspace_id == ws).order_by(table.c.id)).scalars().all()
-    return np.array(rows, dtype=np.int64)
+    result = conn.execute(
+        select(table.c.id).where(table.c.workspace_id == ws).order_by(table.c.id),
+        execution_options={"stream_results": True, "yield_per": CHUNK},
+    )
+    return np.fromiter(result.scalars(), dtype=np.int64)
+
+
+# --- bulk loading -----------------------------------------------------------------
+
+#: From this many new rows on, a table's secondary indexes and constraints are
+#: dropped before the load and rebuilt once after it (inside the same
+#: transaction): one sort per index instead of a B-tree insert and a foreign-key
+#: trigger per row, ~3.5x faster on PostgreSQL.
+BULK_ROWS = 200_000
+
+
+def _insert(conn: Connection, table, batches: Iterator[pa.Table], rows: int) -> int:
+    """``insert_batches`` with generation running one chunk ahead of the database."""
+    with _rebuilt_indexes(conn, table.name, rows >= BULK_ROWS):
+        return insert_batches(conn, table, _prefetch(batches))
+
+
+@contextmanager
+def _rebuilt_indexes(conn: Connection, table: str, enabled: bool) -> Iterator[None]:
+    """Drop ``table``'s secondary indexes (and, on PostgreSQL, its unique and
+    foreign-key constraints) for the body, then recreate them from their own DDL.
+
+    The definitions are read back from the database catalog, so names and
+    options stay exactly what the migrations created. Everything runs in the
+    caller's transaction: a failed load leaves the schema untouched.
+    """
+    if not enabled:
+        yield
+        return
+    if conn.dialect.name == "postgresql":
+        recreate = _drop_pg_indexes(conn, table)
+    elif conn.dialect.name == "sqlite":
+        recreate = _drop_sqlite_indexes(conn, table)
+    else:
+        recreate = []
+    yield
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    for ddl in recreate:
+        conn.exec_driver_sql(ddl)
+
+
+def _drop_pg_indexes(conn: Connection, table: str) -> list[str]:
+    constraints = conn.exec_driver_sql(
+        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = %(t)s::regclass AND contype IN ('u', 'f') ORDER BY conname",
+        {"t": f'"{table}"'},
+    ).all()
+    indexes = conn.exec_driver_sql(
+        "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = %(t)s::regclass AND NOT i.indisprimary AND NOT EXISTS "
+        "(SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid) ORDER BY c.relname",
+        {"t": f'"{table}"'},
+    ).all()
+    for name, _type, _ddl in constraints:
+        conn.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    for name, _ddl in indexes:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    # unique constraints first, then plain indexes, then foreign keys (which may need the others)
+    unique = [f'ALTER TABLE "{table}" ADD CONSTRAINT "{n}" {d}' for n, t, d in constraints if t == "u"]
+    foreign = [f'ALTER TABLE "{table}" ADD CONSTRAINT "{n}" {d}' for n, t, d in constraints if t == "f"]
+    return unique + [ddl for _, ddl in indexes] + foreign
+
+
+def _drop_sqlite_indexes(conn: Connection, table: str) -> list[str]:
+    # Inline UNIQUE constraints are automatic indexes (sql IS NULL) and cannot be dropped; named ones can.
+    indexes = conn.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name", (table,)
+    ).all()
+    for name, _ddl in indexes:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    return [ddl for _, ddl in indexes]
+
+
+@contextmanager
+def _bigger_sqlite_cache(conn: Connection) -> Iterator[None]:
+    """A 256 MB page cache while seeding SQLite: unique-index inserts stop thrashing the default 2 MB."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    conn.exec_driver_sql("PRAGMA cache_size = -262144")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before)}")
+
+
+def _prefetch(items: Iterator[pa.Table], depth: int = 2) -> Iterator[pa.Table]:
+    """Yield ``items`` while a thread generates the next ones (numpy and Arrow
+    release the GIL), so generation overlaps the database's work. Order, and
+    so determinism, is unchanged: one producer, one FIFO queue."""
+    done = object()
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="seed-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _chunks(total: int) -> Iterator[tuple[int, int]]:
@@ -87,17 +227,37 @@ def _times(rng: np.random.Generator, n: int, days: int) -> pa.Array:
     return pa.array((anchor - offsets.astype("timedelta64[s]")).astype("datetime64[us]"), pa.timestamp("us"))
 
 
+def _pick(rng: np.random.Generator, values: pa.Array, k: int, p: list[float] | None = None) -> pa.Array:
+    """``rng.choice(values, k, p=p)`` as an Arrow array: the same draws, without numpy strings.
+
+    Drawing indices and taking from a small Arrow array is ~10x faster than
+    numpy unicode arrays (UTF-32, converted again to UTF-8 for Arrow).
+    """
+    return values.take(rng.choice(len(values), k, p=p))
+
+
+def _text(values: np.ndarray) -> pa.Array:
+    """Integers as decimal strings (what ``np.ndarray.astype(str)`` gives)."""
+    return pc.cast(pa.array(values), pa.string())
+
+
+def _concat(*parts: pa.Array | str) -> pa.Array:
+    """Element-wise string concatenation; plain ``str`` parts are broadcast."""
+    return pc.binary_join_element_wise(*parts, "")
+
+
 def _accounts(rng, ws: int, n: int, workspace: str) -> Iterator[pa.Table]:
     for start, stop in _chunks(n):
-        idx = np.arange(start, stop)
+        idx = _text(np.arange(start, stop))
         k = len(idx)
-        names = np.char.add(np.char.add(rng.choice(LAST, k).astype(str), " "), np.char.add(rng.choice(["Labs", "GmbH", "Inc", "Studio", "Partners"], k), np.char.add(" ", idx.astype(str))))
+        last = _pick(rng, A_LAST, k)
+        names = _concat(last, " ", _pick(rng, A_SUFFIXES, k), " ", idx)
         yield pa.table({
             "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": pa.array(np.char.add(f"{workspace}-acc-", idx.astype(str))),
-            "name": pa.array(names),
-            "domain": pa.array(np.char.add(np.char.add("https://acct", idx.astype(str)), ".example.com")),
-            "industry": pa.array(rng.choice(INDUSTRIES, k)),
+            "external_id": _concat(f"{workspace}-acc-", idx),
+            "name": names,
+            "domain": _concat("https://acct", idx, ".example.com"),
+            "industry": _pick(rng, A_INDUSTRIES, k),
             "employees": pa.array(rng.integers(1, 5_000, k)),
             "created_at": _times(rng, k, 1_000),
             "updated_at": _times(rng, k, 100),
@@ -106,41 +266,46 @@ def _accounts(rng, ws: int, n: int, workspace: str) -> Iterator[pa.Table]:
 
 def _contacts(rng, ws: int, n: int, account_ids: np.ndarray, workspace: str) -> Iterator[pa.Table]:
     for start, stop in _chunks(n):
-        idx = np.arange(start, stop).astype(str)
+        idx = _text(np.arange(start, stop))
         k = len(idx)
-        first = rng.choice(FIRST, k)
-        last = rng.choice(LAST, k)
-        local = np.char.lower(np.char.add(np.char.add(first, "."), last))
-        emails = np.char.add(np.char.add(np.char.add(local, idx), "@"), rng.choice(DOMAINS, k))
-        city = CITIES[rng.integers(0, len(CITIES), k)]
-        digits = rng.integers(1_000_000, 9_999_999, k).astype(str)
+        first = _pick(rng, A_FIRST, k)
+        last = _pick(rng, A_LAST, k)
+        local = pc.utf8_lower(_concat(first, ".", last))
+        emails = _concat(local, idx, "@", _pick(rng, A_DOMAINS, k))
+        city = rng.integers(0, len(CITIES), k)
+        digits = _text(rng.integers(1_000_000, 9_999_999, k))
         has_work = rng.random(k) < 0.3
         created = _times(rng, k, 730)
+        if len(account_ids):
+            linked = rng.random(k) < 0.8
+            company = pa.array(account_ids[rng.choice(len(account_ids), k)], pa.int64(), mask=~linked)
+        else:
+            company = pa.nulls(k, pa.int64())
         yield pa.table({
             "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": pa.array(np.char.add(f"{workspace}-c-", idx)),
-            "email": pa.array(emails),
-            "first_name": pa.array(first),
-            "last_name": pa.array(last),
-            "full_name": pa.array(np.char.add(np.char.add(first, " "), last)),
-            "phone_mobile": pa.array(np.char.add("+1555", digits)),
-            "phone_work": pa.array(np.where(has_work, np.char.add("+1444", digits), None)),
-            "company_id": pa.array(np.where(rng.random(k) < 0.8, rng.choice(account_ids, k), None) if len(account_ids) else [None] * k, pa.int64()),
-            "job_title": pa.array(rng.choice(TITLES, k), pa.string()),
-            "address_street": pa.array(np.char.add(np.char.add(rng.integers(1, 300, k).astype(str), " "), rng.choice(STREETS, k))),
-            "address_city": pa.array(city[:, 0]),
-            "address_state": pa.array(city[:, 1]),
-            "address_zip": pa.array(city[:, 2]),
-            "address_country": pa.array(city[:, 3]),
-            "lifecycle_stage": pa.array(rng.choice(STAGES, k, p=[0.3, 0.3, 0.1, 0.25, 0.05])),
+            "external_id": _concat(f"{workspace}-c-", idx),
+            "email": emails,
+            "first_name": first,
+            "last_name": last,
+            "full_name": _concat(first, " ", last),
+            "phone_mobile": _concat("+1555", digits),
+            "phone_work": pc.if_else(pa.array(has_work), _concat("+1444", digits), pa.scalar(None, pa.string())),
+            "company_id": company,
+            "job_title": _pick(rng, A_TITLES, k),
+            "address_street": _concat(_text(rng.integers(1, 300, k)), " ", _pick(rng, A_STREETS, k)),
+            "address_city": A_CITY_COLUMNS[0].take(city),
+            "address_state": A_CITY_COLUMNS[1].take(city),
+            "address_zip": A_CITY_COLUMNS[2].take(city),
+            "address_country": A_CITY_COLUMNS[3].take(city),
+            "lifecycle_stage": _pick(rng, A_STAGES, k, p=[0.3, 0.3, 0.1, 0.25, 0.05]),
             "email_consent": pa.array(rng.random(k) < 0.7),
             "sms_consent": pa.array(rng.random(k) < 0.3),
-            "tags": pa.array(rng.choice(TAGS, k)),
-            "notes": pa.array(np.where(rng.random(k) < 0.05, "Met at the Berlin meetup", None), pa.string()),
-            "source": pa.array(rng.choice(SOURCES, k)),
-            "owner": pa.array(rng.choice(OWNERS, k)),
-            "ip_address": pa.array(np.char.add("203.0.113.", rng.integers(1, 255, k).astype(str))),
-            "timezone": pa.array(TIMEZONES[rng.integers(0, len(TIMEZONES), k)]),
+            "tags": _pick(rng, A_TAGS, k),
+            "notes": pc.if_else(pa.array(rng.random(k) < 0.05), "Met at the Berlin meetup", pa.scalar(None, pa.string())),
+            "source": _pick(rng, A_SOURCES, k),
+            "owner": _pick(rng, A_OWNERS, k),
+            "ip_address": _concat("203.0.113.", _text(rng.integers(1, 255, k))),
+            "timezone": A_TIMEZONES.take(rng.integers(0, len(TIMEZONES), k)),
             "latitude": pa.array(np.round(rng.uniform(-60, 70, k), 5)),
             "longitude": pa.array(np.round(rng.uniform(-180, 180, k), 5)),
             "lifetime_value": pa.array(np.round(rng.gamma(2.0, 150.0, k), 2)),
@@ -153,20 +318,19 @@ def _contacts(rng, ws: int, n: int, account_ids: np.ndarray, workspace: str) -> 
 def _events(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]:
     for start, stop in _chunks(n):
         k = stop - start
-        types = rng.choice(EVENT_TYPES, k, p=[0.45, 0.2, 0.1, 0.1, 0.05, 0.1])
+        types = _pick(rng, A_EVENT_TYPES, k, p=[0.45, 0.2, 0.1, 0.1, 0.05, 0.1])
         amounts = np.round(rng.gamma(2.0, 30.0, k), 2)
-        paths = rng.choice(PATHS, k)
-        props = [
-            f'{{"amount": {a}, "currency": "EUR"}}' if t == "purchase" else f'{{"path": "{p}"}}'
-            for t, a, p in zip(types, amounts, paths)
-        ]
+        paths = _pick(rng, A_PATHS, k)
+        # numpy's float-to-text is the shortest round-trip form, like f"{amount}" ("60.0", not Arrow's "60").
+        purchase = _concat('{"amount": ', pa.array(amounts.astype(str)), ', "currency": "EUR"}')
+        visit = _concat('{"path": "', paths, '"}')
         yield pa.table({
             "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": pa.array(np.char.add(f"{ws}-e-", np.arange(start, stop).astype(str))),
-            "type": pa.array(types),
+            "external_id": _concat(f"{ws}-e-", _text(np.arange(start, stop))),
+            "type": types,
             "occurred_at": _times(rng, k, 90),
-            "contact_id": pa.array(rng.choice(contact_ids, k) if len(contact_ids) else [None] * k, pa.int64()),
-            "properties": pa.array(props),
+            "contact_id": pa.array(contact_ids[rng.choice(len(contact_ids), k)], pa.int64()) if len(contact_ids) else pa.nulls(k, pa.int64()),
+            "properties": pc.if_else(pc.equal(types, "purchase"), purchase, visit),
         })
 
 
@@ -194,14 +358,18 @@ def _lists_and_segments(conn: Connection, rng, ws: int, contact_ids: np.ndarray)
         schema.lists.insert().returning(schema.lists.c.id),
         [{"workspace_id": ws, "key": key, "name": name} for key, name, _ in specs],
     ).scalars().all()
-    members = 0
-    for list_id, (_, _, share) in zip(list_ids, specs):
-        chosen = contact_ids[rng.random(len(contact_ids)) < share]
-        members += insert_batches(conn, schema.list_memberships, [pa.table({
-            "workspace_id": pa.array(np.full(len(chosen), ws)),
-            "list_id": pa.array(np.full(len(chosen), list_id)),
-            "contact_id": pa.array(chosen),
-        })])
+    chosen = [contact_ids[rng.random(len(contact_ids)) < share] for _, _, share in specs]
+    members = sum(len(c) for c in chosen)
+    memberships = (
+        batch
+        for list_id, ids in zip(list_ids, chosen)
+        for batch in pa.table({
+            "workspace_id": pa.array(np.full(len(ids), ws)),
+            "list_id": pa.array(np.full(len(ids), list_id)),
+            "contact_id": pa.array(ids),
+        }).to_batches(max_chunksize=CHUNK)
+    )
+    _insert(conn, schema.list_memberships, memberships, members)
     conn.execute(schema.segments.insert(), [
         {"workspace_id": ws, "key": "customers", "name": "Customers",
          "rule": [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}]},
