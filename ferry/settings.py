@@ -6,10 +6,11 @@ The embedded default needs no configuration at all: a SQLite file under
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +32,27 @@ class FerrySettings(BaseSettings):
     batch_rows: int = Field(
         default=65_536, ge=1_000, description="Rows per Arrow record batch on streaming paths."
     )
+    # URL imports (blocks/sources.py): the SSRF guard and its limits.
+    import_url_allow: str = Field(
+        default="",
+        description="Comma-separated IPs/CIDR networks that URL imports may reach although they are loopback, private, "
+        "link-local or otherwise non-public (e.g. `10.1.2.0/24`). Empty: public addresses only.",
+    )
+    import_url_max_bytes: int = Field(default=2 * 1024**3, ge=1, description="Largest file a URL import downloads (bytes).")
+    import_url_timeout_seconds: float = Field(default=30.0, gt=0, description="Seconds to connect, and to wait for each read, of a URL import.")
+    import_url_max_seconds: float = Field(default=1800.0, gt=0, description="Longest a whole URL download may take (seconds).")
+    import_url_max_redirects: int = Field(default=5, ge=0, description="Redirects a URL import follows (each hop is checked again).")
+    smtp_block: str | None = Field(default=None, description="Name of the SMTP block (`ferry blocks create smtp NAME`) that sends notification e-mails.")
+
+    @field_validator("import_url_allow")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return value
+
+    def import_url_allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(part.strip(), strict=False) for part in self.import_url_allow.split(",") if part.strip()]
 
     @property
     def exports_dir(self) -> Path:
