@@ -6,11 +6,17 @@ import re
 from pathlib import Path
 
 from blocks.destination import Destination
+from blocks.ftp import FtpServer
 from blocks.local_directory import LocalDirectory
+from blocks.sftp import SftpServer
+from blocks.webhook import Webhook
 from ferry.errors import DestinationError
 
 DESTINATIONS: dict[str, type[Destination]] = {
     LocalDirectory.get_block_type_slug(): LocalDirectory,
+    SftpServer.get_block_type_slug(): SftpServer,
+    FtpServer.get_block_type_slug(): FtpServer,
+    Webhook.get_block_type_slug(): Webhook,
 }
 
 
