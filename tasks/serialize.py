@@ -14,6 +14,7 @@ for PDF), so a re-run of an export can be compared by checksum.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import re
@@ -90,6 +91,9 @@ class Writer:
 
     def close(self) -> None:
         """Write whatever ends the file (closing brackets, footers)."""
+
+    def abort(self) -> None:
+        """Release what the writer holds outside the sink (temporary files) after a failure."""
 
     @classmethod
     def check_row_count(cls, rows: int, request: ExportRequest, exact: bool = True) -> None:
@@ -441,6 +445,15 @@ class XlsxWriter(Writer):
             self._rows += part.num_rows
             start += part.num_rows
 
+    def abort(self) -> None:
+        for sheet in self._workbook.worksheets:
+            if sheet._writer is not None and Path(sheet._writer.out).exists():  # each sheet spools to a temp file
+                try:
+                    if not sheet.closed:
+                        sheet.close()
+                finally:
+                    sheet._writer.cleanup()
+
     def close(self) -> None:
         from openpyxl.writer.excel import ExcelWriter
 
@@ -728,9 +741,11 @@ def write_file(
     if total_rows is not None:
         writer_cls.check_row_count(total_rows, request)
     rows = 0
+    writer: Writer | None = None
     try:
         with open(target, "wb") as raw:
-            sink: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) if request.gzip else raw
+            # No name and no mtime in the gzip header: the file is renamed on delivery, and equal rows give equal bytes.
+            sink: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) if request.gzip else raw
             writer = writer_cls(sink, schema, request)
             for batch in batches:
                 writer.write(batch)
@@ -739,6 +754,9 @@ def write_file(
             if request.gzip:
                 sink.close()
     except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):  # the original error matters, not a failed clean-up
+                writer.abort()
         target.unlink(missing_ok=True)  # never leave half a file behind
         raise
     return Serialized(target, rows, target.stat().st_size)
