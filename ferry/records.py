@@ -25,3 +25,54 @@ class ExportRecord(BaseModel):
     completed_at: datetime | None = None
     error: str | None = None
     validation_failures: list[dict] = Field(default_factory=list, description="Rows failing catalog checks (on_invalid='warn').")
+
+
+class ImportRecord(BaseModel):
+    """What one import run did (or, with dry_run, would do). Field names are a contract (CLI --json, history)."""
+
+    run_id: str
+    status: Literal["success", "failed", "submitted"]
+    processing_mode: Literal["inline", "deployment"] = "inline"
+    dry_run: bool = False
+    resource: str
+    workspace: str
+    source: str
+    file_size: int = 0
+    file_type: str | None = None
+    total_rows: int = 0
+    processed_rows: int = 0
+    created_rows: int = 0
+    updated_rows: int = 0
+    skipped_rows: int = 0
+    error_rows: int = 0
+    errors: list[dict] = Field(default_factory=list, description="First errors: row (line in the file), field, value, error.")
+    error_count: int = Field(default=0, description="All errors (a row can have several); every one is in the rejected-rows file.")
+    error_summary: dict[str, int] = Field(default_factory=dict, description="'field:check' -> number of errors.")
+    rejected_rows_path: str | None = Field(default=None, description="CSV of every rejected row: its original cells plus its errors.")
+    warnings: list[str] = Field(default_factory=list)
+    reference_warnings: list[dict] = Field(default_factory=list, description="Unresolved references: field, resource, rows, values.")
+    created_references: dict[str, int] = Field(default_factory=dict, description="Records created by create_missing_references, per resource.")
+    samples: dict[str, list[dict]] = Field(default_factory=dict, description="First rows to create, update, skip and reject.")
+    data_quality: list[dict] = Field(default_factory=list, description="great-expectations summary on a sample of the file.")
+    mapping: list[dict] = Field(default_factory=list, description="The mapping used (ColumnMapping JSON).")
+    options: dict = Field(default_factory=dict, description="Strategy options of the run.")
+    deployment_run_id: str | None = Field(default=None, description="processing_mode=deployment: the run that does the work; poll it.")
+    started_at: datetime
+    completed_at: datetime | None = None
+    error: str | None = None
+
+
+class RollbackRecord(BaseModel):
+    """What one rollback run undid."""
+
+    run_id: str
+    import_run_id: str
+    status: Literal["success", "failed"]
+    resource: str | None = None
+    workspace: str | None = None
+    deleted_rows: int = 0
+    restored_rows: int = 0
+    deleted_references: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime
+    completed_at: datetime | None = None
+    error: str | None = None
