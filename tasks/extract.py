@@ -131,8 +131,7 @@ class _Query:
             )
             return case((exists(member), 1), else_=0)
         if col.json_path is not None:
-            parent, inner = col.json_path
-            return self.table.c[parent][inner].as_string()
+            return self._json_text(*col.json_path)
         if self.resource.slug == "analytics":
             return self._analytics_expression(col.key)
         if col.key.startswith("variant."):
@@ -144,6 +143,18 @@ class _Query:
         if field.slug in catalog.LOCALIZED_FIELDS.get(self.resource.slug, ()) and self.request.dimension_scope:
             return self._localized(field.slug)
         return self.table.c[source.store_column]
+
+    def _json_text(self, parent: str, inner: str) -> ColumnElement:
+        """The value at a JSON key as text, the same on every backend (``80.57``, ``true``, ``/pricing``)."""
+        if self.conn.dialect.name != "sqlite":
+            return self.table.c[parent][inner].as_string()
+        # SQLite's json_extract returns SQL numbers and 1/0 for booleans: make them the text PostgreSQL's ->> gives.
+        document, path = self.table.c[parent], f'$."{inner}"'
+        return case(
+            (func.json_type(document, path) == "true", literal("true")),
+            (func.json_type(document, path) == "false", literal("false")),
+            else_=cast(func.json_extract(document, path), String),
+        )
 
     def _localized(self, field_slug: str) -> ColumnElement:
         lv = s.localized_values
