@@ -15,11 +15,13 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from ferry.cli_import import import_app
 from ferry.errors import FerryError
 
 app = typer.Typer(help="Ferry: import and export pipelines for customer data, on Prefect 3.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
