@@ -244,10 +244,12 @@ def filename_problems(template: str) -> list[Problem]:
             problems.append(Problem("filename", template, f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)}"))
         elif spec or conversion:
             problems.append(Problem("filename", template, f"placeholder {{{name}}} takes no format spec or conversion"))
-    literal_text = "".join(part[0] for part in parsed)
-    if template.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", template):
+    # Placeholder values are sanitised to plain names (never "", "." or ".."), so a sample rendering
+    # has the same folder structure as every real one: check the segments of that.
+    sample = "".join(literal + ("x" if name is not None else "") for literal, name, _, _ in parsed)
+    if sample.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", sample):
         problems.append(Problem("filename", template, "must be relative to the destination folder"))
-    if any(seg in ("..", ".") for seg in re.split(r"[/\\]", literal_text)) or ".." in re.split(r"[/\\]", template):
+    if any(seg in ("..", ".") for seg in re.split(r"[/\\]", sample)):
         problems.append(Problem("filename", template, "may not contain '..' or '.' path segments"))
     if not template.strip() or template.endswith(("/", "\\")):
         problems.append(Problem("filename", template, "must name a file"))

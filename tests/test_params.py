@@ -105,8 +105,10 @@ def test_bad_filename_templates_are_refused(template, reason):
     assert any(p.field == "filename" and p.value == template and reason in p.reason for p in problems), problems
 
 
-def test_a_template_with_folders_and_every_placeholder_is_accepted():
-    ok(resource="contacts", filename="{workspace}/{date}/{resource}-{run_id}.{format}")
+@pytest.mark.parametrize("template", ["{workspace}/{date}/{resource}-{run_id}.{format}", "{workspace}/{resource}.{format}",
+                                      "exports/{resource}..{format}", "x.y/{date}"])
+def test_templates_with_folders_and_placeholders_are_accepted(template):
+    ok(resource="contacts", filename=template)
 
 
 # --- the 31-day rule and the window --------------------------------------------------------
