@@ -57,3 +57,44 @@ def local_partial(target: Path) -> Iterator[BinaryIO]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class SourceReader:
+    """Counts and hashes what is read from the source, and marks the source's own errors.
+
+    A failure of the *source* stream (a broken spool file) must reach the caller
+    unchanged, not dressed up as a destination error: the mark lets the blocks'
+    error translation tell the two apart.
+    """
+
+    def __init__(self, source: BinaryIO) -> None:
+        import hashlib
+
+        self._source = source
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            chunk = self._source.read(size)
+        except Exception as exc:
+            exc.ferry_source_error = True  # type: ignore[attr-defined]
+            raise
+        self.sha256.update(chunk)
+        self.bytes += len(chunk)
+        return chunk
+
+
+def from_source(exc: BaseException) -> bool:
+    """True for errors raised by the source stream (see SourceReader)."""
+    return bool(getattr(exc, "ferry_source_error", False))
+
+
+def location_path(location: str, scheme: tuple[str, ...], host: str, port: int) -> str:
+    """The server path inside a ``scheme://host:port/path`` location, or ValueError if it is elsewhere."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(location)
+    if parts.scheme not in scheme or (parts.hostname or "").lower() != host.lower() or (parts.port or port) != port:
+        raise ValueError(location)
+    return unquote(parts.path)

@@ -17,13 +17,16 @@ import posixpath
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from blocks._remote import is_transient_network_error, local_partial, partial_name, remote_join
-from blocks.destination import Delivery, Destination, HashingReader, clean_key
+from blocks._remote import (SourceReader, from_source, is_transient_network_error, local_partial, location_path,
+                            partial_name, remote_join)
+from blocks.destination import Delivery, Destination, StoredFile, clean_key
 from ferry.errors import DestinationError, TransientDestinationError
 
 CHUNK = 1 << 20
@@ -99,6 +102,8 @@ class FtpServer(Destination):
         except DestinationError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated by type, below
+            if from_source(exc):
+                raise  # the source stream broke, not the server: let its error through unchanged
             raise self._translate(exc, action) from None
         finally:
             if ftp is not None:
@@ -163,17 +168,35 @@ class FtpServer(Destination):
             ftp.delete(final)
             ftp.rename(partial, final)
 
+    @staticmethod
+    def _store(ftp: ftplib.FTP, path: str, reader: SourceReader) -> None:
+        """STOR ``path`` from ``reader`` (ftplib's storbinary, but it keeps the control channel in step when the source fails)."""
+        conn = ftp.transfercmd(f"STOR {path}")
+        try:
+            with conn:
+                while chunk := reader.read(CHUNK):
+                    conn.sendall(chunk)
+                if isinstance(conn, ssl.SSLSocket):
+                    conn.unwrap()
+        except BaseException:
+            try:
+                ftp.getresp()  # the server's verdict on the cut transfer, so the next command gets its own reply
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+        ftp.voidresp()
+
     # --- the contract -------------------------------------------------------
 
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
         relative = clean_key(key)
-        reader = HashingReader(source)
+        reader = SourceReader(source)
         with self._session(f"uploading {relative}") as ftp:
             final = remote_join(self._base(ftp), relative)
             self._makedirs(ftp, posixpath.dirname(final))
             partial = partial_name(final)
             try:
-                ftp.storbinary(f"STOR {partial}", reader, blocksize=CHUNK)
+                self._store(ftp, partial, reader)
                 size = ftp.size(partial)
                 if size is not None and size != reader.bytes:
                     raise TransientDestinationError(f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
@@ -182,8 +205,10 @@ class FtpServer(Destination):
             except BaseException:
                 _quietly_delete(ftp, partial)
                 raise
-        location = f"{self.scheme}://{self.host}:{self.port}{final if final.startswith('/') else '/' + final}"
-        return Delivery(location=location, bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+        return Delivery(location=self._location(final), bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+
+    def _location(self, path: str) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{quote(path if path.startswith('/') else '/' + path)}"
 
     def download(self, key: str, target: Path) -> Path:
         relative = clean_key(key)
@@ -192,6 +217,64 @@ class FtpServer(Destination):
             with local_partial(target) as out:
                 ftp.retrbinary(f"RETR {remote}", out.write, blocksize=CHUNK)
         return target
+
+    @staticmethod
+    def _size(ftp: ftplib.FTP, path: str) -> int | None:
+        """Size of a file, None when there is none (SIZE answers 550 for missing files and folders)."""
+        try:
+            return ftp.size(path)
+        except ftplib.error_perm as exc:
+            if str(exc).startswith("550"):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        relative = clean_key(key)
+        with self._session(f"checking {relative}") as ftp:
+            return self._size(ftp, remote_join(self._base(ftp), relative)) is not None
+
+    def delete(self, key: str) -> None:
+        relative = clean_key(key)
+        with self._session(f"deleting {relative}") as ftp:
+            path = remote_join(self._base(ftp), relative)
+            try:
+                ftp.delete(path)
+            except ftplib.error_perm:
+                if self._size(ftp, path) is not None:
+                    raise  # it is there and could not be deleted
+
+    def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
+        """Walks the folder with MLSD (RFC 3659), which gives type, size and time in one listing."""
+        with self._session("listing files") as ftp:
+            base = self._base(ftp)
+            pending = [""]
+            while pending:
+                folder = pending.pop()
+                try:
+                    entries = list(ftp.mlsd(remote_join(base, clean_key(folder)) if folder else base, facts=["type", "size", "modify"]))
+                except ftplib.error_perm as exc:
+                    if str(exc).startswith("550"):
+                        continue  # nothing delivered yet
+                    raise
+                for name, facts in sorted(entries):
+                    key = f"{folder}/{name}" if folder else name
+                    kind = facts.get("type", "")
+                    if kind == "dir":
+                        pending.append(key)
+                    elif kind == "file" and key.startswith(prefix):
+                        modified = datetime.strptime(facts["modify"][:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+                        yield StoredFile(key=key, bytes=int(facts.get("size", 0)), modified=modified)
+
+    def key_for(self, location: str) -> str:
+        try:
+            path = location_path(location, (self.scheme,), self.host, self.port)
+        except ValueError:
+            raise DestinationError(f"{location!r} is not on {self.describe()}.", "Was the file delivered through another block?") from None
+        with self._session("mapping a location") as ftp:
+            base = self._base(ftp).rstrip("/") + "/"
+        if not path.startswith(base):
+            raise DestinationError(f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?")
+        return path[len(base):]
 
 
 def _quietly_delete(ftp: ftplib.FTP, path: str) -> None:

@@ -22,16 +22,20 @@ import io
 import posixpath
 import re
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, ClassVar
+from urllib.parse import quote
 
 import paramiko
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from blocks._remote import is_transient_network_error, local_partial, partial_name, remote_join
-from blocks.destination import Delivery, Destination, HashingReader, clean_key
+from blocks._remote import (SourceReader, from_source, is_transient_network_error, local_partial, location_path,
+                            partial_name, remote_join)
+from blocks.destination import Delivery, Destination, StoredFile, clean_key
 from ferry.errors import DestinationError, TransientDestinationError
 
 CHUNK = 1 << 20
@@ -210,6 +214,8 @@ class SftpServer(Destination):
         except DestinationError:
             raise
         except Exception as exc:  # noqa: BLE001 - translated by type, below
+            if from_source(exc):
+                raise  # the source stream broke, not the server: let its error through unchanged
             raise self._translate(exc, action) from exc
         finally:
             if transport is not None:
@@ -277,7 +283,7 @@ class SftpServer(Destination):
 
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
         relative = clean_key(key)
-        reader = HashingReader(source)
+        reader = SourceReader(source)
         with self._session(f"uploading {relative}") as sftp:
             final = remote_join(self._base(sftp), relative)
             self._makedirs(sftp, posixpath.dirname(final))
@@ -297,8 +303,10 @@ class SftpServer(Destination):
             except BaseException:
                 _quietly_remove(sftp, partial)
                 raise
-        return Delivery(location=f"sftp://{self.host}:{self.port}{final if final.startswith('/') else '/' + final}",
-                        bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+        return Delivery(location=self._location(final), bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+
+    def _location(self, path: str) -> str:
+        return f"sftp://{self.host}:{self.port}{quote(path if path.startswith('/') else '/' + path)}"
 
     def download(self, key: str, target: Path) -> Path:
         relative = clean_key(key)
@@ -307,6 +315,50 @@ class SftpServer(Destination):
             with local_partial(target) as out:
                 sftp.getfo(remote, out, prefetch=True)
         return target
+
+    def exists(self, key: str) -> bool:
+        relative = clean_key(key)
+        with self._session(f"checking {relative}") as sftp:
+            try:
+                return stat.S_ISREG(sftp.stat(remote_join(self._base(sftp), relative)).st_mode or 0)
+            except FileNotFoundError:
+                return False
+
+    def delete(self, key: str) -> None:
+        relative = clean_key(key)
+        with self._session(f"deleting {relative}") as sftp:
+            try:
+                sftp.remove(remote_join(self._base(sftp), relative))
+            except FileNotFoundError:
+                pass
+
+    def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
+        with self._session("listing files") as sftp:
+            base = self._base(sftp)
+            pending = [""]
+            while pending:
+                folder = pending.pop()
+                try:
+                    entries = sftp.listdir_attr(remote_join(base, clean_key(folder)) if folder else base)
+                except FileNotFoundError:
+                    continue  # nothing delivered yet
+                for entry in sorted(entries, key=lambda e: e.filename):
+                    key = f"{folder}/{entry.filename}" if folder else entry.filename
+                    if stat.S_ISDIR(entry.st_mode or 0):
+                        pending.append(key)
+                    elif stat.S_ISREG(entry.st_mode or 0) and key.startswith(prefix):
+                        yield StoredFile(key=key, bytes=entry.st_size or 0, modified=datetime.fromtimestamp(entry.st_mtime or 0, UTC))
+
+    def key_for(self, location: str) -> str:
+        try:
+            path = location_path(location, ("sftp",), self.host, self.port)
+        except ValueError:
+            raise DestinationError(f"{location!r} is not on {self.describe()}.", "Was the file delivered through another block?") from None
+        with self._session("mapping a location") as sftp:
+            base = self._base(sftp).rstrip("/") + "/"
+        if not path.startswith(base):
+            raise DestinationError(f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?")
+        return path[len(base):]
 
 
 def _quietly_remove(sftp: paramiko.SFTPClient, path: str) -> None:

@@ -11,8 +11,11 @@ import argparse
 import datetime as dt
 import ipaddress
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve()
 
@@ -72,6 +75,45 @@ def start_ftp(workdir: Path, tls: bool, username: str = "ferry", password: str =
     name = "ftps" if tls else "ftp"
     proc = start_server(name, HERE, args, workdir)
     return FtpServerInfo("127.0.0.1", proc.info["port"], root, username, password, tls, ca_file, proc)
+
+
+def ftp_block(server: FtpServerInfo, folder: str = "", **overrides):
+    """An FtpServer block for ``server`` (FTPS trusting the server's self-signed certificate)."""
+    from blocks.ftp import FtpServer
+
+    values = dict(host=server.host, port=server.port, username=server.username, password=server.password,
+                  tls=server.tls, ca_file=server.ca_file, folder=folder, timeout=10)
+    return FtpServer(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def ftp_server(tmp_path_factory) -> FtpServerInfo:
+    server = start_ftp(tmp_path_factory.mktemp("ftp-server"), tls=False)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def ftps_server(tmp_path_factory) -> FtpServerInfo:
+    server = start_ftp(tmp_path_factory.mktemp("ftps-server"), tls=True)
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def ftp_handle(ftp_server):
+    from .sftp import FolderHandle
+
+    folder = f"case-{uuid.uuid4().hex[:8]}"
+    return FolderHandle(ftp_block(ftp_server, folder=folder), ftp_server.root / folder)
+
+
+@pytest.fixture
+def ftps_handle(ftps_server):
+    from .sftp import FolderHandle
+
+    folder = f"case-{uuid.uuid4().hex[:8]}"
+    return FolderHandle(ftp_block(ftps_server, folder=folder), ftps_server.root / folder)
 
 
 # --- the server (child process) ------------------------------------------------------

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve()
 
@@ -61,6 +64,45 @@ def start_sftp(workdir: Path, username: str = "ferry", password: str = "s3cret-S
         other_host_key_line=f"[127.0.0.1]:{port} {other_public}",
         process=proc,
     )
+
+
+def sftp_block(server: SftpServerInfo, folder: str = "", key_login: bool = False, **overrides):
+    """An SftpServer block for ``server``: password login (or key login), host key pinned."""
+    from blocks.sftp import SftpServer
+
+    credentials = {"private_key": server.client_key_pem} if key_login else {"password": server.password}
+    values = dict(host=server.host, port=server.port, username=server.username, host_key=server.host_key_line,
+                  folder=folder, timeout=10, **credentials)
+    return SftpServer(**{**values, **overrides})
+
+
+@dataclass
+class FolderHandle:
+    """A destination plus the folder on the server's disk where its files land (conformance suite)."""
+
+    destination: object
+    root: Path
+
+    def read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def keys(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def sftp_server(tmp_path_factory) -> SftpServerInfo:
+    server = start_sftp(tmp_path_factory.mktemp("sftp-server"))
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture
+def sftp_handle(sftp_server) -> FolderHandle:
+    folder = f"case-{uuid.uuid4().hex[:8]}"
+    return FolderHandle(sftp_block(sftp_server, folder=folder), sftp_server.root / folder)
 
 
 # --- the server (child process) ------------------------------------------------------
