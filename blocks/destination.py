@@ -4,12 +4,47 @@ A destination receives a binary stream and a *key* (a relative file name,
 already rendered from the user's template) and returns where the file ended
 up, how many bytes it holds and their SHA-256. A reader must never see half a
 file at the final location: write somewhere temporary, then publish at once.
+
+The contract, in full (one conformance suite, tests/test_destination_conformance.py,
+runs the same test body over every implementation):
+
+``deliver(source, key) -> Delivery``  (required)
+    Stream ``source`` to ``key``; return location, bytes, SHA-256 and, where the
+    destination can sign one, a download URL. Nothing appears at ``key`` unless
+    the whole stream arrived (a failed upload leaves the previous file, or
+    nothing). An exception raised *by the source stream* propagates unchanged;
+    failures of the destination are ``DestinationError`` (terminal: bad
+    credentials, permissions, missing bucket) or ``TransientDestinationError``
+    (worth a retry: resets, timeouts, 5xx) - the type decides retries.
+
+Optional capabilities (``can(name)`` tells which a block has; the defaults
+refuse or answer "nothing"):
+
+``open_source(key)`` / ``download(key, target)``  ("read")
+    Read a delivered file back as a stream / into a local file (import sources).
+    Implementing either one is enough: the base class derives the other.
+``download_url(key, expires)``  ("url")
+    A fresh URL that lets anyone holding it download the file until it expires.
+``exists(key)``, ``delete(key)``  ("delete")
+    For reissuing URLs of finished runs and for retention cleanup.
+``list_files(prefix)``  ("list")
+    Every file under the destination (or a prefix) with size and modification
+    time; retention cleanup uses it to find expired files.
+``key_for(location)``
+    The inverse of ``Delivery.location``: which key a recorded location names.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, ClassVar
 
@@ -28,6 +63,14 @@ class Delivery(BaseModel):
     url: str | None = Field(default=None, description="A download URL, where the destination can give one.")
 
 
+class StoredFile(BaseModel):
+    """One file a destination holds (``list_files``)."""
+
+    key: str = Field(description="Key relative to the destination's root.")
+    bytes: int = Field(description="Size in bytes.")
+    modified: datetime = Field(description="Last modification time (timezone-aware, UTC).")
+
+
 class Destination(Block):
     """Base of every Ferry destination block."""
 
@@ -42,7 +85,54 @@ class Destination(Block):
 
     def download(self, key: str, target: Path) -> Path:
         """Copy the file at ``key`` to the local path ``target`` (complete, or not at all)."""
-        raise DestinationError(f"{self.describe()} cannot be read as an import source.", "Use a block that supports reading files.")
+        if not self.can("read"):
+            raise DestinationError(f"{self.describe()} cannot be read as an import source.", "Use a block that supports reading files.")
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
+        try:
+            with self.open_source(key) as stream, open(partial, "wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target
+
+    @contextmanager
+    def open_source(self, key: str) -> Iterator[BinaryIO]:
+        """The file at ``key`` as a readable binary stream, read in bounded chunks (never all at once)."""
+        if type(self).download is Destination.download:
+            raise DestinationError(f"{self.describe()} cannot be read as an import source.", "Use a block that supports reading files.")
+        with tempfile.TemporaryDirectory(prefix="ferry-source-") as folder:
+            path = self.download(key, Path(folder) / "file")
+            with open(path, "rb") as stream:
+                yield stream
+
+    def download_url(self, key: str, expires: timedelta) -> str | None:
+        """A URL that downloads ``key`` until ``expires`` from now; None where the destination has none."""
+        return None
+
+    def exists(self, key: str) -> bool:
+        """True when a complete file is stored at ``key``."""
+        raise DestinationError(f"{self.describe()} cannot check whether a file exists.", "Use a destination that supports it.")
+
+    def delete(self, key: str) -> None:
+        """Remove the file at ``key``; a missing file is not an error."""
+        raise DestinationError(f"{self.describe()} cannot delete files.", "Use a destination that supports it.")
+
+    def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
+        """Every stored file whose key starts with ``prefix``, with size and modification time."""
+        raise DestinationError(f"{self.describe()} cannot list its files.", "Use a destination that supports it.")
+
+    def key_for(self, location: str) -> str:
+        """The key that produced ``location`` (a ``Delivery.location`` of this destination)."""
+        raise DestinationError(f"{self.describe()} cannot map {location!r} back to a file name.", "Use a destination that supports it.")
+
+    def can(self, capability: str) -> bool:
+        """Whether this block implements an optional part of the contract ("read", "url", "delete", "list")."""
+        cls = type(self)
+        overridden = [getattr(cls, m) is not getattr(Destination, m) for m in _CAPABILITIES[capability]]
+        return any(overridden) if capability == "read" else all(overridden)
 
     def matches_uri(self, netloc: str) -> bool:
         """True when ``scheme://NETLOC/...`` points at what this block reaches (e.g. its host or bucket)."""
@@ -81,3 +171,12 @@ class HashingReader:
         self.sha256.update(chunk)
         self.bytes += len(chunk)
         return chunk
+
+
+# capability -> the methods that provide it ("read": either one; the others: all of them)
+_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "read": ("open_source", "download"),
+    "url": ("download_url",),
+    "delete": ("delete", "exists"),
+    "list": ("list_files",),
+}

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 from pydantic import Field
 
-from blocks.destination import Delivery, Destination, HashingReader, clean_key
+from blocks.destination import Delivery, Destination, HashingReader, StoredFile, clean_key
 from ferry.errors import DestinationError
 
 CHUNK = 1 << 20
@@ -25,11 +28,14 @@ class LocalDirectory(Destination):
 
     path: str = Field(title="Folder", description="Folder that receives the files; created if missing.")
 
+    def _base(self) -> Path:
+        return Path(self.path).expanduser().resolve()
+
     def describe(self) -> str:
         return f"local folder {self.path}"
 
     def target(self, key: str) -> Path:
-        base = Path(self.path).expanduser().resolve()
+        base = self._base()
         target = (base / clean_key(key)).resolve()
         if not target.is_relative_to(base):
             raise DestinationError(f"Refusing file name {key!r}: it resolves outside {base}.", "Check the filename template and symlinks in the folder.")
@@ -54,3 +60,44 @@ class LocalDirectory(Destination):
         finally:
             partial.unlink(missing_ok=True)
         return Delivery(location=str(target), bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+
+    @contextmanager
+    def open_source(self, key: str) -> Iterator[BinaryIO]:
+        target = self.target(key)
+        try:
+            stream = open(target, "rb")
+        except FileNotFoundError:
+            raise DestinationError(f"No file {key!r} in {self.describe()}.", "Check the file name; expired exports are removed by retention cleanup.") from None
+        except OSError as exc:
+            raise DestinationError(f"Cannot read {target}: {exc.strerror}.", "Check the path and its permissions.") from None
+        with stream:
+            yield stream
+
+    def exists(self, key: str) -> bool:
+        return self.target(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self.target(key).unlink(missing_ok=True)
+
+    def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
+        base = self._base()
+        if not base.is_dir():
+            return
+        for root, _dirs, files in os.walk(base):
+            for name in files:
+                path = Path(root) / name
+                key = path.relative_to(base).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # removed while we walked
+                    continue
+                yield StoredFile(key=key, bytes=stat.st_size, modified=datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def key_for(self, location: str) -> str:
+        path = Path(location).expanduser().resolve()
+        base = self._base()
+        if not path.is_relative_to(base):
+            raise DestinationError(f"{location!r} is not inside {self.describe()}.", "Was the file delivered to another folder?")
+        return path.relative_to(base).as_posix()
