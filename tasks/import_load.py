@@ -281,7 +281,7 @@ class _Sql:
                 continue
             new_rows = "1 = 1" if self.plan.duplicates == "create" else f"NOT EXISTS (SELECT 1 FROM {self.t('m')} m WHERE m.{q(ROW)} = s.{q(ROW)})"
             self.reject(f"SELECT s.{q(ROW)}, :field, NULL, 'required to create a new record, and the field is not mapped', 'required' "
-                        f"FROM {q(self.stage)} s WHERE {new_rows}", field=column.name)
+                        f"FROM {q(self.stage)} s WHERE {new_rows} AND s.{q(ROW)} NOT IN (SELECT {q(ROW)} FROM {self.t('rej')})", field=column.name)
 
     def drop_rejected(self) -> None:
         rej = self.t("rej")
@@ -457,7 +457,7 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
                progress: Progress | None = None) -> LoadResult:
     """Steps 1-4 of the module docstring in one transaction; commits unless the plan is a dry run."""
     check_create_missing(plan)
-    stamp = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+    stamp = datetime.now(UTC).replace(tzinfo=None)
     result = LoadResult(committed=False, stamp=stamp, errors=out_dir / "load-errors.arrow")
     out_dir.mkdir(parents=True, exist_ok=True)
     with engine.connect() as conn:

@@ -1,0 +1,390 @@
+"""The import flow: parse -> (map) -> validate -> transform -> load -> ledger.
+
+Stages hand each other spool-file paths (never data), so memory stays flat and
+Prefect keeps only small results. The flow's return value is the run record
+(:class:`ImportRecord`); a failed run returns a Failed state that carries the
+record with its error, so the run history shows both.
+
+Small files run inline. Files above ``inline_max_bytes`` are handed to the
+``import-data/default`` deployment with ``run_deployment(..., timeout=0)`` and
+this run returns at once with the deployment run's id to poll; both modes
+report progress the same way (a progress artifact per stage, updated per batch).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from ferry.audit import write_audit
+from ferry.errors import FerryError
+from ferry.import_params import IMPORT_DEPLOYMENT, ImportRequest, MappingEntry, build_plan
+from ferry.progress import Progress
+from ferry.records import ImportRecord
+from ferry.settings import get_settings
+from ferry.spool import read_spool, write_spool
+from ferry.store.engine import get_engine
+from tasks.import_load import load_rows
+from tasks.import_transform import static_scalars, transform_rows
+from tasks.import_validate import ROW, finish_quality_summary, first_errors, start_quality_summary, validate_rows
+
+ERROR_TABLE_ROWS = 20
+
+
+class DeploymentUnavailableError(FerryError):
+    """A large import was to run as a deployment run, but no deployment or server could take it."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run_id() -> str:
+    return str(flow_run.get_id() or uuid.uuid4())
+
+
+def imports_dir() -> Path:
+    return get_settings().data_dir / "imports"
+
+
+# --- parse (the other helper's reader, wrapped as a stage) ------------------------------
+
+
+@dataclass
+class Parsed:
+    spool: Path
+    rows: int
+    columns: list[str]
+    file_type: str
+    mapping: list[MappingEntry]
+    warnings: list[str] = field(default_factory=list)
+
+
+@task(name="import-parse", cache_policy=NONE, persist_result=False)
+def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
+    """Steps 1-2: read the file into an Arrow spool (all text) and settle the mapping."""
+    from tasks.import_parse import iter_batches, preview, sniff
+
+    info = sniff(request.source_path)
+    mapping = list(request.mapping or [])
+    warnings = list(info.warnings)
+    if request.auto_map:
+        from tasks.import_mapping import suggest_mapping
+
+        sample = preview(request.source_path, sample_rows=50)
+        suggested = suggest_mapping(info, sample.sample_rows, request.resource_def.slug, engine=get_engine(), workspace=request.workspace)
+        mapping = [MappingEntry.coerce(m) for m in suggested]
+    progress = Progress("read", None, key="import-progress")
+
+    def counted():
+        for batch in iter_batches(info, get_settings().batch_rows):
+            progress.advance(batch.num_rows)
+            yield batch
+
+    spool = spool_dir / "source.arrow"
+    rows = write_spool(spool, info.schema(), counted())
+    progress.finish()
+    return Parsed(spool, rows, list(info.columns), info.file_type, mapping, warnings)
+
+
+# --- rejected rows -------------------------------------------------------------------
+
+
+def write_rejected(source: Path, error_spools: list[Path], target: Path, columns: list[str]) -> int:
+    """Every rejected row as in the file, plus its line number and errors; returns rows written."""
+    tables = [pa.ipc.open_file(pa.memory_map(str(p), "r")).read_all() for p in error_spools if p and p.exists()]
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return 0
+    errors = pa.concat_tables(tables)
+    label = pc.if_else(pc.equal(errors["field"], ""), errors["error"],
+                       pc.binary_join_element_wise(errors["field"], errors["error"], ": "))
+    grouped = pa.table({"row": errors["row"], "label": label}).group_by("row").aggregate([("label", "list")])
+    messages = pa.table({ROW: grouped["row"], "ferry_errors": pc.binary_join(grouped["label_list"], "; ")})
+    wanted = messages[ROW]
+    names = list(columns)
+    schema = pa.schema([(c, pa.string()) for c in names] + [("ferry_row", pa.int64()), ("ferry_errors", pa.string())])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with pacsv.CSVWriter(str(target), schema) as writer:
+        for batch in read_spool(source):
+            keep = pc.is_in(batch.column(batch.schema.names.index(ROW)), value_set=wanted)
+            if not pc.any(keep).as_py():
+                continue
+            part = pa.Table.from_batches([batch.filter(keep)]).select(names + [ROW])
+            joined = part.join(messages, ROW, join_type="left outer").sort_by(ROW)
+            out = pa.table([*(joined[c] for c in names), joined[ROW], joined["ferry_errors"]], schema=schema)
+            writer.write_table(out)
+            written += out.num_rows
+    return written
+
+
+# --- ledger --------------------------------------------------------------------------
+
+
+def summary_markdown(record: ImportRecord) -> str:
+    title = "Import dry run" if record.dry_run else "Import"
+    if record.status == "failed":
+        return f"# {title} failed\n\n**{record.resource}** into workspace **{record.workspace}** from `{record.source}`\n\n```\n{record.error}\n```\n"
+    if record.status == "submitted":
+        return (f"# {title} submitted\n\n{record.file_size:,} bytes of {record.resource} go to workspace **{record.workspace}** "
+                f"in deployment run `{record.deployment_run_id}`.\n")
+    verb = "would be" if record.dry_run else "were"
+    lines = [
+        f"# {title} of {record.resource}", "",
+        "| | |", "|---|---|",
+        f"| Workspace | {record.workspace} |",
+        f"| File | `{record.source}` ({record.file_size:,} bytes, {record.file_type}) |",
+        f"| Rows in the file | {record.total_rows:,} |",
+        f"| Created | {record.created_rows:,} |",
+        f"| Updated | {record.updated_rows:,} |",
+        f"| Skipped | {record.skipped_rows:,} |",
+        f"| Rejected | {record.error_rows:,} |",
+        f"| Strategy | duplicates={record.options.get('duplicates')}, match={record.options.get('match')}, merge={record.options.get('merge')} |",
+        f"| Rejected rows file | `{record.rejected_rows_path or '-'}` |",
+        "",
+        f"Rows {verb} written in one transaction{' (rolled back: dry run)' if record.dry_run else ''}.",
+    ]
+    if record.warnings:
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in record.warnings]
+    if record.reference_warnings:
+        lines += ["", "## Unresolved references", "", "| field | resource | rows | values (first) |", "|---|---|---|---|"]
+        lines += [f"| {w['field']} | {w['resource']} | {w['rows']} | {', '.join(str(v['value']) for v in w['values'][:5])} |" for w in record.reference_warnings]
+    if record.error_summary:
+        lines += ["", "## Errors by field and check", "", "| field:check | errors |", "|---|---|"]
+        lines += [f"| {k} | {v:,} |" for k, v in record.error_summary.items()]
+    if record.data_quality:
+        lines += ["", "## Data quality (great-expectations, sample)", "", "| expectation | column | ok | unexpected |", "|---|---|---|---|"]
+        lines += [f"| {d['expectation']} | {d['column']} | {'yes' if d['success'] else 'no'} | {d['unexpected_count']} ({d['unexpected_percent']}%) |"
+                  for d in record.data_quality]
+    return "\n".join(lines) + "\n"
+
+
+def audit_details(record: ImportRecord) -> dict:
+    return {"source": Path(record.source).name, "dry_run": record.dry_run, "processing_mode": record.processing_mode,
+            "options": record.options, "created": record.created_rows, "updated": record.updated_rows,
+            "skipped": record.skipped_rows, "rejected": record.error_rows}
+
+
+@task(name="import-ledger", cache_policy=NONE, persist_result=False)
+def import_ledger(record: ImportRecord, actor: str) -> None:
+    """Audit-log entry, markdown summary and a table of the first errors for one import run."""
+    action = f"import.{'dry_run' if record.dry_run and record.status == 'success' else record.status}"
+    write_audit(get_engine(), workspace=record.workspace, actor=actor, action=action, resource=record.resource,
+                run_id=record.run_id, details=audit_details(record), payload_bytes=record.file_size)
+    create_markdown_artifact(summary_markdown(record), key="import-summary", description="Import run record")
+    if record.errors:
+        rows = [{k: ("" if v is None else str(v)) for k, v in e.items()} for e in record.errors[:ERROR_TABLE_ROWS]]
+        create_table_artifact(rows, key="import-errors", description=f"First {len(rows)} of {record.error_count} errors")
+
+
+# --- processing mode ------------------------------------------------------------------
+
+
+def choose_mode(request: ImportRequest) -> str:
+    if request.processing != "auto":
+        return request.processing
+    return "deployment" if request.source_path.stat().st_size > request.inline_max_bytes else "inline"
+
+
+def dispatch(request: ImportRequest) -> str:
+    """Start the import as a run of the import deployment and return its id at once."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    params = {"request": request.model_copy(update={"processing": "inline"}).model_dump(mode="json", by_alias=True)}
+    try:
+        run = run_deployment(IMPORT_DEPLOYMENT, parameters=params, timeout=0, as_subflow=False)
+    except ObjectNotFound:
+        raise DeploymentUnavailableError(
+            f"The deployment {IMPORT_DEPLOYMENT!r} does not exist on this Prefect server.",
+            "Deploy it (`prefect deploy --all` with prefect.yaml) and start a worker for its pool, or run with processing='inline'.",
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any API failure means: no deployment run was created
+        raise DeploymentUnavailableError(f"Could not start a run of {IMPORT_DEPLOYMENT!r}: {type(exc).__name__}: {exc}",
+                                         "Check that a Prefect server is reachable (PREFECT_API_URL), or run with processing='inline'.") from None
+    return str(run.id)
+
+
+# --- the flow -------------------------------------------------------------------------
+
+
+def _options(request: ImportRequest) -> dict:
+    return {"duplicates": request.duplicates, "match": request.match_fields() if _resource_ok(request) else request.match,
+            "merge": request.merge, "static_values": request.static_values, "create_missing_references": request.create_missing_references,
+            "skip_validation": request.skip_validation, "auto_map": request.auto_map, "dry_run": request.dry_run}
+
+
+def _resource_ok(request: ImportRequest) -> bool:
+    try:
+        request.resource_def
+        return True
+    except FerryError:
+        return False
+
+
+@flow(name="import-data", persist_result=True, validate_parameters=True)
+def import_data(request: ImportRequest):
+    """Import a file into one resource of one workspace; never half-written (one transaction)."""
+    logger = get_run_logger()
+    run_id = _run_id()
+    settings = get_settings()
+    spool_dir = settings.spool_dir / f"import-{run_id}"
+    record = ImportRecord(run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace,
+                          source=request.source, dry_run=request.dry_run, started_at=_now(), options=_options(request))
+    quality = None
+    try:
+        request = request.validated()
+        record.resource = request.resource_def.slug
+        record.file_size = request.source_path.stat().st_size
+        mode = choose_mode(request)
+        if mode == "deployment":
+            try:
+                deployment_run = dispatch(request)
+                record = record.model_copy(update={"status": "submitted", "processing_mode": "deployment",
+                                                   "deployment_run_id": deployment_run, "completed_at": _now()})
+                logger.info("Import of %s bytes handed to deployment %s: run %s", f"{record.file_size:,}", IMPORT_DEPLOYMENT, deployment_run)
+                import_ledger(record, request.actor)
+                return record
+            except DeploymentUnavailableError as exc:
+                if request.processing == "deployment":
+                    raise
+                record.warnings.append(f"The file is {record.file_size:,} bytes (above {request.inline_max_bytes:,}), "
+                                       f"but it ran inline: {exc.message}")
+                logger.warning("Running a large import inline: %s", exc)
+        if request.skip_validation:
+            logger.warning("skip_validation is on: values that fail checks are loaded as EMPTY instead of rejecting their rows")
+
+        parsed = parse_source(request, spool_dir)
+        plan = build_plan(request, parsed.columns, parsed.mapping)
+        static_scalars(plan)  # bad static values fail here, before any data moves
+        record.file_type = parsed.file_type
+        record.mapping = list(plan.mapping)
+        record.warnings += parsed.warnings + list(plan.warnings)
+        logger.info("Importing %d rows of %s into %s (%s)", parsed.rows, plan.resource, plan.workspace, run_id)
+        if request.data_quality:
+            quality = start_quality_summary(parsed.spool, plan, spool_dir)
+        validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
+        transformed = transform_rows(validated.checked, plan, spool_dir, parsed.rows)
+        loaded = load_rows(transformed.spool, plan, run_id, request.actor, spool_dir, transformed.rows)
+
+        run_dir = imports_dir() / run_id
+        rejected_path = run_dir / "rejected.csv"
+        rejected = write_rejected(parsed.spool, [validated.errors, loaded.errors], rejected_path, parsed.columns)
+        summary, quality_problem = finish_quality_summary(quality, spool_dir)
+        quality = None
+        if quality_problem:
+            record.warnings.append(quality_problem)
+        errors = first_errors(validated.errors, request.max_errors)
+        if len(errors) < request.max_errors:
+            errors += first_errors(loaded.errors, request.max_errors - len(errors))
+        error_summary = dict(validated.by_check)
+        for key, n in loaded.by_check.items():
+            error_summary[key] = error_summary.get(key, 0) + n
+        samples = dict(loaded.samples)
+        samples["reject"] = errors[:5]
+        record = record.model_copy(update={
+            "status": "success", "total_rows": parsed.rows, "processed_rows": parsed.rows,
+            "created_rows": loaded.created_rows, "updated_rows": loaded.updated_rows, "skipped_rows": loaded.skipped_rows,
+            "error_rows": validated.error_rows + loaded.rejected_rows, "errors": errors,
+            "error_count": validated.error_count + loaded.error_count, "error_summary": dict(sorted(error_summary.items())),
+            "rejected_rows_path": str(rejected_path) if rejected else None,
+            "reference_warnings": loaded.reference_warnings, "created_references": loaded.created_references,
+            "samples": samples, "data_quality": summary, "completed_at": _now(),
+        })
+        if request.auto_map and not request.dry_run:
+            _remember(request, parsed.mapping, record)
+        import_ledger(record, request.actor)
+        what = "Would import" if request.dry_run else "Imported"
+        logger.info("%s %s: %d created, %d updated, %d skipped, %d rejected", what, record.resource,
+                    record.created_rows, record.updated_rows, record.skipped_rows, record.error_rows)
+        return record
+    except FerryError as exc:
+        record = record.model_copy(update={"status": "failed", "error": str(exc), "completed_at": _now()})
+        logger.error("Import failed: %s", exc)
+        import_ledger(record, request.actor)
+        return Failed(message=str(exc), data=record)
+    finally:
+        if quality is not None and quality.poll() is None:
+            quality.kill()
+            quality.wait()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+
+
+def _remember(request: ImportRequest, mapping: list[MappingEntry], record: ImportRecord) -> None:
+    try:
+        from tasks.import_mapping import ColumnMapping, remember_mapping
+
+        remember_mapping(get_engine(), request.workspace, request.resource_def.slug,
+                         [ColumnMapping.from_json(m.model_dump(by_alias=True)) for m in mapping])
+    except FerryError as exc:
+        record.warnings.append(f"The mapping was used but not remembered: {exc}")
+
+
+# --- history --------------------------------------------------------------------------
+
+
+def import_history(resource: str, workspace: str | None = None, limit: int = 20) -> list[ImportRecord]:
+    """The import runs of ``resource``, newest first, with their result records."""
+    from ferry.catalog import get_resource
+
+    slug = get_resource(resource).slug
+    return [r for r in _history_records(limit * 5) if r.resource == slug and (workspace is None or r.workspace == workspace)][:limit]
+
+
+def _history_records(scan: int) -> list[ImportRecord]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["import-data"])),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=scan)
+    records: list[ImportRecord] = []
+    for run in runs:
+        record = _record_of(run)
+        if record is not None:
+            records.append(record)
+    return records
+
+
+def _record_of(run) -> ImportRecord | None:
+    params = (run.parameters or {}).get("request") or {}
+    result = None
+    if run.state is not None and (run.state.is_completed() or run.state.is_failed()):
+        try:
+            result = run.state.result(raise_on_failure=False)
+        except Exception:  # noqa: BLE001 - a result that cannot be read back is shown from its parameters
+            result = None
+    if isinstance(result, ImportRecord):
+        return result
+    if isinstance(result, dict) and "run_id" in result:
+        return ImportRecord.model_validate(result)
+    if not params:
+        return None
+    try:
+        from ferry.catalog import get_resource
+
+        slug = get_resource(params.get("resource", "")).slug
+    except FerryError:
+        slug = params.get("resource", "")
+    state = run.state.type.value.lower() if run.state else "unknown"
+    return ImportRecord(
+        run_id=str(run.id), status="failed" if state in ("failed", "crashed", "cancelled") else "submitted",
+        resource=slug, workspace=params.get("workspace", ""), source=params.get("source", ""),
+        dry_run=bool(params.get("dry_run")), started_at=run.start_time or run.expected_start_time or run.created,
+        error=None if state not in ("failed", "crashed", "cancelled") else f"run {state}; its result record could not be read",
+        warnings=[f"Run state: {run.state.name if run.state else 'unknown'}"],
+    )
