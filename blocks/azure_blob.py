@@ -59,9 +59,9 @@ class AzureBlobDestination(Destination):
         title="Blob container",
         description="The prefect-azure Azure Blob Storage Container block: container name, base folder and credentials.",
     )
-    download_url_minutes: int = Field(
-        default=15, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the SAS download URL of a delivered file stays valid; at most 7 days.",
+    download_url_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
+        description="How long the SAS download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
     block_size_mib: int = Field(
         default=8, ge=1, le=4000, title="Block size (MiB)",
@@ -74,6 +74,11 @@ class AzureBlobDestination(Destination):
     def for_container_block(cls, name: str) -> AzureBlobDestination:
         """The destination for ``--dest azure-blob-storage-container/NAME`` with default settings."""
         return cls(container=AzureBlobStorageContainer.load(name))
+
+    def url_lifetime(self) -> timedelta:
+        from ferry.settings import get_settings
+
+        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 
@@ -217,7 +222,7 @@ class AzureBlobDestination(Destination):
             raise TransientDestinationError(f"{self.block_label()}: {name} holds {properties.size} bytes, {reader.bytes} were sent; it was removed.",
                                             "The delivery is retried.")
         return Delivery(location=self._plain_url(name), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self._url_or_none(name, timedelta(minutes=self.download_url_minutes)))
+                        url=self._url_or_none(name, self.url_lifetime()))
 
     def _url_or_none(self, name: str, expires: timedelta) -> str | None:
         try:

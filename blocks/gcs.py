@@ -49,9 +49,9 @@ class GcsDestination(Destination):
         title="GCS bucket",
         description="The prefect-gcp GCS Bucket block: bucket name, folder and GCP credentials.",
     )
-    download_url_minutes: int = Field(
-        default=15, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the V4 signed download URL of a delivered file stays valid; at most 7 days.",
+    download_url_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
+        description="How long the V4 signed download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
     chunk_size_mib: int = Field(
         default=8, ge=1, le=1024, title="Chunk size (MiB)",
@@ -68,6 +68,11 @@ class GcsDestination(Destination):
     def for_bucket_block(cls, name: str) -> GcsDestination:
         """The destination for ``--dest gcs-bucket/NAME`` with default settings."""
         return cls(bucket=GcsBucket.load(name))
+
+    def url_lifetime(self) -> timedelta:
+        from ferry.settings import get_settings
+
+        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 
@@ -202,7 +207,7 @@ class GcsDestination(Destination):
             raise TransientDestinationError(f"{self.block_label()}: {name} holds {blob.size} bytes, {reader.bytes} were sent; it was removed.",
                                             "The delivery is retried.")
         return Delivery(location=self.location(key), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self.download_url(key, timedelta(minutes=self.download_url_minutes)))
+                        url=self.download_url(key, self.url_lifetime()))
 
     def download_url(self, key: str, expires: timedelta) -> str:
         name = object_name(self._folder, key)

@@ -1,9 +1,23 @@
-"""Every destination block Ferry knows, by block type slug."""
+"""Every destination Ferry knows, by block type slug: ``--dest SLUG/NAME`` loads the saved block NAME.
+
+Two kinds of entries, with the same face (``load(name)``, ``get_block_type_slug()``,
+``uri_schemes``):
+
+* Ferry's own destination blocks (the class itself);
+* blocks of Prefect's collections that Ferry delivers through (prefect-aws
+  ``s3-bucket``, prefect-azure ``azure-blob-storage-container``, prefect-gcp
+  ``gcs-bucket``), plus Ferry's wrapper blocks that add delivery settings to
+  them. These are :class:`Lazy` entries: their module (and its cloud SDK,
+  ~1 s of imports each) loads only when a reference names them.
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from blocks.destination import Destination
 from blocks.ftp import FtpServer
@@ -12,23 +26,77 @@ from blocks.sftp import SftpServer
 from blocks.webhook import Webhook
 from ferry.errors import DestinationError
 
-DESTINATIONS: dict[str, type[Destination]] = {
+
+class DestinationKind(Protocol):
+    uri_schemes: tuple[str, ...]
+
+    def get_block_type_slug(self) -> str: ...
+
+    def load(self, name: str) -> Destination: ...
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A destination kind whose code is imported on first use.
+
+    ``target`` is ``module:Class`` (a Ferry destination block, loaded with
+    ``Class.load``) or ``module:Class.factory`` (a classmethod that loads a
+    collection block by name and wraps it).
+    """
+
+    slug: str
+    target: str
+    uri_schemes: tuple[str, ...] = ()
+
+    def get_block_type_slug(self) -> str:
+        return self.slug
+
+    def resolve(self) -> Any:
+        module, _, attribute = self.target.partition(":")
+        value: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            value = getattr(value, part)
+        return value
+
+    def load(self, name: str) -> Destination:
+        value = self.resolve()
+        return value.load(name) if isinstance(value, type) else value(name)
+
+
+DESTINATIONS: dict[str, DestinationKind] = {
     LocalDirectory.get_block_type_slug(): LocalDirectory,
     SftpServer.get_block_type_slug(): SftpServer,
     FtpServer.get_block_type_slug(): FtpServer,
     Webhook.get_block_type_slug(): Webhook,
+    # Prefect collection blocks, used as they are (default delivery settings):
+    "s3-bucket": Lazy("s3-bucket", "blocks.s3:S3Destination.for_bucket_block", ("s3",)),
+    "azure-blob-storage-container": Lazy("azure-blob-storage-container", "blocks.azure_blob:AzureBlobDestination.for_container_block", ("az",)),
+    "gcs-bucket": Lazy("gcs-bucket", "blocks.gcs:GcsDestination.for_bucket_block", ("gs",)),
+    # Ferry's wrappers around them (part size, URL lifetime, ...):
+    "s3-destination": Lazy("s3-destination", "blocks.s3:S3Destination"),
+    "azure-blob-destination": Lazy("azure-blob-destination", "blocks.azure_blob:AzureBlobDestination"),
+    "gcs-destination": Lazy("gcs-destination", "blocks.gcs:GcsDestination"),
 }
 
 
 def resolve_destination(reference: str | None, default_folder: Path) -> Destination:
-    """``None`` -> the managed exports folder; ``SLUG/NAME`` -> a saved block; anything else -> a folder path."""
+    """``None`` -> managed storage; ``SLUG/NAME`` -> a saved block; anything else -> a folder path."""
     if reference is None:
-        return LocalDirectory(path=str(default_folder))
+        from blocks.managed import ManagedStorage
+
+        return ManagedStorage.from_settings(default_folder)
     match = re.fullmatch(r"([a-z0-9-]+)/([^/]+)", reference)
     if match and match.group(1) in DESTINATIONS:
         slug, name = match.groups()
         try:
             return DESTINATIONS[slug].load(name)
         except ValueError as exc:
-            raise DestinationError(f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug} {name} ...).") from exc
+            if "Unable to find block document" not in str(exc) and "not found" not in str(exc).lower():
+                raise DestinationError(f"The {slug} block {name!r} cannot be loaded: {type(exc).__name__}.",
+                                       "Check its fields (and those of the blocks it references) in the Prefect UI.") from None
+            raise DestinationError(f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug} {name} ...).") from None
+    if match and not Path(match.group(1)).exists():
+        # "s3-bukcet/exports" is a typo far more often than a new relative folder: do not write it to disk silently.
+        raise DestinationError(f"Unknown destination kind {match.group(1)!r} in {reference!r}.",
+                               f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}; for a new local folder write ./{reference}.")
     return LocalDirectory(path=reference)

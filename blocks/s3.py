@@ -65,9 +65,9 @@ class S3Destination(Destination):
         title="S3 bucket",
         description="The prefect-aws S3 Bucket block: bucket name, folder and credentials (an endpoint URL in the credentials' client parameters reaches R2, MinIO and other S3-compatible servers).",
     )
-    download_url_minutes: int = Field(
-        default=15, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the presigned download URL of a delivered file stays valid; at most 7 days.",
+    download_url_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
+        description="How long the presigned download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
     part_size_mib: int = Field(
         default=8, ge=5, le=5 * 1024, title="Part size (MiB)",
@@ -84,6 +84,11 @@ class S3Destination(Destination):
     def for_bucket_block(cls, name: str) -> S3Destination:
         """The destination for ``--dest s3-bucket/NAME``: a saved prefect-aws S3 Bucket with default settings."""
         return cls(bucket=S3Bucket.load(name))
+
+    def url_lifetime(self) -> timedelta:
+        from ferry.settings import get_settings
+
+        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class S3Destination(Destination):
         if self.server_checksums:
             self._verify(name, expected, reader.bytes)
         return Delivery(location=self.location(key), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self.download_url(key, timedelta(minutes=self.download_url_minutes)))
+                        url=self.download_url(key, self.url_lifetime()))
 
     def _multipart(self, reader: HashingReader, first: bytes, name: str, part_size: int) -> str:
         """Upload ``first`` and the rest of ``reader`` as parts; returns the composite SHA-256 the server should report."""

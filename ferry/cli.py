@@ -14,11 +14,21 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from ferry.cli_import import import_app
 from ferry.errors import FerryError
 
-app = typer.Typer(help="Ferry: import and export pipelines for customer data, on Prefect 3.", no_args_is_help=True)
+class _FerryGroup(TyperGroup):
+    """Routes ``ferry export url RUN_ID`` (the issue's contract) although ``export`` is a command taking a resource."""
+
+    def resolve_command(self, ctx, args):
+        if len(args) >= 2 and args[0] == "export" and args[1] == "url":
+            return "export url", self.get_command(ctx, "export-url"), args[2:]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(cls=_FerryGroup, help="Ferry: import and export pipelines for customer data, on Prefect 3.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
@@ -134,14 +144,17 @@ def export(
     labels: Annotated[Optional[Path], typer.Option(help="JSON file mapping column keys to header names.")] = None,
     no_neutralize: Annotated[bool, typer.Option("--no-neutralize", help="Do not neutralise spreadsheet formulas.")] = False,
     on_invalid: Annotated[str, typer.Option(help="fail or warn when the store breaks the catalog.")] = "fail",
-    dest: Annotated[Optional[str], typer.Option(help="Folder, or block reference like local-directory/NAME.")] = None,
+    dest: Annotated[Optional[str], typer.Option(help="Folder, or block reference KIND/NAME: local-directory, s3-bucket, azure-blob-storage-container, gcs-bucket, sftp, ftp, ... (default: managed storage).")] = None,
     filename: Annotated[Optional[str], typer.Option(help="File name template: {date} {resource} {workspace} {run_id} {format}.")] = None,
     title: Annotated[Optional[str], typer.Option(help="PDF title.")] = None,
     description: Annotated[Optional[str], typer.Option(help="PDF description.")] = None,
     actor: Annotated[str, typer.Option(help="Who runs the export (audit log).")] = "cli",
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
-    """Export a resource of a workspace to a file (runs the export-data flow)."""
+    """Export a resource of a workspace to a file (runs the export-data flow).
+
+    `ferry export url RUN_ID` prints a fresh download URL for a finished run's file.
+    """
     from ferry.params import parse_request
 
     raw: dict = {
@@ -218,8 +231,35 @@ def _print_record(record, as_json: bool) -> None:
         out.print(f"[green]Exported[/green] {record.record_count:,} rows of {record.resource} "
                   f"({record.file_size:,} bytes) to {record.destination_path}")
         out.print(f"sha256 {record.sha256}  run {record.run_id}")
+        if record.url:
+            out.print(f"download {record.url}", highlight=False)
     else:
         err.print(f"[red]Export failed[/red] (run {record.run_id}):\n{record.error}")
+
+
+@app.command("export-url", hidden=True)
+def export_url(
+    run_id: Annotated[str, typer.Argument(help="Id of a finished export run (ferry export prints it).")],
+    expires: Annotated[Optional[int], typer.Option(help="Minutes the URL stays valid, 1-10080 (default: FERRY_DOWNLOAD_URL_MINUTES, 15).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run_id, location, url and expires_at as JSON.")] = False,
+) -> None:
+    """Print a fresh download URL for the file of a finished export run, while the file exists (`ferry export url RUN_ID`)."""
+    from ferry.errors import ParameterError
+    from flows.reissue_url import _problems, reissue_download_url
+
+    problems = _problems(run_id, expires)
+    if problems:
+        _fail(ParameterError(problems))
+    state = reissue_download_url(run_id, expires, return_state=True)
+    link = state.result(raise_on_failure=False)
+    if isinstance(link, BaseException):
+        err.print(f"[red]No download URL[/red] for run {run_id}:\n{link}")
+        raise typer.Exit(1)
+    if as_json:
+        print(link.model_dump_json(indent=2))
+        return
+    print(link.url)
+    err.print(f"{link.location}, valid until {link.expires_at.isoformat(timespec='seconds')}")
 
 
 # --- demo -----------------------------------------------------------------------------
