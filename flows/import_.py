@@ -72,20 +72,25 @@ class Parsed:
     warnings: list[str] = field(default_factory=list)
 
 
+def auto_mapping(info, request: ImportRequest, engine, workspace: str | None = "") -> list[MappingEntry]:
+    """Suggest the mapping from the header and 200 sample rows (a mapping accepted before in the workspace wins)."""
+    from tasks.import_mapping import suggest_mapping
+    from tasks.import_parse import sample
+
+    rows, _, _, _ = sample(info, 200)
+    ws = request.workspace if workspace == "" else workspace
+    suggested = suggest_mapping(info, rows, request.resource_def.slug, engine=engine if ws else None, workspace=ws)
+    return [MappingEntry.coerce(m) for m in suggested]
+
+
 @task(name="import-parse", cache_policy=NONE, persist_result=False)
 def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
     """Steps 1-2: read the file into an Arrow spool (all text) and settle the mapping."""
-    from tasks.import_parse import iter_batches, preview, sniff
+    from tasks.import_parse import iter_batches, sniff
 
     info = sniff(request.source_path)
-    mapping = list(request.mapping or [])
+    mapping = auto_mapping(info, request, get_engine()) if request.auto_map else list(request.mapping or [])
     warnings = list(info.warnings)
-    if request.auto_map:
-        from tasks.import_mapping import suggest_mapping
-
-        sample = preview(request.source_path, sample_rows=50)
-        suggested = suggest_mapping(info, sample.sample_rows, request.resource_def.slug, engine=get_engine(), workspace=request.workspace)
-        mapping = [MappingEntry.coerce(m) for m in suggested]
     progress = Progress("read", None, key="import-progress")
 
     def counted():
@@ -388,3 +393,65 @@ def _record_of(run) -> ImportRecord | None:
         error=None if state not in ("failed", "crashed", "cancelled") else f"run {state}; its result record could not be read",
         warnings=[f"Run state: {run.state.name if run.state else 'unknown'}"],
     )
+
+
+# --- validation only (``ferry import validate``) ---------------------------------------------
+
+
+def validate_file(source: str | Path, resource: str, mapping: list | None = None, auto_map: bool = False,
+                  max_errors: int = 100, **options) -> dict:
+    """Every check of a real import but against an empty, throw-away store, without Prefect.
+
+    Without a workspace nothing can match existing records or resolve references,
+    so this reports what the file itself gets wrong: per-row errors, uniqueness and
+    duplicates inside the file, unmapped columns and required fields.
+    """
+    import tempfile
+
+    from ferry.store.engine import ensure_workspace, make_engine
+    from ferry.store.migrate import upgrade
+    from tasks.import_load import check_create_missing, load_spool
+    from tasks.import_parse import iter_batches, sniff
+    from tasks.import_transform import transform_spool
+    from tasks.import_validate import validate_spool
+
+    request = ImportRequest(source=str(source), resource=resource, workspace="validate", mapping=mapping, auto_map=auto_map,
+                            dry_run=True, data_quality=False, max_errors=max_errors, **options).validated()
+    with tempfile.TemporaryDirectory(prefix="ferry-validate-") as tmp:
+        folder = Path(tmp)
+        info = sniff(request.source_path)
+        entries = auto_mapping(info, request, None, workspace=None) if auto_map else list(request.mapping or [])
+        spool = folder / "source.arrow"
+        rows = write_spool(spool, info.schema(), iter_batches(info, get_settings().batch_rows))
+        plan = build_plan(request.model_copy(update={"create_missing_references": True}), list(info.columns), entries)
+        notes = []
+        try:
+            check_create_missing(plan)
+        except FerryError:
+            plan = build_plan(request, list(info.columns), entries)
+        if any(c.reference for c in plan.columns):
+            notes.append("References (e.g. company -> account) are only resolved against a workspace: use `ferry import run --dry-run`.")
+        static_scalars(plan)
+        validated = validate_spool(spool, plan, folder)
+        transformed = transform_spool(validated.checked, plan, folder)
+        engine = make_engine(f"sqlite:///{folder / 'validate.db'}")
+        try:
+            upgrade(engine)
+            with engine.begin() as conn:
+                ensure_workspace(conn, "validate")
+            loaded = load_spool(engine, transformed.spool, plan, str(uuid.uuid4()), "validate", folder)
+        finally:
+            engine.dispose()
+        errors = first_errors(validated.errors, max_errors)
+        if len(errors) < max_errors:
+            errors += first_errors(loaded.errors, max_errors - len(errors))
+        summary = dict(validated.by_check)
+        for key, n in loaded.by_check.items():
+            summary[key] = summary.get(key, 0) + n
+        error_rows = validated.error_rows + loaded.rejected_rows
+        return {
+            "source": str(source), "resource": plan.resource, "fileType": info.file_type, "totalRows": rows,
+            "validRows": rows - error_rows, "errorRows": error_rows, "errorCount": validated.error_count + loaded.error_count,
+            "duplicateRows": loaded.skipped_rows, "errorSummary": dict(sorted(summary.items())), "errors": errors,
+            "warnings": list(info.warnings) + list(plan.warnings) + notes, "mapping": list(plan.mapping),
+        }
