@@ -250,7 +250,8 @@ def _detect_encoding(head: bytes, samples: list[bytes]) -> str:
             return "utf-16-le"
         if even_nul > 0.3 and odd_nul < 0.05:
             return "utf-16-be"
-        if (even_nul + odd_nul) > 0.1:
+        controls = sum(probe.count(bytes([c])) for c in (*range(0, 9), *range(14, 27), *range(28, 32)))
+        if (even_nul + odd_nul) > 0.1 or controls > len(probe) * 0.01:
             raise SourceFileError("The file holds binary data, not text, and is no known spreadsheet or Parquet file.",
                                   "Import CSV, TSV, JSON, JSONL, XLSX, XLS or Parquet (optionally .gz or .zip).")
     if _valid_utf8(head, cut_start=False) and all(_valid_utf8(s, cut_start=True) for s in samples):
@@ -356,10 +357,9 @@ def sniff(path: Path | str, *, encoding: str | None = None) -> FileInfo:
     eof = len(head) < HEAD_BYTES
     first = text.lstrip()[:1]
     wrong_name = [f"{path.name} is named like a spreadsheet but holds text; it was read as delimited text."] if name.endswith((".xlsx", ".xlsm", ".xls")) else []
-    if name.endswith((".jsonl", ".ndjson", ".jsonlines")) or (first == "{" and not name.endswith((".csv", ".tsv", ".txt"))):
-        return _sniff_json(base, enc, text, eof, lines_hint=True)
-    if name.endswith(".json") or first == "[":
-        return _sniff_json(base, enc, text, eof, lines_hint=False)
+    lines_named = name.endswith((".jsonl", ".ndjson", ".jsonlines"))
+    if lines_named or name.endswith(".json") or (first in "{[" and first and not name.endswith((".csv", ".tsv", ".txt"))):
+        return _sniff_json(base, enc, text, eof, lines_hint=lines_named)
     return _sniff_csv(base, enc, text, eof, name, wrong_name)
 
 
@@ -435,7 +435,7 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
             continue
         header = record
         break
-    if header is None:
+    if header is None or not any(h.strip() for h in header):
         raise SourceFileError(f"{base['path'].name} has no header row.", "The first line must name the columns.")
     columns, renames = _unique_columns(header)
     file_type = "tsv" if delimiter == "\t" else "csv"
@@ -474,7 +474,8 @@ def _sniff_json(base: dict, enc: str, text: str, eof: bool, lines_hint: bool) ->
     stripped = text.lstrip()
     if not stripped:
         raise SourceFileError(f"{path.name} holds only whitespace.", "Export the data again.")
-    if stripped[0] == "{" and _first_line_is_object(stripped):
+    several_lines = sum(1 for line in stripped.split("\n")[:3] if line.strip()) > 1
+    if stripped[0] == "{" and _first_line_is_object(stripped) and (lines_hint or several_lines):
         info = FileInfo(file_type="jsonl", encoding=enc, delimiter=None, quotechar=None, columns=[], warnings=[], **base)
         keys = _collect_keys(_iter_jsonl_objects(info, limit=JSON_KEY_SCAN))
         return _with_columns(info, keys)
@@ -996,7 +997,7 @@ def _iter_jsonl_objects(info: FileInfo, limit: int | None = None, chunks: Iterab
         try:
             value = json.loads(line)
         except ValueError as exc:
-            yield number, None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+            yield number, None, f"invalid JSON ({exc.msg} at character {exc.pos + 1})"
         else:
             yield number, value, None
         seen += 1
