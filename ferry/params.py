@@ -92,6 +92,9 @@ class ExportRequest(BaseModel):
     title: str | None = Field(default=None, description="Title of a PDF export.")
     description: str | None = Field(default=None, description="Description printed under a PDF export's title.")
     actor: str = Field(default="ferry", description="Who asked for the export (audit log).")
+    # Incremental exports (scheduled export jobs, issue 5): see change_column().
+    incremental: bool = Field(default=False, description="Export only rows created or changed since the job's last successful run (that run record's start time, read from Prefect's run history); the first run exports everything.")
+    since: datetime | None = Field(default=None, description="Export only rows created or changed at or after this instant (UTC when naive). Incremental runs fill it in from the run ledger.")
 
     @field_validator("sort", mode="before")
     @classmethod
@@ -155,6 +158,7 @@ class ExportRequest(BaseModel):
         problems: list[Problem] = []
         problems += self._window_problems(resource)
         problems += self._scope_problems(resource)
+        problems += incremental_problems(self, resource)
         columns: list[OutputColumn] = []
         try:
             columns = output_columns(self)
@@ -254,6 +258,30 @@ def filename_problems(template: str) -> list[Problem]:
     if not template.strip() or template.endswith(("/", "\\")):
         problems.append(Problem("filename", template, "must name a file"))
     return problems
+
+
+# --- incremental exports (issue 5) ------------------------------------------
+
+
+def change_column(resource: Resource) -> str | None:
+    """The store column telling when a row was created or last changed, for incremental exports.
+
+    ``updated_at`` where the resource has it (an edited contact is shipped again), else its
+    time column (append-only rows such as events). None for analytics: aggregates cannot
+    be shipped as deltas.
+    """
+    if resource.slug == "analytics":
+        return None
+    return "updated_at" if resource.has_field("updated_at") else resource.time_column
+
+
+def incremental_problems(request: ExportRequest, resource: Resource) -> list[Problem]:
+    if not request.incremental and request.since is None:
+        return []
+    if change_column(resource) is None:
+        name, value = ("incremental", True) if request.incremental else ("since", request.since)
+        return [Problem(name, value, f"{resource.slug} has no column recording when rows change; export it in full")]
+    return []
 
 
 def _naive_utc(value: datetime) -> datetime:
