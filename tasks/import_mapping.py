@@ -518,8 +518,8 @@ def suggest_mapping(info_or_columns, sample_rows: list[dict], resource: Resource
             return remembered
     slots = _slots(resource)
     headers = [_Header.of(c) for c in columns]
-    candidates: list[tuple[float, int, int, _Slot, str]] = []
-    best_rejected: dict[int, str] = {}
+    candidates: list[tuple[float, int, int, _Slot, str, float]] = []  # (score, column, slot order, slot, why, name score)
+    best_rejected: dict[int, tuple[float, str]] = {}  # column -> (how strongly the header matched, why not)
     for ci, (column, header) in enumerate(zip(columns, headers)):
         profile = _profile([row.get(column) for row in sample_rows])
         for slot in slots:
@@ -531,17 +531,21 @@ def suggest_mapping(info_or_columns, sample_rows: list[dict], resource: Resource
                 mult, note = mult * 0.5, note or "an identifier column is unlikely to hold this field"
             final = score * mult
             reason = why + (f"; {note}" if note else "")
-            candidates.append((final, ci, slot.order, slot, reason))
+            candidates.append((final, ci, slot.order, slot, reason, score))
         for score, slot, why in _value_candidates(slots, header, profile):
             mult, note = _compat(slot, header, profile)
-            candidates.append((score * mult, ci, slot.order, slot, why))
+            candidates.append((score * mult, ci, slot.order, slot, why, score))
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     chosen: dict[int, ColumnMapping] = {}
     used: set[str] = set()
-    for score, ci, _, slot, reason in candidates:
+    def reject(ci: int, strength: float, why: str) -> None:
+        if ci not in best_rejected or strength > best_rejected[ci][0]:
+            best_rejected[ci] = (strength, why)
+
+    for score, ci, _, slot, reason, strength in candidates:
         if score < THRESHOLD:
-            if ci not in best_rejected and ci not in chosen:
-                best_rejected[ci] = f"best: {slot.key} at {score:.2f} < {THRESHOLD}, {reason}"
+            if ci not in chosen:
+                reject(ci, strength, f"best: {slot.key} at {score:.2f} < {THRESHOLD}, {reason}")
             continue
         if ci in chosen:
             continue
@@ -552,8 +556,7 @@ def suggest_mapping(info_or_columns, sample_rows: list[dict], resource: Resource
                 continue
             reason += f" -> {target.value_type}"
         if target.key in used:
-            if ci not in best_rejected:
-                best_rejected[ci] = f"{target.key} ({score:.2f}) is taken by a better match; {reason}"
+            reject(ci, max(strength, 2.0), f"{target.key} ({score:.2f}) is taken by a better match; {reason}")
             continue
         used.add(target.key)
         chosen[ci] = ColumnMapping(columns[ci], target.field.slug, target.value_type, target.part,
@@ -564,7 +567,7 @@ def suggest_mapping(info_or_columns, sample_rows: list[dict], resource: Resource
             result.append(chosen[ci])
             continue
         rejected = best_rejected.get(ci)
-        why = f"unmapped: {rejected}" if rejected else "unmapped: no field matches the header or the values"
+        why = f"unmapped: {rejected[1]}" if rejected else "unmapped: no field matches the header or the values"
         result.append(ColumnMapping(column, None, None, None, 0.0, why))
     return result
 
