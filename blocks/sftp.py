@@ -216,12 +216,13 @@ class SftpServer(Destination):
         except Exception as exc:  # noqa: BLE001 - translated by type, below
             if from_source(exc):
                 raise  # the source stream broke, not the server: let its error through unchanged
-            raise self._translate(exc, action) from exc
+            lost = transport is not None and not transport.is_active()  # the session died under us
+            raise self._translate(exc, action, lost) from exc
         finally:
             if transport is not None:
                 transport.close()
 
-    def _translate(self, exc: Exception, action: str) -> DestinationError:
+    def _translate(self, exc: Exception, action: str, lost: bool = False) -> DestinationError:
         where = f"{self.block_label()} ({self.host}:{self.port})"
         if isinstance(exc, paramiko.AuthenticationException):
             return DestinationError(f"{where}: the server refused the login of {self.username!r} while {action}.",
@@ -233,7 +234,7 @@ class SftpServer(Destination):
             return DestinationError(f"{where}: not found while {action}: {exc.strerror or exc}.", "Check the folder and file name.")
         if isinstance(exc, socket.gaierror) and not is_transient_network_error(exc):
             return DestinationError(f"{where}: cannot resolve host {self.host!r}.", "Check host in the block.")
-        if is_transient_network_error(exc) or isinstance(exc, paramiko.SSHException):
+        if lost or is_transient_network_error(exc) or isinstance(exc, paramiko.SSHException):
             return TransientDestinationError(f"{where}: connection failed while {action}: {type(exc).__name__}: {exc}.",
                                              "The server or network may be down; Ferry retries this.")
         return DestinationError(f"{where}: {action} failed: {type(exc).__name__}: {exc}.", "Check the server's log and the block's settings.")
@@ -259,8 +260,11 @@ class SftpServer(Destination):
         for path in reversed(missing):
             try:
                 sftp.mkdir(path)
-            except OSError:
-                sftp.stat(path)  # created meanwhile by someone else: fine; otherwise the stat raises
+            except OSError as refused:
+                try:
+                    sftp.stat(path)  # created meanwhile by someone else: fine
+                except OSError:
+                    raise refused from None
 
     @staticmethod
     def _publish(sftp: paramiko.SFTPClient, partial: str, final: str) -> None:

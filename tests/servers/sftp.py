@@ -131,15 +131,37 @@ def _main() -> None:
             return True
 
         def validate_password(self, username: str, given: str) -> bool:
-            return username == args.username and given == password
+            return username in (args.username, args.username + "-readonly") and given == password
+
+        def auth_completed(self) -> None:
+            print("auth completed", flush=True)
 
         def public_key_auth_supported(self) -> bool:
             return True
 
+    class ReadOnlySFTPServer(asyncssh.SFTPServer):
+        """The read-only user: the server refuses every change with SFTP's permission-denied status."""
+
+        def _deny(self, *_args, **_kwargs):
+            raise asyncssh.SFTPPermissionDenied("read-only user")
+
+        def open(self, path, pflags, attrs):
+            if pflags & (asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_TRUNC | asyncssh.FXF_APPEND):
+                self._deny()
+            return super().open(path, pflags, attrs)
+
+        mkdir = rename = posix_rename = remove = rmdir = setstat = _deny
+
     def sftp_factory(chan):
-        if chan.get_extra_info("username") != args.username:
-            raise asyncssh.DisconnectError(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "unknown user")
+        user = chan.get_extra_info("username")
+        if user == args.username + "-readonly":
+            return ReadOnlySFTPServer(chan, chroot=root)
         return asyncssh.SFTPServer(chan, chroot=root)
+
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(message)s")
+    asyncssh.set_log_level(logging.INFO)
 
     async def serve() -> None:
         sys.path.insert(0, str(HERE.parent))
