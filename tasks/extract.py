@@ -197,6 +197,7 @@ class _Query:
         selected = [_wire(self.expression(c), c, dialect).label(c.key) for c in columns]
         where = [self.table.c.workspace_id == self.ws]
         where += self._window()
+        where += self._since()
         having = []
         for i, flt in enumerate(self.request.filters):
             # Analytics measures are aggregates: they filter groups (HAVING), not events (WHERE).
@@ -217,6 +218,19 @@ class _Query:
         if self.request.limit:
             query = query.limit(self.request.limit)
         return query
+
+    def _since(self) -> list[ColumnElement]:
+        """Incremental exports (issue 5): rows created or changed at or after ``request.since``."""
+        from datetime import UTC
+
+        from ferry.params import change_column
+
+        since = self.request.since
+        if since is None:
+            return []
+        if since.tzinfo is not None:
+            since = since.astimezone(UTC).replace(tzinfo=None)
+        return [self.table.c[change_column(self.resource)] >= since]
 
     def _window(self) -> list[ColumnElement]:
         start, end = self.request.window()
@@ -451,6 +465,10 @@ class Extracted:
 @task(name="extract", cache_policy=NONE, persist_result=False)
 def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
     """Stream the request's rows into an Arrow spool file, reporting progress per batch."""
+    if request.incremental and request.since is None:  # issue 5: the cursor is read from the run ledger
+        from deployments.ledger import resolve_incremental
+
+        request = resolve_incremental(request)
     engine = get_engine()
     with engine.connect() as conn:
         query, columns = build_query(request, conn)
