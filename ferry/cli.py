@@ -182,9 +182,12 @@ def export(
 
 
 def _run_export(request, show_progress: bool):
+    from deployments.adhoc import export_via_deployment
     from flows.export import export_data
     from ferry import progress
 
+    if (record := export_via_deployment(request)) is not None:  # a run of export-data/default when served (issue 5)
+        return record
     bar = _ProgressBar() if show_progress and sys.stderr.isatty() else None
     if bar:
         progress.add_listener(bar)
@@ -295,6 +298,9 @@ def demo(
     out.print(f"\n[bold]Your export:[/bold] {record.destination_path}")
     out.print("[bold]See the run in the Prefect UI:[/bold] run `.venv/bin/prefect server start`, then open "
               f"http://127.0.0.1:4200/runs/flow-run/{record.run_id}")
+
+
+__import__("ferry.cli_jobs").cli_jobs.mount(app)  # jobs, runs, serve, worker, deploy (issue 5)
 
 
 def main() -> None:  # pragma: no cover - console entry point
