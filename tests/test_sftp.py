@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 from servers.sftp import sftp_block, sftp_server, start_sftp  # noqa: F401 - sftp_server is a fixture
+from servers.streams import WatchingStream
 
 from blocks.sftp import SftpServer
 from blocks.sources import resolve_source
@@ -19,25 +20,6 @@ BODY = b"email,first_name\na@example.com,Ann\n" * 1000
 
 def folder() -> str:
     return f"t-{uuid.uuid4().hex[:8]}"
-
-
-class WatchingStream(io.RawIOBase):
-    """A source that calls ``at_half(bytes_read)`` once, halfway through."""
-
-    def __init__(self, data: bytes, at_half) -> None:
-        self._data, self._pos, self._at_half, self._called = data, 0, at_half, False
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if not self._called and self._pos >= len(self._data) // 2:
-            self._called = True
-            self._at_half(self._pos)
-        size = len(self._data) - self._pos if size is None or size < 0 else min(size, 64 * 1024)
-        chunk = self._data[self._pos:self._pos + size]
-        self._pos += len(chunk)
-        return chunk
 
 
 @pytest.mark.parametrize("key_login", [False, True], ids=["password", "private-key"])

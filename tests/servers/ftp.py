@@ -135,6 +135,7 @@ def _main() -> None:
 
     authorizer = DummyAuthorizer()
     authorizer.add_user(args.username, Path(args.password_file).read_text(), args.root, perm="elradfmwMT")
+    authorizer.add_user(args.username + "-readonly", Path(args.password_file).read_text(), args.root, perm="elr")
     if args.cert:
         handler = TLS_FTPHandler
         handler.certfile, handler.keyfile = args.cert, args.key
