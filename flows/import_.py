@@ -321,6 +321,14 @@ def import_data(request: ImportRequest):
         logger.error("Import failed: %s", exc)
         import_ledger(record, request.actor)
         return Failed(message=str(exc), data=record)
+    except Exception as exc:  # noqa: BLE001 - unexpected: still a failed record (nothing was committed), no customer data
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        message = (f"Unexpected {type(exc).__name__}: {first_line}. Nothing was written (the load is one transaction); "
+                   "the run can be retried. Details are in the run's logs.")
+        logger.exception("Import failed unexpectedly")
+        record = record.model_copy(update={"status": "failed", "error": message, "completed_at": _now()})
+        import_ledger(record, request.actor)
+        return Failed(message=message, data=record)
     finally:
         if quality is not None and quality.poll() is None:
             quality.kill()

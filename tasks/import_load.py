@@ -275,11 +275,16 @@ class _Sql:
             )
 
     def check_required_for_new(self) -> None:
-        planned = {c.store_column for c in self.plan.columns}
+        planned = {c.store_column: c for c in self.plan.columns}
+        new_rows = "1 = 1" if self.plan.duplicates == "create" else f"NOT EXISTS (SELECT 1 FROM {self.t('m')} m WHERE m.{q(ROW)} = s.{q(ROW)})"
+        not_rejected = f"s.{q(ROW)} NOT IN (SELECT {q(ROW)} FROM {self.t('rej')})"
+        for name, col in planned.items():  # mapped but empty (e.g. a static null); references are checked on resolution
+            if not self.table.c[name].nullable and not col.reference:
+                self.reject(f"SELECT s.{q(ROW)}, :field, NULL, 'required to create a new record; the value is empty', 'required' "
+                            f"FROM {q(self.stage)} s WHERE s.{q(name)} IS NULL AND {new_rows} AND {not_rejected}", field=col.key)
         for column in self.table.columns:
             if column.nullable or column.primary_key or column.name in planned or column.name == "workspace_id" or column.server_default is not None:
                 continue
-            new_rows = "1 = 1" if self.plan.duplicates == "create" else f"NOT EXISTS (SELECT 1 FROM {self.t('m')} m WHERE m.{q(ROW)} = s.{q(ROW)})"
             self.reject(f"SELECT s.{q(ROW)}, :field, NULL, 'required to create a new record, and the field is not mapped', 'required' "
                         f"FROM {q(self.stage)} s WHERE {new_rows} AND s.{q(ROW)} NOT IN (SELECT {q(ROW)} FROM {self.t('rej')})", field=column.name)
 

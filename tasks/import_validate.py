@@ -336,7 +336,7 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
         found = _errors_for(rows, invalid, col.key, raw, coerced.message, coerced.check)
         if found is not None:
             tables.append(found)
-        if not plan.skip_validation:
+        if not plan.skip_validation or col.required:  # a required value cannot be skipped into the store
             bad_row = pc.or_(bad_row, invalid)
         if col.required:
             missing = pc.and_(pc.and_(pc.is_null(coerced.values), pc.invert(coerced.invalid)), pc.invert(ragged))
@@ -344,7 +344,7 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
             if found is not None:
                 tables.append(found)
                 bad_row = pc.or_(bad_row, missing)  # a required value cannot be skipped into the store
-    errors = pa.concat_tables(tables) if tables else ERROR_SCHEMA.empty_table()
+    errors = pa.concat_tables(tables).sort_by([("row", "ascending")]) if tables else ERROR_SCHEMA.empty_table()  # stable: fields keep mapping order
     return CheckedBatch(errors, pc.invert(bad_row), values)
 
 
