@@ -141,7 +141,7 @@ def export(
     delimiter: Annotated[str, typer.Option(help="CSV delimiter: , ; | or \\t.")] = ",",
     date_format: Annotated[str, typer.Option(help="iso, L, LL, LLL or a strftime pattern.")] = "iso",
     no_header: Annotated[bool, typer.Option("--no-header", help="Omit the CSV header row.")] = False,
-    labels: Annotated[Optional[Path], typer.Option(help="JSON file mapping column keys to header names.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, readable=True, help="JSON file mapping column keys to header names.")] = None,
     no_neutralize: Annotated[bool, typer.Option("--no-neutralize", help="Do not neutralise spreadsheet formulas.")] = False,
     on_invalid: Annotated[str, typer.Option(help="fail or warn when the store breaks the catalog.")] = "fail",
     dest: Annotated[Optional[str], typer.Option(help="Folder, or block reference KIND/NAME: local-directory, s3-bucket, azure-blob-storage-container, gcs-bucket, sftp, ftp, ... (default: managed storage).")] = None,
@@ -170,7 +170,7 @@ def export(
     if filename:
         raw["filename"] = filename
     if labels:
-        raw["labels"] = json.loads(labels.read_text())
+        raw["labels"] = _read_labels(labels)
     try:
         request = parse_request({k: v for k, v in raw.items() if v is not None})
     except FerryError as exc:
@@ -179,6 +179,16 @@ def export(
     _print_record(record, as_json)
     if record.status != "success":
         raise typer.Exit(1)
+
+
+def _read_labels(path: Path) -> dict:
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{path} is not JSON: {exc}", param_hint="--labels") from None
+    if not isinstance(labels, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object of column key -> header name", param_hint="--labels")
+    return labels
 
 
 def _run_export(request, show_progress: bool):

@@ -146,6 +146,12 @@ def test_invalid_parameters_exit_2_listing_every_problem_before_any_run(empty_st
         assert expected in result.stderr
 
 
-def test_bad_filter_and_scope_syntax_are_usage_errors(empty_store):
+def test_bad_filter_scope_and_labels_are_usage_errors(empty_store, tmp_path):
     assert ferry("export", "contacts", "--workspace", "acme", "--filter", "email").exit_code == 2
     assert ferry("export", "products", "--workspace", "acme", "--scope", "language").exit_code == 2
+    assert ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "missing.json")).exit_code == 2
+    (tmp_path / "bad.json").write_text("{not json")
+    result = ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "bad.json"))
+    assert result.exit_code == 2 and "--labels" in result.stderr
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "list.json")).exit_code == 2
