@@ -454,3 +454,19 @@ def test_a_stray_reference_into_another_workspace_exports_empty(empty_store, tmp
     assert foreign_name not in column(contacts, "company")
     events = export(tmp_path, resource="events", fields=["id", "contact"], **OCTOBER)
     assert foreign_email not in column(events, "contact") and None in column(events, "contact")
+
+
+def test_a_segment_with_a_broken_saved_rule_names_the_segment_and_the_problem(empty_store, tmp_path):
+    from ferry.errors import ParameterError
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    seed_workspace(empty_store.engine, ACME, SeedCounts(contacts=5, events=5, products=0), seed=3)
+    with empty_store.engine.begin() as conn:
+        conn.execute(text("INSERT INTO segments (workspace_id, key, name, rule, created_at) VALUES (:w, 'broken', 'Broken', :r, '2026-01-01')"),
+                     {"w": ws(empty_store), "r": json.dumps([{"field": "shoe_size", "op": "eq", "value": 42},
+                                                             {"field": "orders_count", "op": "gt", "value": "many"}])})
+
+    with pytest.raises(ParameterError) as caught:
+        export(tmp_path, resource="contacts", segment="broken")
+    assert [(p.field, p.value) for p in caught.value.problems] == [("segment 'broken' rule[0].field", "shoe_size"),
+                                                                   ("segment 'broken' rule[1].value", "many")]

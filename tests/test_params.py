@@ -317,3 +317,21 @@ def test_sort_accepts_field_colon_direction():
 
     assert (request.sort.field, request.sort.direction) == ("created_at", "desc")
     assert ok(resource="contacts", sort="email").sort.direction == "asc"
+
+
+def test_datetime_filter_values_are_converted_to_utc_whatever_the_machine_zone(monkeypatch):
+    import time
+
+    from ferry.params import FieldFilter, coerce_filter_value
+    from ferry.catalog import FieldType
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        value = coerce_filter_value(FieldType.DATETIME, FieldFilter(field="created_at", op="gte", value="2026-06-01T02:00:00+02:00"), "filters[0]")
+        naive = coerce_filter_value(FieldType.DATETIME, FieldFilter(field="created_at", op="gte", value="2026-06-01T02:00:00"), "filters[0]")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert value == datetime(2026, 6, 1, 0, 0)  # the store keeps naive UTC
+    assert naive == datetime(2026, 6, 1, 2, 0)  # a value without an offset is taken as UTC
