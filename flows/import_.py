@@ -14,6 +14,7 @@ report progress the same way (a progress artifact per stage, updated per batch).
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +50,19 @@ class DeploymentUnavailableError(FerryError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Clock:
+    """Seconds per stage, for the record (and the benchmark's breakdown)."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
 
 
 def _run_id() -> str:
@@ -272,7 +286,9 @@ def import_data(request: ImportRequest):
         if request.skip_validation:
             logger.warning("skip_validation is on: values that fail checks are loaded as EMPTY instead of rejecting their rows")
 
+        clock = _Clock()
         parsed = parse_source(request, spool_dir)
+        clock.lap("read")
         plan = build_plan(request, parsed.columns, parsed.mapping)
         static_scalars(plan)  # bad static values fail here, before any data moves
         record.file_type = parsed.file_type
@@ -282,13 +298,18 @@ def import_data(request: ImportRequest):
         if request.data_quality:
             quality = start_quality_summary(parsed.spool, plan, spool_dir)
         validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
+        clock.lap("validate")
         transformed = transform_rows(validated.checked, plan, spool_dir, parsed.rows)
+        clock.lap("transform")
         loaded = load_rows(transformed.spool, plan, run_id, request.actor, spool_dir, transformed.rows)
+        clock.lap("load")
 
         run_dir = imports_dir() / run_id
         rejected_path = run_dir / "rejected.csv"
         rejected = write_rejected(parsed.spool, [validated.errors, loaded.errors], rejected_path, parsed.columns)
+        clock.lap("rejected_rows")
         summary, quality_problem = finish_quality_summary(quality, spool_dir)
+        clock.lap("data_quality_wait")
         quality = None
         if quality_problem:
             record.warnings.append(quality_problem)
@@ -307,7 +328,7 @@ def import_data(request: ImportRequest):
             "error_count": validated.error_count + loaded.error_count, "error_summary": dict(sorted(error_summary.items())),
             "rejected_rows_path": str(rejected_path) if rejected else None,
             "reference_warnings": loaded.reference_warnings, "created_references": loaded.created_references,
-            "samples": samples, "data_quality": summary, "completed_at": _now(),
+            "samples": samples, "data_quality": summary, "completed_at": _now(), "timings": clock.laps,
         })
         if request.auto_map and not request.dry_run:
             _remember(request, parsed.mapping, record)

@@ -482,8 +482,9 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
                     yield batch
 
             result.staged_rows = insert_batches(conn, stage, batches())
-            if sql.pg:
-                sql.exec(f"ANALYZE {q(sql.stage)}")
+            if sql.pg:  # temp tables are never auto-analyzed; the planner needs the join keys' statistics
+                keys = [ROW, *sql.match_columns]
+                sql.exec(f"ANALYZE {q(sql.stage)} ({', '.join(q(k) for k in keys)})")
             _checkpoint("staged")
             sql.create_rejects()
             for col in plan.columns:

@@ -20,6 +20,7 @@ import, which must not land on the import's own memory).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -501,8 +502,9 @@ def start_quality_summary(source: Path, plan: ImportPlan, out_dir: Path, sample_
     write_quality_sample(source, plan, sample, sample_rows)
     (out_dir / "quality-specs.json").write_text(json.dumps(specs))
     log = open(out_dir / "quality.log", "wb")
+    # niced: the report must not slow the load it runs beside (2 cores are shared with the database)
     return subprocess.Popen([sys.executable, "-m", "tasks.import_validate", str(out_dir)], stdout=log, stderr=subprocess.STDOUT,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(Path(__file__).resolve().parent.parent), preexec_fn=lambda: os.nice(10))
 
 
 def finish_quality_summary(proc: subprocess.Popen | None, out_dir: Path, timeout: float = 120) -> tuple[list[dict], str | None]:
