@@ -476,6 +476,7 @@ def _write_notifications(client, deployment_id, job: ExportJob) -> None:
             name=_automation_name(deployment_id, i),
             description=f"Ferry job {job.name}: notify {notification.block} on {', '.join(notification.on)}",
             enabled=True,
+            owner_resource=f"prefect.deployment.{deployment_id}",  # found again via the deployment, deleted with it
             trigger=EventTrigger(
                 expect=events,
                 match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},

@@ -66,5 +66,6 @@ def read_run(run_id: str) -> dict[str, Any]:
                 {"key": a.key, "type": a.type, "description": a.description, "data": a.data,
                  "createdAt": a.created.isoformat() if a.created else None}
                 for a in sorted(artifacts, key=lambda a: a.created or 0)
+                if a.type not in (None, "result")  # Prefect's own result-metadata artifact, not Ferry's
             ],
         }

@@ -19,7 +19,7 @@ from ferry.errors import FerryError
 jobs_app = typer.Typer(help="Scheduled export jobs (Prefect deployments) and their run history.", no_args_is_help=True)
 runs_app = typer.Typer(help="Any run of any Ferry flow: its record and artifacts.", no_args_is_help=True)
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -391,7 +391,11 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Flow run id.")], as_js
     for artifact in view["artifacts"]:
         out.print(f"[bold]Artifact {artifact.get('key') or ''}[/bold] ({artifact['type']}): {artifact.get('description') or ''}")
         data = artifact.get("data")
-        out.print(data if isinstance(data, str) else json.dumps(data, indent=2, default=str), highlight=False, markup=False)
+        if artifact["type"] == "table":
+            rows = json.loads(data) if isinstance(data, str) else data
+            out.print(f"  a table of {len(rows)} rows (--json prints them)")
+        else:
+            out.print(data if isinstance(data, str) else json.dumps(data, indent=2, default=str), highlight=False, markup=False)
 
 
 # --- serve / worker / deploy ------------------------------------------------------------------
