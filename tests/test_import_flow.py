@@ -275,3 +275,25 @@ def test_cli_validate_run_history_rollback(istore, tmp_path):
 
     result = runner.invoke(app, ["import", "run", str(source), "--resource", "contacts", "--workspace", ws, "--duplicates", "merge"])
     assert result.exit_code == 2 and "duplicates" in result.output
+
+
+@pytest.mark.parametrize("import_store", ["sqlite"], indirect=True)
+def test_a_large_file_starts_a_deployment_run_and_returns_at_once(istore, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    ws = istore.workspace()
+    source = write_csv(tmp_path / "big.csv")
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("import-data")
+        deployment_id = client.create_deployment(flow_id=flow_id, name="default", entrypoint="flows/import_.py:import_data")
+    try:
+        state, record = run(source=str(source), resource="contacts", workspace=ws, mapping=MAPPING, inline_max_bytes=10, data_quality=False)
+        assert state.is_completed() and record.status == "submitted" and record.processing_mode == "deployment"
+        with get_client(sync_client=True) as client:
+            started = client.read_flow_run(record.deployment_run_id)
+        assert started.deployment_id == deployment_id and started.state.is_scheduled()  # no worker here: it waits to be picked up
+        assert started.parameters["request"]["processing"] == "inline" and started.parameters["request"]["workspace"] == ws
+        assert istore.rows(ws) == []  # nothing ran inline
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)
