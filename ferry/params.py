@@ -92,6 +92,9 @@ class ExportRequest(BaseModel):
     title: str | None = Field(default=None, description="Title of a PDF export.")
     description: str | None = Field(default=None, description="Description printed under a PDF export's title.")
     actor: str = Field(default="ferry", description="Who asked for the export (audit log).")
+    notify_email: str | None = Field(default=None, description="E-mail address(es), comma-separated, told when the export finishes or fails (the seeds' `confirmEmail`).")
+    notify_webhook: str | None = Field(default=None, description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the export finishes or fails.")
+    notify_smtp: str | None = Field(default=None, description="SMTP block (`NAME`, `smtp-server/NAME` or `email-server-credentials/NAME`) for notify_email; default FERRY_SMTP_BLOCK.")
     # Incremental exports (scheduled export jobs, issue 5): see change_column().
     incremental: bool = Field(default=False, description="Export only rows created or changed since the job's last successful run (that run record's start time, read from Prefect's run history); the first run exports everything.")
     since: datetime | None = Field(default=None, description="Export only rows created or changed at or after this instant (UTC when naive). Incremental runs fill it in from the run ledger.")
@@ -185,6 +188,7 @@ class ExportRequest(BaseModel):
         """Problems of the file's shape and name, which do not depend on the resource."""
         problems = _date_format_problems(self.date_format)
         problems += filename_problems(self.filename)
+        problems += _notification_problems(self)
         if self.format == "tsv" and self.delimiter not in (",", "\t"):
             problems.append(Problem("delimiter", self.delimiter, "TSV is always tab-delimited; use format=csv for other delimiters"))
         if self.format not in TEXT_FORMATS and not self.header:
@@ -228,6 +232,13 @@ class ExportRequest(BaseModel):
             if value is not None and resource.slug != "products":
                 problems.append(Problem(name, value, "applies to products only"))
         return problems
+
+
+def _notification_problems(request: ExportRequest) -> list[Problem]:
+    from ferry.notifications import notification_problems
+    from ferry.settings import get_settings
+
+    return notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
 
 
 def _date_format_problems(pattern: str) -> list[Problem]:

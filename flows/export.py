@@ -25,6 +25,7 @@ from ferry.settings import get_settings
 from tasks.deliver import deliver, render_filename
 from tasks.extract import extract
 from tasks.ledger import ledger
+from tasks.notify import send_notifications
 from tasks.serialize import serialize
 from tasks.transform import transform
 from tasks.validate import validate
@@ -69,6 +70,7 @@ def export_data(request: ExportRequest):
         })
         ledger(record, request, preview)
         logger.info("Exported %d rows (%d bytes) to %s", record.record_count, record.file_size, record.destination_path)
+        send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)
         return record
     except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
         if isinstance(exc, FerryError):
@@ -81,6 +83,7 @@ def export_data(request: ExportRequest):
             logger.exception("Export failed unexpectedly")
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": _now()})
         ledger(record, request, None)
+        send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)
         return Failed(message=error, data=record)
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
