@@ -144,11 +144,19 @@ class _Query:
             return self._localized(field.slug)
         return self.table.c[source.store_column]
 
+    def _json_number(self, parent: str, inner: str) -> ColumnElement:
+        """The value at a JSON key as a number, for numeric filters on JSON keys."""
+        if self.conn.dialect.name != "sqlite":
+            return self.table.c[parent][inner].as_float()
+        # A plain path string, not SQLAlchemy's JSON path type: the cursor streamer binds raw values.
+        return cast(func.json_extract(self.table.c[parent], f'$."{inner}"'), Float)
+
     def _json_text(self, parent: str, inner: str) -> ColumnElement:
         """The value at a JSON key as text, the same on every backend (``80.57``, ``true``, ``/pricing``)."""
         if self.conn.dialect.name != "sqlite":
             return self.table.c[parent][inner].as_string()
         # SQLite's json_extract returns SQL numbers and 1/0 for booleans: make them the text PostgreSQL's ->> gives.
+        # The path is a plain string (see _json_number).
         document, path = self.table.c[parent], f'$."{inner}"'
         return case(
             (func.json_type(document, path) == "true", literal("true")),
@@ -255,8 +263,7 @@ class _Query:
         expr = self.expression(col)
         value = coerce_filter_value(filter_type(col, flt), flt, where)
         if is_numeric_json_filter(col, flt):
-            parent, inner = col.json_path
-            expr = self.table.c[parent][inner].as_float()
+            expr = self._json_number(*col.json_path)
         elif col.type is FieldType.JSON:
             # JSON documents compare as their text (jsonb has no LIKE or = with text).
             expr = cast(expr, String)
