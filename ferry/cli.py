@@ -32,6 +32,7 @@ app = typer.Typer(cls=_FerryGroup, help="Ferry: import and export pipelines for 
 db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
+app.add_typer(__import__("ferry.cli_blocks", fromlist=["blocks_app"]).blocks_app, name="blocks")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
