@@ -51,7 +51,7 @@ ERROR = "__error__"
 FILE_TYPES = ("csv", "tsv", "json", "jsonl", "xlsx", "xls", "parquet")
 
 HEAD_BYTES = 64 * 1024  # what sniffing reads from the start of the (decompressed) file
-BLOCK_BYTES = 16 * 1024 * 1024  # CSV text parsed per block on the fast path
+BLOCK_BYTES = 2 * 1024 * 1024  # CSV text pyarrow parses per block (bigger is slower and holds more memory)
 PREVIEW_BLOCK_BYTES = 1024 * 1024  # a preview parses one block this size, enough to estimate bytes per row
 EXACT_COUNT_BYTES = 64 * 1024 * 1024  # text files up to this (decompressed) size are counted exactly on preview
 MAX_RECORD_BYTES = 256 * 1024 * 1024  # a "record" longer than this is an unterminated quote, not data
@@ -90,6 +90,7 @@ class FileInfo:
     sheet: str | None = None  # the worksheet read from a workbook
     json_path: str | None = None  # ijson prefix of the array of records ("item", or "data.item")
     skip_records: int = 0  # CSV records before the header (Excel's "sep=;" line)
+    header_record: int = 1  # CSV: the header's record number, counting blank lines (1 unless lines precede it)
     line_terminator: str | None = None  # "\n", "\r\n" or "\r" (CSV, as first seen)
     size_bytes: int = 0  # the file's size on disk
     raw_columns: list[str] = field(default_factory=list)  # the header as written, before cleaning
@@ -427,7 +428,9 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quotechar, strict=False)
     header: list[str] | None = None
     seen = 0
+    header_record = 0
     for record in reader:
+        header_record += 1
         if not record:
             continue
         if seen < skip:
@@ -440,7 +443,7 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
     columns, renames = _unique_columns(header)
     file_type = "tsv" if delimiter == "\t" else "csv"
     return FileInfo(file_type=file_type, encoding=enc, delimiter=delimiter, quotechar=quotechar, columns=columns,
-                    warnings=warnings + renames, skip_records=skip, line_terminator=terminator, raw_columns=list(header), **base)
+                    warnings=warnings + renames, skip_records=skip, header_record=header_record, line_terminator=terminator, raw_columns=list(header), **base)
 
 
 def _choose_delimiter(text: str, prefer_tab: bool) -> str:
@@ -702,13 +705,6 @@ def _batches(info: FileInfo, batch_rows: int, block_bytes: int, stats: _Stats) -
 # --- CSV / TSV ------------------------------------------------------------------------------
 
 
-@dataclass
-class _CsvState:
-    header_left: int  # non-blank records still to skip (sep= line, header)
-    ncols: int
-    line: int = 1  # physical line number of the next unread line
-
-
 @dataclass(frozen=True)
 class _Scan:
     cut: int  # bytes of the buffer that form whole records
@@ -719,11 +715,13 @@ class _Scan:
 
 
 def _scan(buf: bytes, delimiter: int, quote: int | None, eof: bool) -> _Scan | None:
-    """Record boundaries of ``buf`` (which starts at a record boundary), or None when the
-    quote-parity model cannot be trusted for it (a stray quote, an unterminated quote at EOF)."""
+    """Record boundaries of ``buf`` (which starts at a record boundary) by quote parity, or
+    None when parity cannot be trusted (a stray quote, an unterminated quote at EOF).
+    Used to estimate rows per byte of a big file's head."""
     a = np.frombuffer(buf, dtype=np.uint8)
     newlines = np.flatnonzero(a == 10)
     quoted = False
+    terminators = newlines
     if quote is not None:
         q = np.flatnonzero(a == quote)
         if len(q):
@@ -734,16 +732,11 @@ def _scan(buf: bytes, delimiter: int, quote: int | None, eof: bool) -> _Scan | N
             nxt = a[closing[closing + 1 < len(a)] + 1]
             if not np.all((nxt == delimiter) | (nxt == 10) | (nxt == 13) | (nxt == quote)):
                 return None  # text after a closing quote
-            before = np.searchsorted(q, newlines)
-            inside = (before % 2) == 1
+            inside = (np.searchsorted(q, newlines) % 2) == 1
             quoted = bool(inside.any())
             terminators = newlines[~inside]
             if eof and len(q) % 2 == 1:
-                return None  # an unterminated quoted field: the exact path reports it
-        else:
-            terminators = newlines
-    else:
-        terminators = newlines
+                return None
     if eof:
         cut = len(buf)
         ends = terminators if (len(terminators) and terminators[-1] == len(buf) - 1) else np.append(terminators, len(buf))
@@ -756,98 +749,262 @@ def _scan(buf: bytes, delimiter: int, quote: int | None, eof: bool) -> _Scan | N
     return _Scan(cut, starts.astype(np.int64), ends.astype(np.int64), newlines[newlines < cut], quoted)
 
 
+class _CountingStream(io.RawIOBase):
+    """A readable file over UTF-8 chunks for pyarrow, counting quotes and newlines and
+    keeping the last chunks, so that the final record can be checked after the fact."""
+
+    def __init__(self, chunks: Iterator[bytes], quote: bytes | None) -> None:
+        self._chunks = chunks
+        self._quote = quote
+        self._buf = memoryview(b"")
+        self.quotes = 0
+        self.newlines = 0
+        self.total = 0
+        self.tail: list[bytes] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        # Always fill the buffer (short reads only at EOF): pyarrow's chunker mishandles a
+        # quoted CR LF split across two short reads.
+        filled = 0
+        while filled < len(b):
+            if not len(self._buf):
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                if self._quote:
+                    self.quotes += chunk.count(self._quote)
+                self.newlines += chunk.count(b"\n")
+                self.total += len(chunk)
+                self.tail = (self.tail + [chunk])[-2:]
+                self._buf = memoryview(chunk)
+            n = min(len(b) - filled, len(self._buf))
+            b[filled : filled + n] = self._buf[:n]
+            self._buf = self._buf[n:]
+            filled += n
+        if filled > 1 and b[filled - 1] == 13:
+            # pyarrow drops the LF of a quoted CR LF split across two reads (blocks): never end a
+            # read on a CR unless the file ends there. Give it back for the next read.
+            self._buf = memoryview(b"\r" + bytes(self._buf))
+            filled -= 1
+        return filled
+
+
+class _ArrowCsvFailed(Exception):
+    """pyarrow gave up on the file (e.g. a record longer than a block): read it exactly instead."""
+
+
+@dataclass
+class _CsvProgress:
+    done_line: int = 0  # the line of the last row yielded
+
+
 def _iter_csv(info: FileInfo, batch_rows: int, block_bytes: int, stats: _Stats) -> Iterator[pa.RecordBatch]:
-    state = _CsvState(header_left=info.skip_records + 1, ncols=len(info.columns))
-    chunks = _utf8_chunks(info, min(block_bytes, 8 * 1024 * 1024))
-    delimiter = ord(info.delimiter or ",")
-    quote = ord(info.quotechar) if info.quotechar else None
-    parts: list[bytes] = []
-    size, eof, want = 0, False, block_bytes
-    while True:
-        while size < want and not eof:
-            chunk = next(chunks, None)
-            if chunk is None:
-                eof = True
-            else:
-                parts.append(chunk)
-                size += len(chunk)
-        if not size:
+    progress = _CsvProgress()
+    if info.line_terminator != "\r":  # pyarrow takes a lone CR for a line break everywhere; csv.reader does not
+        try:
+            yield from _arrow_csv(info, batch_rows, block_bytes, progress)
             return
-        buf = b"".join(parts) if len(parts) != 1 else parts[0]
-        scan = None if info.line_terminator == "\r" else _scan(buf, delimiter, quote, eof)
-        if scan is None or (scan.cut == 0 and size > MAX_RECORD_BYTES):
-            # The exact path reads the rest of the file (streaming) from this record boundary on.
-            yield from _python_csv(info, itertools.chain([buf], chunks), state, batch_rows, stats)
-            return
-        if scan.cut == 0:
-            want = size * 2  # one record longer than a block: read on
-            parts = [buf]
-            continue
-        block, rest = buf[: scan.cut], buf[scan.cut :]
-        parts, size, want = ([rest] if rest else []), len(rest), block_bytes
-        yield from _csv_block(info, block, scan, state, batch_rows, stats)
-        state.line += len(scan.newlines)
-        if eof and not size:
-            return
+        except _ArrowCsvFailed:
+            pass
+    yield from _python_csv(info, _utf8_chunks(info), batch_rows, after_line=progress.done_line)
 
 
-def _csv_block(info: FileInfo, block: bytes, scan: _Scan, state: _CsvState, batch_rows: int,
-               stats: _Stats) -> Iterator[pa.RecordBatch]:
-    """One record-aligned block through pyarrow; through the exact path if pyarrow disagrees."""
-    a = np.frombuffer(block, dtype=np.uint8)
-    lengths = scan.ends - scan.starts
-    blank = (lengths == 0) | ((lengths == 1) & (a[np.minimum(scan.starts, len(a) - 1)] == 13))
-    records = np.flatnonzero(~blank)
-    skip_until = 0
-    if state.header_left:
-        skipped = records[: state.header_left]
-        if len(skipped):
-            skip_until = int(scan.ends[skipped[-1]]) + 1
-        records = records[state.header_left :]
-        header_left_before = state.header_left
-        state.header_left -= len(skipped)
-    else:
-        header_left_before = 0
-    if not len(records):
-        return
-    first_lines = state.line + np.searchsorted(scan.newlines, scan.starts[records])
-    names = [f"f{i}" for i in range(state.ncols)]
-    ragged: list[int] = []
+def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _CsvProgress) -> Iterator[pa.RecordBatch]:
+    """The fast path: pyarrow's streaming parser, with line numbers derived from the data.
+
+    pyarrow numbers records (blank lines included) but not lines. A record starts on line
+    ``record number + newlines inside the values of all earlier records``, and the
+    newlines inside values are counted column-wise in Arrow. Ragged records go to the
+    invalid-row handler with their number and text, and are put back in their place.
+    """
+    ncols = len(info.columns)
+    names = [f"f{i}" for i in range(ncols)]
+    schema = batch_schema(info.columns)
+    invalid: list[tuple[int, str]] = []
 
     def on_invalid(row) -> str:
-        ragged.append(1)
+        invalid.append((row.number, row.text))
         return "skip"
 
+    quote = info.quotechar.encode() if info.quotechar else None
+    stream = _CountingStream(_utf8_chunks(info, min(block_bytes, 8 * 1024 * 1024)), quote)
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(pa.py_buffer(block)[skip_until:]),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+        reader = pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block_bytes),
             parse_options=pacsv.ParseOptions(
                 delimiter=info.delimiter or ",", quote_char=info.quotechar or False, double_quote=True,
-                newlines_in_values=scan.quoted_newlines, ignore_empty_lines=True, invalid_row_handler=on_invalid),
+                newlines_in_values=True, ignore_empty_lines=False, invalid_row_handler=on_invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names}, null_values=[""], strings_can_be_null=True,
                 quoted_strings_can_be_null=True),
         )
     except pa.ArrowInvalid as exc:
-        if "UTF8" in str(exc) or "utf8" in str(exc).lower():
-            raise SourceFileError(
-                f"{info.path.name} is not valid {info.encoding} near line {int(first_lines[0])} "
-                "(the start of the file looked like UTF-8; mixed encodings?).",
-                "Save it as UTF-8 and import it again.") from exc
-        table = None
-    if table is None or ragged or table.num_rows != len(records):
-        state.header_left = header_left_before
-        yield from _python_csv(info, [block], state, batch_rows, stats, advance_line=False)
-        return
-    columns = [table.column(i) for i in range(state.ncols)]
-    rows = pa.array(first_lines.astype(np.int64))
-    empty = functools.reduce(pc.and_, [pc.is_null(c) for c in columns]) if columns else None
-    errors = pa.nulls(len(records), pa.string())
-    out = pa.Table.from_arrays(columns + [rows, errors], schema=batch_schema(info.columns))
-    if empty is not None and pc.any(empty).as_py():
-        out = out.filter(pc.invert(empty))
-    yield from out.to_batches(max_chunksize=batch_rows)
+        _raise_if_encoding(info, exc, 1)
+        raise _ArrowCsvFailed() from exc
+    next_record, next_line = 1, 1
+    # pyarrow parses 1 MB blocks (bigger ones are slower and keep far more memory); their rows
+    # are gathered into batches of ``batch_rows``. The last row read is always held back: it
+    # may prove to be an unterminated quote, and after a failure the exact path takes over
+    # from the rows already yielded.
+    held: list[pa.Table] = []
+    held_rows = 0
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as exc:
+            _raise_if_encoding(info, exc, next_line)
+            raise _ArrowCsvFailed() from exc
+        numbers, bad = _record_numbers(next_record, batch.num_rows, invalid)
+        out, next_record, next_line = _arrow_rows(info, schema, batch, numbers, bad, next_line)
+        held.append(out)
+        held_rows += out.num_rows
+        if held_rows > batch_rows:
+            table = pa.concat_tables(held).combine_chunks()
+            ready = ((table.num_rows - 1) // batch_rows) * batch_rows
+            yield from table.slice(0, ready).to_batches(max_chunksize=batch_rows)
+            progress.done_line = int(table.column(ROW)[ready - 1].as_py())
+            held, held_rows = [table.slice(ready)], table.num_rows - ready
+    if invalid:  # invalid records after the last valid row
+        empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in names], names=names)
+        numbers, bad = np.array([], dtype=np.int64), sorted(invalid)
+        invalid.clear()
+        out, next_record, next_line = _arrow_rows(info, schema, empty, numbers, bad, next_line)
+        held.append(out)
+    rows = pa.concat_tables(held).combine_chunks() if held else None
+    if rows is not None and rows.num_rows:
+        if quote and stream.quotes % 2 == 1:
+            rows = _check_last_record(info, stream, rows)
+        yield from rows.to_batches(max_chunksize=batch_rows)
+
+
+def _raise_if_encoding(info: FileInfo, exc: Exception, line: int) -> None:
+    if "utf8" in str(exc).lower() or "utf-8" in str(exc).lower():
+        raise SourceFileError(
+            f"{info.path.name} is not valid {info.encoding} past line {line} (the start of the file looked like it; "
+            "mixed encodings?).", "Save it as UTF-8, or pass the right encoding, and import it again.") from exc
+
+
+def _record_numbers(first: int, valid: int, invalid: list[tuple[int, str]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The record numbers of a batch's ``valid`` rows, and the invalid records among them.
+
+    Records are numbered consecutively from ``first``; each is either a row of the batch or
+    an invalid record the handler saw. Invalid records past the batch stay in ``invalid``.
+    """
+    end = first + valid
+    while True:
+        inside = [r for r in invalid if r[0] < end]
+        if first + valid + len(inside) == end:
+            break
+        end = first + valid + len(inside)
+    taken = {r[0] for r in inside}
+    invalid[:] = [r for r in invalid if r[0] >= end]
+    numbers = np.array([n for n in range(first, end) if n not in taken], dtype=np.int64) if taken else np.arange(first, end, dtype=np.int64)
+    return numbers, sorted(inside)
+
+
+def _arrow_rows(info: FileInfo, schema: pa.Schema, batch: pa.RecordBatch, numbers: np.ndarray,
+                bad: list[tuple[int, str]], first_line: int) -> tuple[pa.Table, int, int]:
+    """A batch's rows in file order with their line numbers; header and blank rows dropped,
+    invalid records parsed by csv.reader and flagged. Returns (rows, next record, next line)."""
+    ncols = len(info.columns)
+    columns = [batch.column(i) for i in range(ncols)]
+    inner = np.zeros(batch.num_rows, dtype=np.int64)
+    for column in columns:
+        if column.null_count == len(column) or not _may_hold_newline(column):
+            continue
+        # (no Python scalars here: converting one makes pyarrow import pandas, ~1 s of a preview)
+        counts = pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
+        inner += np.nan_to_num(counts, nan=0).astype(np.int64) if column.null_count else counts
+    all_numbers = numbers
+    all_inner = inner
+    if bad:
+        all_numbers = np.concatenate([numbers, np.array([n for n, _ in bad], dtype=np.int64)])
+        all_inner = np.concatenate([inner, np.array([t.count("\n") for _, t in bad], dtype=np.int64)])
+        order = np.argsort(all_numbers, kind="stable")
+        all_numbers, all_inner = all_numbers[order], all_inner[order]
+    if not len(all_numbers):
+        return pa.Table.from_batches([], schema=schema), 0, first_line
+    first_record = int(all_numbers[0])
+    before = np.concatenate(([0], np.cumsum(all_inner)[:-1]))
+    lines = first_line + (all_numbers - first_record) + before
+    line_of = dict(zip(all_numbers.tolist(), lines.tolist())) if bad else None
+    next_record = int(all_numbers[-1]) + 1
+    next_line = int(lines[-1] + 1 + all_inner[-1])
+    row_lines = lines if not bad else np.array([line_of[n] for n in numbers.tolist()], dtype=np.int64)
+    table = pa.Table.from_arrays(columns + [pa.array(row_lines, pa.int64()), pa.nulls(batch.num_rows, pa.string())],
+                                 schema=schema)
+    keep = pa.array(numbers > info.header_record)
+    if columns and all(c.null_count for c in columns):  # a column without nulls means no empty row
+        empty = functools.reduce(pc.and_, [pc.is_null(c) for c in columns])
+        keep = pc.and_(keep, pc.invert(empty))
+    if keep.false_count if isinstance(keep, pa.Array) else not pc.all(keep).as_py():
+        table = table.filter(keep)
+    if bad:
+        extra = _Batcher(info.columns, len(bad) + 1)
+        for number, text in bad:
+            if number <= info.header_record:
+                continue
+            row = _parse_record(info, text)
+            values, error = _row_values(row, ncols)
+            if values is None and error is None:
+                continue
+            extra.add(line_of[number], values, error)
+        if (flushed := extra.flush()) is not None:
+            merged = pa.concat_tables([table, pa.Table.from_batches([flushed])])
+            table = merged.take(pc.sort_indices(merged, [(ROW, "ascending")]))
+    return table, next_record, next_line
+
+
+def _may_hold_newline(column: pa.Array) -> bool:
+    """Whether a string column's value bytes contain a LF at all (one memchr-speed pass)."""
+    data = column.buffers()[2]
+    return data is not None and np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == 10) > 0
+
+
+def _parse_record(info: FileInfo, text: str) -> list[str]:
+    kw = {"quotechar": info.quotechar, "doublequote": True} if info.quotechar else {"quoting": csv.QUOTE_NONE}
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=info.delimiter or ",", strict=False, **kw), [])
+    except csv.Error:
+        return [text]
+
+
+def _row_values(record: list[str], ncols: int) -> tuple[list | None, str | None]:
+    """(values, error) of one parsed record; (None, None) for a record with no value at all."""
+    if not record or all(v == "" for v in record):
+        return None, None
+    n = len(record)
+    error = None
+    if n != ncols and not (n > ncols and all(v == "" for v in record[ncols:])):
+        error = f"ragged row: {n} values, header has {ncols}"
+    return [v if v != "" else None for v in record[:ncols]], error
+
+
+def _check_last_record(info: FileInfo, stream: _CountingStream, rows: pa.Table) -> pa.Table:
+    """With an odd number of quotes in the file, the last record may be an unterminated quoted
+    field that swallowed the rest of the file: re-read it strictly and flag it if so."""
+    last_line = int(rows.column(ROW)[-1].as_py())
+    tail = b"".join(stream.tail)
+    pos = len(tail)
+    for _ in range(stream.newlines - (last_line - 1) + 1):  # back to the newline before the record
+        pos = tail.rfind(b"\n", 0, pos)
+        if pos < 0:
+            break
+    if pos < 0 and stream.total > len(tail):
+        text = None  # the record is longer than the tail kept: only an unterminated quote does that
+    else:
+        text = tail[pos + 1 :].decode("utf-8", errors="replace")
+    if text is not None and not _unterminated(list(_text_lines([text.encode("utf-8")])), info.delimiter or ",", info.quotechar):
+        return rows
+    error = _Batcher(info.columns, 2)
+    error.add(last_line, None, f"unterminated quoted field starting on line {last_line}")
+    return pa.concat_tables([rows.slice(0, rows.num_rows - 1), pa.Table.from_batches([error.flush()])])
 
 
 class _RecordLines:
@@ -880,51 +1037,48 @@ def _unterminated(lines: list[str], delimiter: str, quotechar: str) -> bool:
     return False
 
 
-def _python_csv(info: FileInfo, chunks: Iterable[bytes], state: _CsvState, batch_rows: int, stats: _Stats,
-                advance_line: bool = True) -> Iterator[pa.RecordBatch]:
-    """The exact CSV path: Python's csv module, with physical line numbers from its line count."""
+def _python_csv(info: FileInfo, chunks: Iterable[bytes], batch_rows: int, after_line: int = 0) -> Iterator[pa.RecordBatch]:
+    """The exact CSV path: Python's csv module, with physical line numbers from its line count.
+
+    ``after_line``: rows starting on or before this line were yielded by the fast path,
+    which this one takes over from.
+    """
     sep = "\r" if info.line_terminator == "\r" else "\n"
     source = _RecordLines(_text_lines(chunks, sep))
     delimiter = info.delimiter or ","
     kw = {"quotechar": info.quotechar, "doublequote": True} if info.quotechar else {"quoting": csv.QUOTE_NONE}
     reader = csv.reader(source, delimiter=delimiter, strict=False, **kw)
     batcher = _Batcher(info.columns, batch_rows)
-    line0 = state.line
-    ncols = state.ncols
+    ncols = len(info.columns)
+    skip = info.header_record
+    number = 0
     while True:
-        start = line0 + reader.line_num
+        start = reader.line_num + 1
         source.current = []
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
+            number += 1
             reason = ("a quoted field never ends (unterminated quote?)" if "field larger" in str(exc)
                       else f"unreadable row ({exc})")
-            if batch := batcher.add(start, None, reason):
+            if number > skip and start > after_line and (batch := batcher.add(start, None, reason)):
                 yield batch
             continue
-        if not record:
-            continue
-        if state.header_left:
-            state.header_left -= 1
+        number += 1
+        if number <= skip or start <= after_line:
             continue
         if source.exhausted and info.quotechar and _unterminated(source.current, delimiter, info.quotechar):
-            batch = batcher.add(start, None, f"unterminated quoted field starting on line {start}")
-        elif all(v == "" for v in record):
-            continue
+            values, error = None, f"unterminated quoted field starting on line {start}"
         else:
-            n = len(record)
-            error = None
-            if n != ncols and not (n > ncols and all(v == "" for v in record[ncols:])):
-                error = f"ragged row: {n} values, header has {ncols}"
-            batch = batcher.add(start, [v if v != "" else None for v in record[:ncols]], error)
-        if batch is not None:
+            values, error = _row_values(record, ncols)
+            if values is None:
+                continue
+        if batch := batcher.add(start, values, error):
             yield batch
     if batch := batcher.flush():
         yield batch
-    if advance_line:
-        state.line = line0 + reader.line_num
 
 
 # --- JSON / JSONL ----------------------------------------------------------------------------
@@ -1262,7 +1416,7 @@ def _text_size(info: FileInfo) -> float:
     import zlib
 
     with open(info.path, "rb") as f:
-        compressed = f.read(4 * 1024 * 1024)
+        compressed = f.read(1024 * 1024)
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     produced = len(inflater.decompress(compressed))
     used = len(compressed) - len(inflater.unconsumed_tail) - len(inflater.unused_data)

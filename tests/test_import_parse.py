@@ -277,6 +277,35 @@ def test_the_exact_path_alone_matches_the_ground_truth(tmp_path, monkeypatch):
     _check_against_truth(rows_of(path), truth)
 
 
+@pytest.mark.parametrize("block", [65_536, 65_537, 65_543, 70_001])
+def test_quoted_crlf_split_across_blocks_keeps_its_lf(tmp_path, monkeypatch, block):
+    """pyarrow drops the LF of a quoted CR LF when a read ends between the two; the reader never lets it."""
+    path = tmp_path / "crlf_values.csv"
+    path.write_bytes(("id,p\r\n" + "".join(f'{i},"a\r\nb"\r\n' for i in range(20_000))).encode())
+    monkeypatch.setattr(import_parse, "BLOCK_BYTES", block)
+    rows = rows_of(path)
+    assert {r["p"] for r in rows} == {"a\r\nb"}
+    assert [r[ROW] for r in rows[-2:]] == [2 + 2 * 19_998, 2 + 2 * 19_999]
+
+
+def test_a_record_longer_than_a_block_falls_back_to_the_exact_path_without_repeating_rows(tmp_path, monkeypatch):
+    path = tmp_path / "long_value.csv"
+    head = "".join(f"u{i}@example.com,short\n" for i in range(5_000))
+    path.write_text("email,notes\n" + head + 'big@example.com,"' + "x\n" * 100_000 + '"\nlast@example.com,end\n')
+    monkeypatch.setattr(import_parse, "BLOCK_BYTES", 64 * 1024)
+    rows = rows_of(path, batch_rows=1_000)
+    assert len(rows) == 5_002
+    assert [r["email"] for r in rows[:2]] == ["u0@example.com", "u1@example.com"]
+    assert rows[-2]["email"] == "big@example.com" and rows[-2][ROW] == 5_002 and len(rows[-2]["notes"]) == 200_000
+    assert (rows[-1]["email"], rows[-1][ROW]) == ("last@example.com", 5_002 + 100_001)
+
+
+def test_an_odd_number_of_quotes_from_a_stray_quote_is_no_unterminated_field(tmp_path):
+    path = tmp_path / "stray_last.csv"
+    path.write_text('email,height\nada@example.com,"5\'6"\nalan@example.org,5\'11"\n')
+    assert cells(rows_of(path), "height", ROW, ERROR) == [("5'6", 2, None), ("5'11\"", 3, None)]
+
+
 def test_batches_are_bounded_and_typed(tmp_path):
     path = tmp_path / "many.csv"
     path.write_text("email,n\n" + "".join(f"u{i}@example.com,{i}\n" for i in range(2_500)))
