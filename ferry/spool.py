@@ -1,8 +1,10 @@
 """Spool files: how record batches travel between stage tasks.
 
 Prefect keeps the results of tasks in memory until a flow ends, so stages pass
-each other the *path* of an Arrow IPC file, never the data. Reading is
-memory-mapped, batch by batch, so memory stays flat whatever the file's size.
+each other the *path* of an Arrow IPC file, never the data. Reading is batch
+by batch with plain reads (not a memory map: mapped pages that were read stay
+in the process's RSS until the map closes, so a 10M-row spool would show up as
+gigabytes of RSS), so memory stays flat whatever the file's size.
 """
 
 from __future__ import annotations
@@ -25,13 +27,13 @@ def write_spool(path: Path, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
 
 
 def spool_schema(path: Path) -> pa.Schema:
-    with pa.memory_map(str(path), "r") as source:
+    with pa.OSFile(str(path), "rb") as source:
         return pa.ipc.open_file(source).schema
 
 
 def read_spool(path: Path) -> Iterator[pa.RecordBatch]:
     """Yield the batches of a spool file, one at a time."""
-    with pa.memory_map(str(path), "r") as source:
+    with pa.OSFile(str(path), "rb") as source:
         reader = pa.ipc.open_file(source)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)

@@ -9,8 +9,9 @@ read in partitions. Either way only one batch is in memory at a time.
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,68 +391,159 @@ def stream_batches(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
         yield from _stream_cursor(engine, query, schema, batch_rows)
 
 
-class _CopyReader(io.RawIOBase):
-    """A file object over the chunks of a psycopg COPY ... TO STDOUT."""
+class _CopyReader:
+    """Whole CSV rows of a psycopg ``COPY ... TO STDOUT``, joined into blocks of ~``block_bytes``.
 
-    def __init__(self, chunks: Iterator[memoryview]) -> None:
-        self._chunks = chunks
-        self._pending = b""
+    psycopg hands out one buffer per row (PostgreSQL sends one message per
+    row, even for rows with line breaks inside quotes), so a block always ends
+    at a row boundary and parses on its own. Each row is copied once, into its
+    block; nothing else is. A thread gathers the next block while pyarrow
+    parses the current one (parsing releases the GIL), and a bounded queue
+    keeps at most ``depth`` blocks in memory.
 
-    def readable(self) -> bool:
-        return True
+    Why not hand pyarrow a file object: its streaming CSV reader over a Python
+    file holds on to ~300 MB per million contact rows, and block-by-block
+    parsing of Arrow-owned buffers does not.
+    """
 
-    def readinto(self, buffer) -> int:
-        while not self._pending:
+    _DONE = object()
+
+    def __init__(self, copy: Any, block_bytes: int, depth: int = 2) -> None:
+        self._copy = copy
+        self._block_bytes = block_bytes
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._gather, name="copy-reader", daemon=True)
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
             try:
-                self._pending = bytes(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _gather(self) -> None:
+        try:
+            parts: list = []
+            size, limit = 0, self._block_bytes
+            append = parts.append
+            for row in self._copy:
+                append(row)
+                size += len(row)
+                if size >= limit:
+                    if not self._put(b"".join(parts)):
+                        return
+                    parts.clear()
+                    size = 0
+            if parts and not self._put(b"".join(parts)):
+                return
+            self._put(self._DONE)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[bytes]:
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is self._DONE:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # The COPY must be idle before its context ends (and maybe cancels it).
+            self._stop.set()
+            self._thread.join()
+
+
+#: Bytes of CSV text per parsed block: ~25k contact rows, ~80k event rows.
+COPY_BLOCK = 8 << 20
 
 
 def _stream_copy(engine: Engine, query: Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     parsed_types = {f.name: (pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in schema}
+    read_options = pacsv.ReadOptions(column_names=schema.names, use_threads=True)
+    parse_options = pacsv.ParseOptions(newlines_in_values=True)
+    convert_options = pacsv.ConvertOptions(
+        column_types=parsed_types,
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        true_values=["t"],
+        false_values=["f"],
+    )
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         with raw.cursor() as cur, cur.copy(f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
-            reader = pacsv.open_csv(
-                io.BufferedReader(_CopyReader(iter(copy)), buffer_size=1 << 20),
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=8 << 20, use_threads=False),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=parsed_types,
-                    null_values=[""],
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=False,
-                    true_values=["t"],
-                    false_values=["f"],
-                ),
-            )
-            for batch in reader:
-                yield _conform(batch, schema)
+            for block in _CopyReader(copy, COPY_BLOCK):
+                table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options, convert_options)
+                del block
+                for batch in table.to_batches():
+                    yield _conform(batch, schema)
 
 
 def _stream_cursor(engine: Engine, query: Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Rows through the DBAPI cursor, converted to Arrow in C.
+
+    The raw cursor gives plain tuples (no SQLAlchemy row objects); pyarrow
+    turns a list of tuples into one struct array in a single C++ pass, and its
+    fields are the columns. That is ~35% less CPU than transposing with
+    ``zip(*rows)`` and converting column lists, and never holds the transposed
+    copy. Values come as SQLite stores them (text timestamps, 0/1 booleans)
+    and are cast column-wise afterwards.
+    """
+    wire = pa.struct([pa.field(f"c{i}", _wire_type(field.type)) for i, field in enumerate(schema)])
     with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True).execute(query)
-        for rows in result.partitions(batch_rows):
-            columns = list(zip(*rows))
-            arrays = [_to_arrow(list(values), field.type) for values, field in zip(columns, schema)]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+        # SQLAlchemy binds (and processes, e.g. JSON paths) the parameters; rows are then read from its DBAPI cursor.
+        result = conn.execute(query)
+        cursor = result.cursor
+        try:
+            step = min(batch_rows, FETCH_ROWS)
+            chunks: list[pa.Array] = []
+            count = 0
+            while rows := cursor.fetchmany(step):
+                chunks.append(pa.array(rows, type=wire))
+                count += len(rows)
+                del rows
+                if count >= batch_rows:
+                    yield _struct_batch(chunks, schema)
+                    chunks, count = [], 0
+            if chunks:
+                yield _struct_batch(chunks, schema)
+        finally:
+            result.close()
 
 
-def _to_arrow(values: list, type_: pa.DataType) -> pa.Array:
-    if pa.types.is_timestamp(type_):
-        return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(type_)
-    if pa.types.is_date(type_):
-        return pa.array(values, pa.string()).cast(type_)
+#: Rows fetched as Python tuples at a time: 16k wide rows are ~25 MB of Python objects.
+FETCH_ROWS = 16_384
+
+
+def _struct_batch(chunks: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
+    columns = pa.concat_arrays(chunks).flatten() if len(chunks) > 1 else chunks[0].flatten()
+    arrays = [_to_arrow(column, field.type) for column, field in zip(columns, schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _wire_type(type_: pa.DataType) -> pa.DataType:
+    """The Arrow type of a value as the SQLite driver returns it."""
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        return pa.string()
     if pa.types.is_boolean(type_):
-        return pa.array(values, pa.int64()).cast(type_)
-    return pa.array(values, type_)
+        return pa.int64()
+    return type_
+
+
+def _to_arrow(values: pa.Array | Sequence[Any], type_: pa.DataType) -> pa.Array:
+    """A column of driver values (an Arrow array of the wire type, or a Python sequence) as ``type_``."""
+    if not isinstance(values, pa.Array):
+        values = pa.array(values, _wire_type(type_))
+    if pa.types.is_timestamp(type_):
+        return values.cast(pa.timestamp("us")).cast(type_)
+    return values.cast(type_)
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
