@@ -90,14 +90,22 @@ def _make_store(kind: str, tmp_path_factory, pg_url_factory) -> Store:
     return Store(kind, url, engine)
 
 
+_SEEDED: dict[str, Store] = {}
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def seeded_store(request, tmp_path_factory) -> Store:
     """A store on each backend with two seeded workspaces, acme and globex. Read-only for tests."""
     from ferry.store.seed import SeedCounts, seed_workspace
 
+    # pytest sets a parametrized session fixture up again whenever the test order switches
+    # backends (e.g. file by file under xdist's loadfile); the store outlives that: seed it once.
+    if request.param in _SEEDED:
+        return _SEEDED[request.param]
     store = _make_store(request.param, tmp_path_factory, lambda: request.getfixturevalue("pg_url"))
     seed_workspace(store.engine, "acme", SeedCounts(**SMALL), seed=1)
     seed_workspace(store.engine, "globex", SeedCounts(**SMALL), seed=2)
+    _SEEDED[request.param] = store
     return store
 
 
