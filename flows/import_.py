@@ -35,11 +35,11 @@ from ferry.import_params import IMPORT_DEPLOYMENT, ImportRequest, MappingEntry, 
 from ferry.progress import Progress
 from ferry.records import ImportRecord
 from ferry.settings import get_settings
-from ferry.spool import read_spool, write_spool
+from ferry.spool import write_spool
 from ferry.store.engine import get_engine
 from tasks.import_load import load_rows
 from tasks.import_transform import static_scalars, transform_rows
-from tasks.import_validate import ROW, finish_quality_summary, first_errors, start_quality_summary, validate_rows
+from tasks.import_validate import ERROR_SCHEMA, ROW, read_batches, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 
 ERROR_TABLE_ROWS = 20
 
@@ -123,7 +123,7 @@ def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
 
 def write_rejected(source: Path, error_spools: list[Path], target: Path, columns: list[str]) -> int:
     """Every rejected row as in the file, plus its line number and errors; returns rows written."""
-    tables = [pa.ipc.open_file(pa.memory_map(str(p), "r")).read_all() for p in error_spools if p and p.exists()]
+    tables = [pa.Table.from_batches(list(read_batches(p)), schema=ERROR_SCHEMA) for p in error_spools if p and p.exists()]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return 0
@@ -138,7 +138,7 @@ def write_rejected(source: Path, error_spools: list[Path], target: Path, columns
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with pacsv.CSVWriter(str(target), schema) as writer:
-        for batch in read_spool(source):
+        for batch in read_batches(source):
             keep = pc.is_in(batch.column(batch.schema.names.index(ROW)), value_set=wanted)
             if not pc.any(keep).as_py():
                 continue

@@ -44,11 +44,11 @@ from ferry.catalog import FieldType
 from ferry.errors import FerryError, ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
-from ferry.spool import read_spool, write_spool
+from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.bulk import insert_batches
 from ferry.store.engine import workspace_id
-from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW
+from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW, read_batches
 
 SAMPLE_ROWS = 5
 REFERENCE_VALUES_SHOWN = 20
@@ -476,7 +476,7 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
             stage = sql.create_stage()
 
             def batches():
-                for batch in read_spool(spool):
+                for batch in read_batches(spool):
                     if progress is not None:
                         progress.advance(batch.num_rows)
                     yield batch

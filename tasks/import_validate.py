@@ -39,7 +39,7 @@ from ferry.catalog import FieldType
 from ferry.errors import ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
-from ferry.spool import read_spool, write_spool
+from ferry.spool import write_spool
 
 ROW = "__row__"
 ROW_ERROR = "__error__"
@@ -91,6 +91,19 @@ ARROW_TYPES = {
 
 def stage_type(col: PlannedColumn) -> pa.DataType:
     return ARROW_TYPES.get(col.type, pa.string())
+
+
+def read_batches(path: Path):
+    """The batches of a spool file, read into memory one at a time.
+
+    Unlike ``ferry.spool.read_spool`` this does not memory-map the file: mapped
+    pages count toward the process's RSS, so a 10M-row spool read that way looks
+    like gigabytes of memory. Buffered reads keep RSS at one batch.
+    """
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
 
 
 # --- coercion: one function checks and converts ------------------------------------
@@ -380,7 +393,7 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
     with pa.OSFile(str(result.errors), "wb") as err_sink, pa.ipc.new_file(err_sink, ERROR_SCHEMA) as err_writer:
 
         def checked():
-            for batch in read_spool(source):
+            for batch in read_batches(source):
                 res = check_batch(batch, plan)
                 result.total_rows += batch.num_rows
                 result.error_rows += batch.num_rows - (pc.sum(pc.cast(res.ok, pa.int64())).as_py() or 0)
@@ -415,7 +428,7 @@ def first_errors(errors: Path, limit: int) -> list[dict]:
     found: list[dict] = []
     if limit <= 0 or not errors.exists():
         return found
-    for batch in read_spool(errors):
+    for batch in read_batches(errors):
         for item in batch.slice(0, limit - len(found)).to_pylist():
             found.append({"row": item["row"], "field": item["field"], "value": item["value"], "error": item["error"]})
         if len(found) >= limit:
@@ -451,7 +464,8 @@ def run_gx(sample_spool: Path, specs: list[dict]) -> list[dict]:
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    frame = pa.ipc.open_file(pa.memory_map(str(sample_spool), "r")).read_all().to_pandas()
+    with pa.OSFile(str(sample_spool), "rb") as source:
+        frame = pa.ipc.open_file(source).read_all().to_pandas()
     context = gx.get_context(mode="ephemeral")
     batch = context.data_sources.add_pandas("ferry").add_dataframe_asset("import").add_batch_definition_whole_dataframe("sample").get_batch(
         batch_parameters={"dataframe": frame})
@@ -481,7 +495,7 @@ def write_quality_sample(source: Path, plan: ImportPlan, target: Path, sample_ro
 
     def batches():
         nonlocal taken
-        for batch in read_spool(source):
+        for batch in read_batches(source):
             if taken >= sample_rows:
                 return
             part = batch.slice(0, sample_rows - taken)

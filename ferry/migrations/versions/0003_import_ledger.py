@@ -37,8 +37,7 @@ def upgrade() -> None:
     op.create_table('import_created',
     sa.Column('run_id', sa.String(length=64), nullable=False),
     sa.Column('resource', sa.String(length=64), nullable=False),
-    sa.Column('record_id', sa.BigInteger(), nullable=False),
-    sa.ForeignKeyConstraint(['run_id'], ['import_runs.run_id'], name=op.f('fk_import_created_run_id_import_runs'), ondelete='CASCADE')
+    sa.Column('record_id', sa.BigInteger(), nullable=False)
     )
     op.create_table('import_images_contacts',
     sa.Column('run_id', sa.String(length=64), nullable=False),
