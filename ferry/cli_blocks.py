@@ -144,7 +144,7 @@ def build_values(cls: type, options: dict[str, Any], prefix: str = "") -> dict[s
     nested: dict[str, dict[str, Any]] = {}
     for raw_key, raw_value in options.items():
         head, dot, rest = raw_key.partition(".")
-        base = head[:-5] if head.endswith("_file") else head[:-4] if head.endswith("_env") else head
+        base = _field_of(head, fields)
         if base not in fields:
             names = ", ".join("--" + n.replace("_", "-") for n in fields)
             _die(f"{cls.get_block_type_slug()} blocks have no field {prefix + base!r}; fields: {names}.")
@@ -152,7 +152,9 @@ def build_values(cls: type, options: dict[str, Any], prefix: str = "") -> dict[s
             nested.setdefault(base, {})[rest] = raw_value
             continue
         annotation = fields[base].annotation
-        key, value = _value_from_source(head, raw_value, _is_secret(annotation))
+        key, value = (head, raw_value) if head in fields else _value_from_source(head, raw_value, _is_secret(annotation))
+        if head in fields and _is_secret(annotation) and value == "-":
+            value = sys.stdin.read().rstrip("\n")
         block_types = _is_block(annotation)
         if block_types and isinstance(value, str):
             value = _load_saved(block_types, value)
@@ -177,9 +179,19 @@ def build_values(cls: type, options: dict[str, Any], prefix: str = "") -> dict[s
     return values
 
 
+def _field_of(option: str, fields: dict[str, Any]) -> str:
+    """The field an option sets: itself (``ca_file`` is a field), or FIELD of ``FIELD_file`` / ``FIELD_env``."""
+    if option in fields:
+        return option
+    for suffix in ("_file", "_env"):
+        if option.endswith(suffix) and option[: -len(suffix)] in fields:
+            return option[: -len(suffix)]
+    return option
+
+
 def _pick_block_type(types: list[type], sub: dict[str, Any]) -> type:
-    wanted = {k.partition(".")[0].removesuffix("_file").removesuffix("_env") for k in sub}
     for kind in types:
+        wanted = {_field_of(k.partition(".")[0], kind.model_fields) for k in sub}
         if wanted <= set(kind.model_fields):
             return kind
     return types[0]
@@ -264,7 +276,7 @@ def list_blocks(
     with get_client(sync_client=True) as client:
         for slug in slugs:
             try:
-                documents = client.read_block_documents_by_type(slug)
+                documents = client.read_block_documents_by_type(slug, include_secrets=False)
             except Exception:  # noqa: BLE001 - a type never registered has no documents
                 continue
             for doc in documents:
