@@ -54,6 +54,7 @@ HEAD_BYTES = 64 * 1024  # what sniffing reads from the start of the (decompresse
 BLOCK_BYTES = 2 * 1024 * 1024  # CSV text pyarrow parses per block (bigger is slower and holds more memory)
 PREVIEW_BLOCK_BYTES = 1024 * 1024  # a preview parses one block this size, enough to estimate bytes per row
 EXACT_COUNT_BYTES = 64 * 1024 * 1024  # text files up to this (decompressed) size are counted exactly on preview
+XLSX_EXACT_BYTES = 2 * 1024 * 1024  # XLSX files up to this size are counted exactly (openpyxl reads ~50k rows/s)
 MAX_RECORD_BYTES = 256 * 1024 * 1024  # a "record" longer than this is an unterminated quote, not data
 SNIFF_RECORDS = 200  # records read to choose the CSV delimiter
 JSON_KEY_SCAN = 10_000  # JSON elements read to discover the columns
@@ -91,6 +92,7 @@ class FileInfo:
     json_path: str | None = None  # ijson prefix of the array of records ("item", or "data.item")
     skip_records: int = 0  # CSV records before the header (Excel's "sep=;" line)
     header_record: int = 1  # CSV: the header's record number, counting blank lines (1 unless lines precede it)
+    trailing_delimiter: bool = False  # CSV: data rows end with a delimiter the header lacks ("a,b,c,")
     line_terminator: str | None = None  # "\n", "\r\n" or "\r" (CSV, as first seen)
     size_bytes: int = 0  # the file's size on disk
     raw_columns: list[str] = field(default_factory=list)  # the header as written, before cleaning
@@ -442,8 +444,11 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
         raise SourceFileError(f"{base['path'].name} has no header row.", "The first line must name the columns.")
     columns, renames = _unique_columns(header)
     file_type = "tsv" if delimiter == "\t" else "csv"
+    data = [r for r in itertools.islice(reader, SNIFF_RECORDS) if r]
+    trailing = bool(data) and sum(1 for r in data if len(r) == len(header) + 1 and r[-1] == "") >= 0.8 * len(data)
     return FileInfo(file_type=file_type, encoding=enc, delimiter=delimiter, quotechar=quotechar, columns=columns,
-                    warnings=warnings + renames, skip_records=skip, header_record=header_record, line_terminator=terminator, raw_columns=list(header), **base)
+                    warnings=warnings + renames, skip_records=skip, header_record=header_record,
+                    line_terminator=terminator, raw_columns=list(header), trailing_delimiter=trailing, **base)
 
 
 def _choose_delimiter(text: str, prefer_tab: bool) -> str:
@@ -821,7 +826,7 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
     invalid-row handler with their number and text, and are put back in their place.
     """
     ncols = len(info.columns)
-    names = [f"f{i}" for i in range(ncols)]
+    names = [f"f{i}" for i in range(ncols + info.trailing_delimiter)]
     schema = batch_schema(info.columns)
     invalid: list[tuple[int, str]] = []
 
@@ -891,21 +896,24 @@ def _raise_if_encoding(info: FileInfo, exc: Exception, line: int) -> None:
 
 
 def _record_numbers(first: int, valid: int, invalid: list[tuple[int, str]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """The record numbers of a batch's ``valid`` rows, and the invalid records among them.
+    """The record numbers of a batch's ``valid`` rows, and the invalid records among (or right after) them.
 
     Records are numbered consecutively from ``first``; each is either a row of the batch or
-    an invalid record the handler saw. Invalid records past the batch stay in ``invalid``.
+    an invalid record the handler saw (in order). Those consumed are removed from ``invalid``,
+    which so never holds more than a block's worth.
     """
     end = first + valid
-    while True:
-        inside = [r for r in invalid if r[0] < end]
-        if first + valid + len(inside) == end:
-            break
-        end = first + valid + len(inside)
-    taken = {r[0] for r in inside}
-    invalid[:] = [r for r in invalid if r[0] >= end]
-    numbers = np.array([n for n in range(first, end) if n not in taken], dtype=np.int64) if taken else np.arange(first, end, dtype=np.int64)
-    return numbers, sorted(inside)
+    taken = 0
+    while taken < len(invalid) and invalid[taken][0] <= end:
+        end += 1
+        taken += 1
+    bad = invalid[:taken]
+    del invalid[:taken]
+    if not bad:
+        return np.arange(first, end, dtype=np.int64), bad
+    mask = np.ones(end - first, dtype=bool)
+    mask[np.array([n for n, _ in bad], dtype=np.int64) - first] = False
+    return np.arange(first, end, dtype=np.int64)[mask], bad
 
 
 def _arrow_rows(info: FileInfo, schema: pa.Schema, batch: pa.RecordBatch, numbers: np.ndarray,
@@ -914,6 +922,7 @@ def _arrow_rows(info: FileInfo, schema: pa.Schema, batch: pa.RecordBatch, number
     invalid records parsed by csv.reader and flagged. Returns (rows, next record, next line)."""
     ncols = len(info.columns)
     columns = [batch.column(i) for i in range(ncols)]
+    trailing = batch.column(ncols) if batch.num_columns > ncols else None
     inner = np.zeros(batch.num_rows, dtype=np.int64)
     for column in columns:
         if column.null_count == len(column) or not _may_hold_newline(column):
@@ -937,8 +946,11 @@ def _arrow_rows(info: FileInfo, schema: pa.Schema, batch: pa.RecordBatch, number
     next_record = int(all_numbers[-1]) + 1
     next_line = int(lines[-1] + 1 + all_inner[-1])
     row_lines = lines if not bad else np.array([line_of[n] for n in numbers.tolist()], dtype=np.int64)
-    table = pa.Table.from_arrays(columns + [pa.array(row_lines, pa.int64()), pa.nulls(batch.num_rows, pa.string())],
-                                 schema=schema)
+    errors = pa.nulls(batch.num_rows, pa.string())
+    if trailing is not None and trailing.null_count < len(trailing):  # a value after the trailing delimiter
+        errors = pa.array(np.where(trailing.is_null().to_numpy(zero_copy_only=False), None,
+                                   f"ragged row: {ncols + 1} values, header has {ncols}"), pa.string())
+    table = pa.Table.from_arrays(columns + [pa.array(row_lines, pa.int64()), errors], schema=schema)
     keep = pa.array(numbers > info.header_record)
     if columns and all(c.null_count for c in columns):  # a column without nulls means no empty row
         empty = functools.reduce(pc.and_, [pc.is_null(c) for c in columns])
@@ -1368,7 +1380,7 @@ def _total_rows(info: FileInfo) -> tuple[int, bool]:
 
         with _materialized(info) as real:
             return pq.ParquetFile(real).metadata.num_rows, False
-    if info.file_type == "xls" or (info.file_type == "xlsx" and info.size_bytes <= 2 * 1024 * 1024):
+    if info.file_type == "xls" or (info.file_type == "xlsx" and info.size_bytes <= XLSX_EXACT_BYTES):
         return count_rows(info), False
     if info.file_type == "xlsx":
         return _xlsx_dimension_rows(info), True

@@ -148,6 +148,16 @@ def test_ragged_rows_are_yielded_with_an_error_not_padded_silently_or_dropped():
     ]
 
 
+def test_a_trailing_delimiter_on_every_data_row_is_no_ragged_row():
+    info = sniff(CASES / "trailing_delimiter.csv")
+    assert info.trailing_delimiter is True and info.columns == ["email", "name"]
+    rows = rows_of(info)
+    assert cells(rows, "email", "name", ROW, ERROR)[:2] == [("user0@example.com", "User 0", 2, None), ("user1@example.com", "User 1", 3, None)]
+    assert cells(rows, "email", "name", ROW, ERROR)[-2:] == [
+        ("grace@example.net", "Grace", 12, "ragged row: 3 values, header has 2"), ("linus@example.com", "Linus", 13, None)]
+    assert all(r[ERROR] is None for r in rows[:10])
+
+
 def test_ragged_rows_are_reported_in_the_preview():
     result = preview(CASES / "ragged_rows.csv")
     assert result.problems == ["row 3: ragged row: 2 values, header has 3", "row 4: ragged row: 5 values, header has 3"]
@@ -422,6 +432,14 @@ def test_xlsx_first_sheet_typed_cells_as_text_and_sheet_row_numbers(tmp_path):
     assert rows[2][ERROR] == "ragged row: values in 1 column(s) past the header's 6 (first: column 8)"
     result = preview(path)
     assert (result.total_rows, result.total_rows_estimated) == (3, False)
+
+
+def test_big_xlsx_row_count_is_the_sheet_dimension_flagged_as_an_estimate(tmp_path, monkeypatch):
+    path = tmp_path / "contacts.xlsx"
+    _write_xlsx(path)
+    monkeypatch.setattr(import_parse, "XLSX_EXACT_BYTES", 0)
+    result = preview(path, sample_rows=1)
+    assert (result.total_rows, result.total_rows_estimated) == (4, True)  # rows 2-5 of the dimension, one blank
 
 
 def test_xls_legacy_workbook(tmp_path):
