@@ -37,7 +37,7 @@ from functools import lru_cache
 from rapidfuzz import fuzz
 from sqlalchemy import Engine, delete, insert, select
 
-from ferry.catalog import RESOURCES, Field, FieldType, Resource, get_resource
+from ferry.catalog import PHONE_TYPES, RESOURCES, Field, FieldType, Resource, get_resource
 from ferry.errors import ParameterError, Problem
 
 THRESHOLD = 0.62  # below this a column stays unmapped
@@ -152,11 +152,20 @@ class ColumnMapping:
         if not isinstance(source, str) or not source:
             raise ParameterError([Problem("sourceColumn", source, "is required: the source column's name")])
         confidence = get("confidence", "confidence", 1.0)
+        target = get("targetFieldSlug", "target_field_slug") or None
+        value_type = get("valueType", "value_type") or None
+        address_part = get("addressPart", "address_part") or None
+        if target and "." in target and not (value_type or address_part):  # a column key: phone.mobile, address.city
+            target, sub = target.split(".", 1)
+            if sub in PHONE_TYPES:
+                value_type = sub
+            else:
+                address_part = sub
         return cls(
             source_column=source,
-            target_field_slug=get("targetFieldSlug", "target_field_slug") or None,
-            value_type=get("valueType", "value_type") or None,
-            address_part=get("addressPart", "address_part") or None,
+            target_field_slug=target,
+            value_type=value_type,
+            address_part=address_part,
             confidence=float(confidence if confidence is not None else 1.0),
             reason=get("reason", "reason", "") or "",
         )
@@ -649,9 +658,16 @@ def remembered_mapping(engine: Engine, workspace: str, resource: Resource | str,
     from ferry.store.engine import workspace_id
     from ferry.store.schema import import_mappings
 
+    from ferry.errors import StoreError
+
     resource = _resource(resource)
     with engine.connect() as conn:
-        ws = workspace_id(conn, workspace)
+        try:
+            ws = workspace_id(conn, workspace)
+        except StoreError as exc:
+            if exc.message.startswith("Workspace "):  # no such workspace yet: nothing remembered there
+                return None
+            raise
         row = conn.execute(
             select(import_mappings.c.mapping).where(
                 (import_mappings.c.workspace_id == ws) & (import_mappings.c.resource == resource.slug)

@@ -296,6 +296,17 @@ def test_accepted_mappings_are_proposed_first_next_time(writable):
     assert all(m.target_key is None for m in remembered_mapping(engine, workspace, "contacts", columns))
 
 
+def test_column_keys_are_accepted_as_targets_and_unknown_workspaces_remember_nothing(writable):
+    engine, workspace, _ = writable
+    m = ColumnMapping.from_json({"sourceColumn": "Mobile", "targetFieldSlug": "phone.mobile"})
+    assert (m.target_field_slug, m.value_type, m.target_key) == ("phone", "mobile", "phone.mobile")
+    remember_mapping(engine, workspace, "contacts", [m, ColumnMapping.from_json({"sourceColumn": "Town", "targetFieldSlug": "address.city"})])
+    assert [x.target_key for x in remembered_mapping(engine, workspace, "contacts", ["Town", "Mobile"])] == ["address.city", "phone.mobile"]
+    assert remembered_mapping(engine, "no-such-workspace", "contacts", ["Town", "Mobile"]) is None
+    with pytest.raises(Exception, match="does not exist"):
+        remember_mapping(engine, "no-such-workspace", "contacts", [m])
+
+
 def test_an_invalid_mapping_is_not_remembered(writable):
     engine, workspace, _ = writable
     with pytest.raises(ParameterError):
