@@ -396,6 +396,17 @@ def test_analytics_groups_by_the_shown_dimensions_and_filters_groups(store, tmp_
     assert counts == sorted((c for c in everything if c >= 12), reverse=True) and counts
 
 
+def test_analytics_date_filters_compare_days(store, tmp_path):
+    table = export(tmp_path, resource="analytics", fields=["date", "unique_contacts"], filters=[
+        {"field": "date", "op": "gte", "value": "2026-10-15"}, {"field": "date", "op": "lt", "value": "2026-10-20"}], **OCTOBER)
+
+    expected = sql(store, f"""
+        SELECT {day_sql(store)}, COUNT(DISTINCT contact_id) FROM events WHERE workspace_id = :ws
+        AND occurred_at >= '2026-10-15' AND occurred_at < '2026-10-20' GROUP BY {day_sql(store)} ORDER BY 1""", ws=ws(store))
+    assert [(r["date"].isoformat(), r["unique_contacts"]) for r in table.to_pylist()] == [(str(d), u) for d, u in expected]
+    assert len(expected) == 5
+
+
 # --- workspace isolation -----------------------------------------------------------------
 
 
