@@ -592,7 +592,8 @@ def main(argv: list[str]) -> int:
         print(f"[{datetime.now():%H:%M:%S}] {message}", flush=True)
 
     free = shutil.disk_usage(args.workdir).free / 2**30
-    needed = max(args.rows) / 1e6 * 3.5 * (2 if "sqlite" in args.backends else 1)
+    # ~0.85 GB of store per 1M contacts (with its events, memberships...), ~1.2 GB of spool and output per 1M exported
+    needed = sum(0.85 * size / 1e6 for size in args.rows) * len(args.backends) + 1.2 * max(args.rows) / 1e6
     log(f"{free:.0f} GiB free in {args.workdir}; this run needs roughly {needed:.0f} GiB")
     if free < needed:
         log("not enough disk space; use smaller --rows")
