@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo test test-services bench clean
+.PHONY: install demo test test-services bench bench-sftp clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: install node_modules/.installed test-services
 
 bench: install test-services
 	$(BIN)/python bench/export_bench.py
+
+# SFTP upload speed vs OpenSSH's `sftp put` (installs openssh-client from Debian when missing).
+bench-sftp: install
+	$(BIN)/python bench/sftp_bench.py --check
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
