@@ -14,6 +14,7 @@ import socket
 import ssl
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -67,12 +68,16 @@ class SourceReader:
     error translation tell the two apart.
     """
 
-    def __init__(self, source: BinaryIO) -> None:
+    def __init__(self, source: BinaryIO, background_hash: bool = False) -> None:
         import hashlib
 
         self._source = source
-        self.sha256 = hashlib.sha256()
+        self._sha256 = hashlib.sha256()
         self.bytes = 0
+        # Hash on a helper thread (hashlib releases the GIL), overlapping with encryption and
+        # sending on this one: the upload's CPU-bound client path gets a second core.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ferry-hash") if background_hash else None
+        self._pending: Future | None = None
 
     def read(self, size: int = -1) -> bytes:
         try:
@@ -80,9 +85,26 @@ class SourceReader:
         except Exception as exc:
             exc.ferry_source_error = True  # type: ignore[attr-defined]
             raise
-        self.sha256.update(chunk)
+        if self._pool is None:
+            self._sha256.update(chunk)
+        else:
+            if self._pending is not None:
+                self._pending.result()  # in order: the previous chunk is hashed before this one starts
+            self._pending = self._pool.submit(self._sha256.update, chunk)
         self.bytes += len(chunk)
         return chunk
+
+    @property
+    def sha256(self):
+        """The running hash, complete up to the last chunk read."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        return self._sha256
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def from_source(exc: BaseException) -> bool:
