@@ -18,8 +18,25 @@ from ferry.errors import DestinationError
 MAX_URL_LIFETIME = timedelta(days=7)  # SigV4 and GCS V4 signatures cannot outlive a week
 
 
-def read_full(source: BinaryIO, size: int) -> bytes:
-    """Exactly ``size`` bytes, or fewer only at the end of the stream (pipes return short reads)."""
+def read_full(source: BinaryIO, size: int, mutable: bool = False) -> bytes | bytearray:
+    """Exactly ``size`` bytes, or fewer only at the end of the stream (pipes return short reads).
+
+    ``mutable=True`` reads into one preallocated bytearray (when the source has
+    ``readinto``), so a part costs its own size in memory and no more, even from
+    a stream that returns small pieces; for SDKs that accept any bytes-like body.
+    """
+    if mutable and hasattr(source, "readinto"):
+        buffer = bytearray(size)
+        filled = 0
+        with memoryview(buffer) as view:
+            while filled < size:
+                n = source.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+        if filled < size:
+            del buffer[filled:]
+        return buffer
     chunks: list[bytes] = []
     wanted = size
     while wanted > 0:

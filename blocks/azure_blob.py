@@ -36,7 +36,17 @@ from blocks.destination import Delivery, Destination, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
-CLIENT_OPTIONS = dict(retry_total=3, retry_backoff_factor=0.8, connection_timeout=10, read_timeout=120)
+
+
+def _client_options() -> dict:
+    """Short SDK retries (about 4 s): the deliver task retries transient failures itself, with longer pauses.
+
+    The storage SDK's default policy waits 15 s, 18 s, 24 s, ... between attempts.
+    """
+    from azure.storage.blob import ExponentialRetry
+
+    return dict(retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
+                connection_timeout=10, read_timeout=120)
 AUTH_CODES = {"AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "AuthorizationSourceIPMismatch",
               "InsufficientAccountPermissions", "AccountIsDisabled", "InvalidAuthenticationInfo", "NoAuthenticationInformation"}
 TRANSIENT_CODES = {"ServerBusy", "InternalError", "OperationTimedOut"}
@@ -134,17 +144,17 @@ class AzureBlobDestination(Destination):
             credentials = self.container.credentials
             try:
                 if credentials.connection_string is not None:
-                    self._service = BlobServiceClient.from_connection_string(credentials.connection_string.get_secret_value(), **CLIENT_OPTIONS)
+                    self._service = BlobServiceClient.from_connection_string(credentials.connection_string.get_secret_value(), **_client_options())
                 elif credentials.client_id is not None:
                     from azure.identity import ClientSecretCredential
 
                     token = ClientSecretCredential(tenant_id=credentials.tenant_id, client_id=credentials.client_id,
                                                    client_secret=credentials.client_secret.get_secret_value())
-                    self._service = BlobServiceClient(credentials.account_url, credential=token, **CLIENT_OPTIONS)
+                    self._service = BlobServiceClient(credentials.account_url, credential=token, **_client_options())
                 else:
                     from azure.identity import DefaultAzureCredential
 
-                    self._service = BlobServiceClient(credentials.account_url, credential=DefaultAzureCredential(), **CLIENT_OPTIONS)
+                    self._service = BlobServiceClient(credentials.account_url, credential=DefaultAzureCredential(), **_client_options())
             except (ValueError, az.AzureError) as exc:
                 raise DestinationError(f"{self.block_label()}: the Azure credentials are not usable ({type(exc).__name__}).",
                                        f"Check the connection string or account URL in {self._credentials_label()}.") from None
@@ -158,7 +168,8 @@ class AzureBlobDestination(Destination):
         label = self.block_label()
         if isinstance(exc, az.HttpResponseError) and not isinstance(exc, az.DecodeError):
             status = int(exc.status_code or 0)
-            code = str(getattr(exc, "error_code", None) or "")
+            code = getattr(exc, "error_code", None) or ""
+            code = str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum or a string
             if status >= 500 or status in (408, 429) or code in TRANSIENT_CODES:
                 return TransientDestinationError(f"{label}: could not {action} {where}: the service answered {status} {code}.",
                                                  "This is usually temporary; the delivery is retried.")

@@ -172,6 +172,19 @@ class HashingReader:
         self.bytes += len(chunk)
         return chunk
 
+    def readinto(self, buffer) -> int:
+        """Fill ``buffer`` without an intermediate copy (object-store parts are read this way)."""
+        readinto = getattr(self._source, "readinto", None)
+        if readinto is None:
+            chunk = self.read(len(buffer))
+            buffer[:len(chunk)] = chunk
+            return len(chunk)
+        n = readinto(buffer) or 0
+        with memoryview(buffer) as view:
+            self.sha256.update(view[:n])
+        self.bytes += n
+        return n
+
 
 # capability -> the methods that provide it ("read": either one; the others: all of them)
 _CAPABILITIES: dict[str, tuple[str, ...]] = {

@@ -206,28 +206,30 @@ class S3Destination(Destination):
         bucket = self.bucket.bucket_name
         part_size = self.part_size_mib * MIB
         reader = HashingReader(source)
-        first = read_full(reader, part_size)
+        first = read_full(reader, part_size, mutable=True)
         if len(first) < part_size:  # fits one request: a single PUT is atomic by itself
             digest = hashlib.sha256(first).digest()
             checksum = {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": _b64(digest)} if self.server_checksums else {}
             self._call("upload to", name, "put_object", Bucket=bucket, Key=name, Body=first, **checksum)
             expected = _b64(digest)
         else:
-            expected = self._multipart(reader, first, name, part_size)
+            pending = [first]
+            del first  # the part list owns it now, so the upload loop can let it go
+            expected = self._multipart(reader, pending, name, part_size)
         if self.server_checksums:
             self._verify(name, expected, reader.bytes)
         return Delivery(location=self.location(key), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
                         url=self.download_url(key, self.url_lifetime()))
 
-    def _multipart(self, reader: HashingReader, first: bytes, name: str, part_size: int) -> str:
-        """Upload ``first`` and the rest of ``reader`` as parts; returns the composite SHA-256 the server should report."""
+    def _multipart(self, reader: HashingReader, pending: list, name: str, part_size: int) -> str:
+        """Upload the part in ``pending`` and the rest of ``reader``; returns the composite SHA-256 the server should report."""
         bucket = self.bucket.bucket_name
         checksum = {"ChecksumAlgorithm": "SHA256"} if self.server_checksums else {}
         upload_id = self._call("start an upload to", name, "create_multipart_upload", Bucket=bucket, Key=name, **checksum)["UploadId"]
         parts: list[dict] = []
         digests: list[bytes] = []
         try:
-            chunk = first
+            chunk = pending.pop()
             while chunk:
                 number = len(parts) + 1
                 digest = hashlib.sha256(chunk).digest()
@@ -236,7 +238,8 @@ class S3Destination(Destination):
                                     PartNumber=number, Body=chunk, **extra)
                 parts.append({"PartNumber": number, "ETag": answer["ETag"], **extra})
                 digests.append(digest)
-                chunk = read_full(reader, part_size)
+                chunk = b""  # drop this part before reading the next: memory stays at one part
+                chunk = read_full(reader, part_size, mutable=True)
             self._call("complete the upload to", name, "complete_multipart_upload", Bucket=bucket, Key=name, UploadId=upload_id,
                        MultipartUpload={"Parts": parts})
         except BaseException:
