@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -54,6 +55,7 @@ HEAD_BYTES = 64 * 1024  # what sniffing reads from the start of the (decompresse
 BLOCK_BYTES = 2 * 1024 * 1024  # CSV text pyarrow parses per block (bigger is slower and holds more memory)
 PREVIEW_BLOCK_BYTES = 1024 * 1024  # a preview parses one block this size, enough to estimate bytes per row
 EXACT_COUNT_BYTES = 64 * 1024 * 1024  # text files up to this (decompressed) size are counted exactly on preview
+JSON_EXACT_BYTES = 4 * 1024 * 1024  # JSON arrays up to this size are parsed whole to count them exactly
 XLSX_EXACT_BYTES = 2 * 1024 * 1024  # XLSX files up to this size are counted exactly (openpyxl reads ~50k rows/s)
 MAX_RECORD_BYTES = 256 * 1024 * 1024  # a "record" longer than this is an unterminated quote, not data
 SNIFF_RECORDS = 200  # records read to choose the CSV delimiter
@@ -1124,10 +1126,27 @@ def _json_default(value):
     return str(value)
 
 
+def _json_text(value) -> str:
+    """Compact JSON of a nested value (orjson: no ASCII escapes, keys in order)."""
+    try:
+        return orjson.dumps(value, default=_json_default).decode("utf-8")
+    except TypeError:  # e.g. an integer beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def _cell_text(value) -> str | None:
     """A parsed value (JSON, spreadsheet cell) as the text a person would type."""
+    kind = type(value)
+    if kind is str:
+        return value or None
     if value is None:
         return None
+    if kind is int:
+        return str(value)
+    if kind is Decimal:
+        return str(value)
+    if kind is dict or kind is list:
+        return _json_text(value)
     if isinstance(value, str):
         return value if value != "" else None
     if isinstance(value, bool):
@@ -1149,7 +1168,7 @@ def _cell_text(value) -> str | None:
     if isinstance(value, timedelta):
         return str(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+        return _json_text(value)
     return str(value)
 
 
@@ -1157,18 +1176,26 @@ def _iter_jsonl_objects(info: FileInfo, limit: int | None = None, chunks: Iterab
     """(line number, parsed value or None, error) per non-blank line."""
     chunks = _utf8_chunks(info) if chunks is None else chunks
     seen = 0
-    for number, line in enumerate(_text_lines(chunks), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            yield number, None, f"invalid JSON ({exc.msg} at character {exc.pos + 1})"
-        else:
-            yield number, value, None
-        seen += 1
-        if limit is not None and seen >= limit:
-            return
+    number = 0
+    partial = b""
+    for chunk in itertools.chain(chunks, [b"\n"]):
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                yield number, orjson.loads(line), None
+            except orjson.JSONDecodeError:
+                try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
+                    yield number, json.loads(line.decode("utf-8", errors="replace")), None
+                except (ValueError, RecursionError) as exc:
+                    where = f" at character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
+                    yield number, None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
+            seen += 1
+            if limit is not None and seen >= limit:
+                return
 
 
 def _iter_json_objects(info: FileInfo, limit: int | None = None, chunks: Iterable[bytes] | None = None) -> Iterator[tuple[int, object, str | None]]:
@@ -1187,19 +1214,23 @@ def _iter_json_objects(info: FileInfo, limit: int | None = None, chunks: Iterabl
 
 
 def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """One row per JSON value: an object's keys by column (keys not seen while sniffing are
+    ignored), anything else an error row. An object with no known key is still a row."""
     batcher = _Batcher(info.columns, batch_rows)
     positions = {raw: i for i, raw in enumerate(info.raw_columns)}
+    width = len(info.columns)
+    text = _cell_text
     for number, value, error in objects:
-        if error is None and not isinstance(value, dict):
-            error = f"not a JSON object (got {type(value).__name__})"
         values = None
         if error is None:
-            values = [None] * len(info.columns)
-            for key, item in value.items():
-                if (i := positions.get(key)) is not None:
-                    values[i] = _cell_text(item)
-            if all(v is None for v in values):
-                continue
+            if type(value) is not dict:
+                error = f"not a JSON object (got {type(value).__name__})"
+            else:
+                values = [None] * width
+                for key, item in value.items():
+                    i = positions.get(key)
+                    if i is not None:
+                        values[i] = text(item)
         if batch := batcher.add(number, values, error):
             yield batch
     if batch := batcher.flush():
@@ -1385,12 +1416,24 @@ def _total_rows(info: FileInfo) -> tuple[int, bool]:
     if info.file_type == "xlsx":
         return _xlsx_dimension_rows(info), True
     text_size = _text_size(info)
-    if text_size <= EXACT_COUNT_BYTES:
+    if info.file_type == "jsonl" and text_size <= EXACT_COUNT_BYTES:
+        return _count_jsonl_lines(info), False
+    if text_size <= (JSON_EXACT_BYTES if info.file_type == "json" else EXACT_COUNT_BYTES):
         return count_rows(info), False
     per_byte = _rows_per_byte(info)
     if per_byte is None:
         return count_rows(info), False
     return round(text_size * _utf8_ratio(info) * per_byte), True
+
+
+def _count_jsonl_lines(info: FileInfo) -> int:
+    """JSONL rows without parsing them: one per line that is not blank (invalid lines are rows too)."""
+    count, partial = 0, b""
+    for chunk in _utf8_chunks(info):
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        count += sum(1 for line in lines if line.strip())
+    return count + (1 if partial.strip() else 0)
 
 
 def _rows_per_byte(info: FileInfo) -> float | None:
