@@ -300,39 +300,41 @@ def measure_psql(path: Path, rows: int, url: str) -> Result:
 
 
 def measure(rows: int, pipelines: list[str], pandas_max: int, log) -> list[Result]:
+    """Run the pipelines in the order given (so the slow ones can go last)."""
     path, meta = contact_file(rows)
     results: list[Result] = []
     timeout = max(600, rows / 1_000_000 * 900)
-    if "ferry-pg" in pipelines:
-        name = f"ferry_bench_import_{rows}"
-        url = pg_database(name)
-        out = run_child(["--child-ferry", url, str(path)], timeout)
-        results.append(Result(rows, "ferry import (PostgreSQL)", out["seconds"], out["cpu"], out["rss"], out["detail"]))
-        log(results[-1].line() + f"  {out['detail']}")
-        drop_pg_database(name)
-    if "ferry-sqlite" in pipelines:
-        db = OUT / f"ferry_bench_import_{rows}.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        out = run_child(["--child-ferry", f"sqlite:///{db}", str(path)], timeout * 2)
-        results.append(Result(rows, "ferry import (SQLite)", out["seconds"], out["cpu"], out["rss"], out["detail"]))
-        log(results[-1].line() + f"  {out['detail']}")
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-    if "psql" in pipelines:
-        name = f"ferry_bench_psql_{rows}"
-        url = pg_database(name)
-        migrated_store(url)
-        results.append(measure_psql(path, rows, url))
+    for pipeline in pipelines:
+        if pipeline == "ferry-pg":
+            name = f"ferry_bench_import_{rows}"
+            url = pg_database(name)
+            out = run_child(["--child-ferry", url, str(path)], timeout)
+            results.append(Result(rows, "ferry import (PostgreSQL)", out["seconds"], out["cpu"], out["rss"], out["detail"]))
+            drop_pg_database(name)
+        elif pipeline == "ferry-sqlite":
+            db = OUT / f"ferry_bench_import_{rows}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+            out = run_child(["--child-ferry", f"sqlite:///{db}", str(path)], timeout * 2)
+            results.append(Result(rows, "ferry import (SQLite)", out["seconds"], out["cpu"], out["rss"], out["detail"]))
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(db) + suffix).unlink(missing_ok=True)
+        elif pipeline == "psql":
+            name = f"ferry_bench_psql_{rows}"
+            url = pg_database(name)
+            migrated_store(url)
+            results.append(measure_psql(path, rows, url))
+            drop_pg_database(name)
+        elif pipeline == "pandas" and rows <= pandas_max:
+            name = f"ferry_bench_pandas_{rows}"
+            url = pg_database(name)
+            out = run_child(["--child-pandas", url, str(path)], timeout * 3)
+            results.append(Result(rows, "pandas read_csv + to_sql", out["seconds"], out["cpu"], out["rss"], out["detail"]))
+            drop_pg_database(name)
+        else:
+            continue
         log(results[-1].line() + f"  {results[-1].detail}")
-        drop_pg_database(name)
-    if "pandas" in pipelines and rows <= pandas_max:
-        name = f"ferry_bench_pandas_{rows}"
-        url = pg_database(name)
-        out = run_child(["--child-pandas", url, str(path)], timeout * 3)
-        results.append(Result(rows, "pandas read_csv + to_sql", out["seconds"], out["cpu"], out["rss"], out["detail"]))
-        log(results[-1].line())
-        drop_pg_database(name)
+        (OUT / "import_bench_partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     for r in results:
         r.detail["file"] = meta
     return results
@@ -400,7 +402,7 @@ def main() -> None:
         return _child_pandas(sys.argv[2], sys.argv[3])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default="1000000,10000000", help="Comma-separated file sizes.")
-    parser.add_argument("--pipelines", default="ferry-pg,ferry-sqlite,psql,pandas")
+    parser.add_argument("--pipelines", default="ferry-pg,psql,pandas,ferry-sqlite", help="Run in this order.")
     parser.add_argument("--pandas-max-rows", type=int, default=10_000_000)
     parser.add_argument("--no-write", action="store_true", help="Do not touch BENCHMARKS.md.")
     parser.add_argument("--note", default="", help="A line appended to the section (e.g. what else ran at the time).")
