@@ -333,6 +333,7 @@ def measure(rows: int, pipelines: list[str], pandas_max: int, log) -> list[Resul
             drop_pg_database(name)
         else:
             continue
+        results[-1].detail["load_avg_1m_after"] = round(os.getloadavg()[0], 1)
         log(results[-1].line() + f"  {results[-1].detail}")
         (OUT / "import_bench_partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     for r in results:
@@ -350,14 +351,14 @@ def markdown(results: list[Result], args) -> str:
         "(auto-map, validate, transform, one-transaction load with `duplicates=update` on e-mail, rejected-rows file, "
         "GX summary on a 20k-row sample in a child process); server start not timed. Peak RSS is the measured process's "
         "`ru_maxrss`; the database server is not counted.", "",
-        "| rows | pipeline | wall s | CPU s (client) | peak RSS MB | rows created / updated / skipped / rejected |",
-        "|---:|---|---:|---:|---:|---|",
+        "| rows | pipeline | wall s | CPU s (client) | peak RSS MB | rows created / updated / skipped / rejected | load avg after |",
+        "|---:|---|---:|---:|---:|---|---:|",
     ]
     for r in results:
         d = r.detail
         outcome = (f"{d['created']:,} / {d['updated']:,} / {d['skipped']:,} / {d['rejected']:,}" if "created" in d
                    else f"{d.get('loaded', d.get('rows', 0)):,} rows in the table")
-        lines.append(f"| {r.rows:,} | {r.pipeline} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {outcome} |")
+        lines.append(f"| {r.rows:,} | {r.pipeline} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {outcome} | {d.get('load_avg_1m_after', '')} |")
     lines += ["", "Targets:", ""]
     by = {(r.rows, r.pipeline): r for r in results}
     for rows in sorted({r.rows for r in results}):
