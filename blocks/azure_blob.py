@@ -97,6 +97,11 @@ class AzureBlobDestination(Destination):
         return (self.container.base_folder or "").strip("/")
 
     @property
+    def folder(self) -> str:
+        """The folder inside the bucket/container that keys are relative to ("" = its root)."""
+        return self._folder
+
+    @property
     def _container_name(self) -> str:
         return self.container.container_name
 

@@ -80,6 +80,11 @@ class GcsDestination(Destination):
     def _folder(self) -> str:
         return (self.bucket.bucket_folder or "").strip("/")
 
+    @property
+    def folder(self) -> str:
+        """The folder inside the bucket/container that keys are relative to ("" = its root)."""
+        return self._folder
+
     def describe(self) -> str:
         root = f"gs://{self.bucket.bucket}/{self._folder}".rstrip("/")
         return f"{root} ({self.block_label()})"

@@ -96,6 +96,11 @@ class S3Destination(Destination):
     def _folder(self) -> str:
         return (self.bucket.bucket_folder or "").strip("/")
 
+    @property
+    def folder(self) -> str:
+        """The folder inside the bucket/container that keys are relative to ("" = its root)."""
+        return self._folder
+
     def describe(self) -> str:
         root = f"s3://{self.bucket.bucket_name}/{self._folder}".rstrip("/")
         return f"{root} ({self.block_label()})"

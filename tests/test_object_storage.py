@@ -457,3 +457,31 @@ def test_destination_references_are_checked(tmp_path):
     with pytest.raises(DestinationError, match="Unknown destination kind 's3-bukcet'"):
         resolve_destination("s3-bukcet/exports", tmp_path)
     assert resolve_destination(str(tmp_path / "out"), tmp_path).describe().endswith("out")
+
+
+# --- the same blocks as import sources ---------------------------------------------------------
+
+
+def test_object_storage_blocks_are_import_sources(moto_server, azurite_server, tmp_path):
+    from prefect_azure import AzureBlobStorageContainer
+
+    from blocks.sources import resolve_source
+    from ferry.errors import SourceError
+
+    body = b"email,first_name\nada@example.com,Ada\n"
+    bucket = moto_server.new_bucket()
+    block = save_s3_bucket_block(moto_server, bucket)
+    moto_server.client().put_object(Bucket=bucket, Key="exports/in/contacts.csv", Body=body)
+    by_bucket = resolve_source(f"s3://{bucket}/exports/in/contacts.csv", tmp_path / "spool")
+    by_block = resolve_source(f"s3://{block}/in/contacts.csv", tmp_path / "spool")
+    assert by_bucket.read_bytes() == body and by_block.read_bytes() == body and by_bucket.name == "contacts.csv"
+    with pytest.raises(SourceError, match="no file") as missing:
+        resolve_source(f"s3://{block}/in/nothing.csv", tmp_path / "spool")
+    assert not missing.value.transient
+    assert [p.name for p in (tmp_path / "spool").rglob("*") if p.is_file()] == ["contacts.csv", "contacts.csv"]
+
+    container = azurite_server.new_container()
+    azurite_server.service().get_blob_client(container, "in/contacts.csv").upload_blob(body)
+    name = _name("azure-in")
+    AzureBlobStorageContainer(container_name=container, credentials=azurite_server.credentials()).save(name)
+    assert resolve_source(f"az://{name}/in/contacts.csv", tmp_path / "spool-az").read_bytes() == body
