@@ -105,6 +105,7 @@ class Webhook(Destination):
         default=None, title="Destination for large files",
         description="Block reference (e.g. `s3-bucket/NAME`) that stores files above max_file_bytes; the notice carries its download URL.",
     )
+    ca_file: str | None = Field(default=None, title="CA file", description="PEM file of the CA that signed the endpoint's certificate; default: the system's CAs.")
     timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for the response.")
     max_attempts: int = Field(default=5, ge=1, le=20, title="Attempts", description="Tries per POST, counting the first; only 5xx, 429, timeouts and resets are retried.")
     backoff_seconds: float = Field(default=1.0, ge=0, title="Backoff (s)", description="First pause between tries; doubles each time (with jitter).")
@@ -154,7 +155,11 @@ class Webhook(Destination):
             for attempt in range(1, self.max_attempts + 1):
                 headers = self._headers(body, content_type, extra_headers or {})  # fresh timestamp each try
                 try:
-                    response = session.post(self.url, data=body, headers=headers, timeout=(self.timeout, self.timeout), allow_redirects=False)
+                    response = session.post(self.url, data=body, headers=headers, timeout=(self.timeout, self.timeout),
+                                            allow_redirects=False, verify=self.ca_file or True)
+                except requests.exceptions.SSLError:
+                    raise DestinationError(f"{where}: TLS to the endpoint failed (certificate not trusted, or wrong host name).",
+                                           "Set ca_file for a private CA, or check url's host name.") from None
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or the connection dropped"
                     error: DestinationError = TransientDestinationError(f"{where}: sending {what} {kind} (attempt {attempt} of {self.max_attempts}).",

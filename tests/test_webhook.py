@@ -174,3 +174,29 @@ def test_retry_after_parsing():
 def test_url_must_be_http():
     with pytest.raises(ValueError, match="http"):
         Webhook(url="ftp://example.com/hook")
+
+
+def test_https_endpoint_certificate_is_verified(tmp_path):
+    import ssl
+
+    from pytest_httpserver import HTTPServer
+    from servers.ftp import make_self_signed
+
+    cert, key = make_self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        server.expect_request("/hook").respond_with_data("ok")
+        url = server.url_for("/hook")
+        assert url.startswith("https://")
+
+        with pytest.raises(DestinationError, match="TLS to the endpoint failed") as caught:
+            Webhook(url=url, backoff_seconds=0.01).deliver(io.BytesIO(b"x"), "x.csv")
+        assert not caught.value.transient
+
+        Webhook(url=url, ca_file=str(cert)).deliver(io.BytesIO(b"x"), "x.csv")
+        assert len(server.log) == 1
+    finally:
+        server.stop()
