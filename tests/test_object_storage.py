@@ -485,3 +485,17 @@ def test_object_storage_blocks_are_import_sources(moto_server, azurite_server, t
     name = _name("azure-in")
     AzureBlobStorageContainer(container_name=container, credentials=azurite_server.credentials()).save(name)
     assert resolve_source(f"az://{name}/in/contacts.csv", tmp_path / "spool-az").read_bytes() == body
+
+
+def test_ferry_wrapper_blocks_save_and_load_with_their_settings(moto_server, tmp_path):
+    from blocks.registry import resolve_destination
+
+    bucket = moto_server.new_bucket()
+    name = _name("s3-dest")
+    make_s3_destination(moto_server, bucket, folder="wrapped", download_url_minutes=3, part_size_mib=6).save(name)
+    loaded = resolve_destination(f"s3-destination/{name}", tmp_path)
+    assert (loaded.part_size_mib, loaded.download_url_minutes, loaded.folder) == (6, 3, "wrapped")
+    delivery = loaded.deliver(io.BytesIO(b"w"), "w.csv")
+    assert delivery.location == f"s3://{bucket}/wrapped/w.csv"
+    assert parse_qs(urlsplit(delivery.url).query)["X-Amz-Expires"] == ["180"]
+    assert f"s3-destination block {name!r}" in loaded.describe()
