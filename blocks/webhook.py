@@ -73,6 +73,18 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def _read_up_to(source: BinaryIO, limit: int) -> bytes:
+    """Up to ``limit`` bytes: reads until EOF or the limit (one read() may return less without being at EOF)."""
+    parts, size = [], 0
+    while size < limit:
+        chunk = source.read(min(limit - size, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
+
+
 class _Prefixed(io.RawIOBase):
     """Bytes already read, followed by the rest of a stream (so a peeked stream can be re-read)."""
 
@@ -202,7 +214,7 @@ class Webhook(Destination):
 
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
         name = str(clean_key(key))
-        head = source.read(self.max_file_bytes + 1)
+        head = _read_up_to(source, self.max_file_bytes + 1)
         if len(head) <= self.max_file_bytes:
             digest = hashlib.sha256(head).hexdigest()
             self.post(head, "application/octet-stream", f"file {name}",

@@ -59,6 +59,7 @@ DESTINATIONS: list[DestinationCase] = [
     DestinationCase("sftp", "sftp_handle", "servers.sftp", frozenset({"read", "delete", "list"})),
     DestinationCase("ftp", "ftp_handle", "servers.ftp", frozenset({"read", "delete", "list"})),
     DestinationCase("ftps", "ftps_handle", "servers.ftp", frozenset({"read", "delete", "list"})),
+    DestinationCase("webhook", "webhook_handle", "servers.http", frozenset()),
 ]
 
 

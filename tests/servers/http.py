@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+import pytest
 from werkzeug import Request, Response
 
 
@@ -40,3 +42,41 @@ def streamed(total: int, chunk: int = 64 * 1024, pause: float = 0.0, content_len
         headers = {"Content-Length": str(total)} if content_length else {}
         return Response(body(), status=200, headers=headers, content_type="text/csv", direct_passthrough=True)
     return handler
+
+
+@dataclass
+class WebhookHandle:
+    """A webhook destination and the files its receiver got, by X-Ferry-Filename (conformance suite)."""
+
+    destination: object
+    files: dict[str, bytes]
+
+    def read(self, key: str) -> bytes:
+        return self.files[key]
+
+    def keys(self) -> list[str]:
+        return sorted(self.files)
+
+
+@pytest.fixture
+def webhook_handle(httpserver_ipv4) -> WebhookHandle:
+    """A receiver that keeps each POSTed file under its name, after checking the signature."""
+    import hashlib
+    import hmac
+
+    from blocks.webhook import Webhook
+
+    secret = "conformance-signing-key"
+    files: dict[str, bytes] = {}
+
+    def receive(request: Request) -> Response:
+        body = request.get_data()
+        parts = dict(item.split("=", 1) for item in request.headers["X-Ferry-Signature"].split(","))
+        expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, parts["v1"]):
+            return Response("bad signature", status=401)
+        files[request.headers["X-Ferry-Filename"]] = body
+        return Response("ok")
+
+    httpserver_ipv4.expect_request("/files", method="POST").respond_with_handler(receive)
+    return WebhookHandle(Webhook(url=httpserver_ipv4.url_for("/files"), secret=secret, backoff_seconds=0.01), files)
