@@ -31,13 +31,13 @@ from prefect.states import Failed
 
 from ferry.audit import write_audit
 from ferry.errors import FerryError
-from ferry.import_params import IMPORT_DEPLOYMENT, ImportRequest, MappingEntry, build_plan
+from ferry.import_params import IMPORT_DEPLOYMENT, ImportPlan, ImportRequest, MappingEntry, build_plan
 from ferry.progress import Progress
 from ferry.records import ImportRecord
 from ferry.settings import get_settings
 from ferry.spool import write_spool
 from ferry.store.engine import get_engine
-from tasks.import_load import load_rows
+from tasks.import_load import check_create_missing, load_rows
 from tasks.import_transform import static_scalars, transform_rows
 from tasks.import_validate import ERROR_SCHEMA, ROW, read_batches, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 
@@ -82,7 +82,7 @@ class Parsed:
     rows: int
     columns: list[str]
     file_type: str
-    mapping: list[MappingEntry]
+    plan: ImportPlan
     warnings: list[str] = field(default_factory=list)
 
 
@@ -99,12 +99,18 @@ def auto_mapping(info, request: ImportRequest, engine, workspace: str | None = "
 
 @task(name="import-parse", cache_policy=NONE, persist_result=False)
 def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
-    """Steps 1-2: read the file into an Arrow spool (all text) and settle the mapping."""
+    """Steps 1-2: settle the mapping from the header, check it, then read the file into an Arrow spool (all text).
+
+    The plan (mapping, static values, references) is checked against the header
+    before a single data row is read, so a bad mapping costs nothing.
+    """
     from tasks.import_parse import iter_batches, sniff
 
     info = sniff(request.source_path)
     mapping = auto_mapping(info, request, get_engine()) if request.auto_map else list(request.mapping or [])
-    warnings = list(info.warnings)
+    plan = build_plan(request, list(info.columns), mapping)
+    static_scalars(plan)
+    check_create_missing(plan)
     progress = Progress("read", None, key="import-progress")
 
     def counted():
@@ -115,7 +121,7 @@ def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
     spool = spool_dir / "source.arrow"
     rows = write_spool(spool, info.schema(), counted())
     progress.finish()
-    return Parsed(spool, rows, list(info.columns), info.file_type, mapping, warnings)
+    return Parsed(spool, rows, list(info.columns), info.file_type, plan, list(info.warnings))
 
 
 # --- rejected rows -------------------------------------------------------------------
@@ -289,8 +295,7 @@ def import_data(request: ImportRequest):
         clock = _Clock()
         parsed = parse_source(request, spool_dir)
         clock.lap("read")
-        plan = build_plan(request, parsed.columns, parsed.mapping)
-        static_scalars(plan)  # bad static values fail here, before any data moves
+        plan = parsed.plan
         record.file_type = parsed.file_type
         record.mapping = list(plan.mapping)
         record.warnings += parsed.warnings + list(plan.warnings)
@@ -331,7 +336,7 @@ def import_data(request: ImportRequest):
             "samples": samples, "data_quality": summary, "completed_at": _now(), "timings": clock.laps,
         })
         if request.auto_map and not request.dry_run:
-            _remember(request, parsed.mapping, record)
+            _remember(request, plan, record)
         import_ledger(record, request.actor)
         what = "Would import" if request.dry_run else "Imported"
         logger.info("%s %s: %d created, %d updated, %d skipped, %d rejected", what, record.resource,
@@ -357,12 +362,12 @@ def import_data(request: ImportRequest):
         shutil.rmtree(spool_dir, ignore_errors=True)
 
 
-def _remember(request: ImportRequest, mapping: list[MappingEntry], record: ImportRecord) -> None:
+def _remember(request: ImportRequest, plan: ImportPlan, record: ImportRecord) -> None:
     try:
         from tasks.import_mapping import ColumnMapping, remember_mapping
 
         remember_mapping(get_engine(), request.workspace, request.resource_def.slug,
-                         [ColumnMapping.from_json(m.model_dump(by_alias=True)) for m in mapping])
+                         [ColumnMapping.from_json(m) for m in plan.mapping])
     except FerryError as exc:
         record.warnings.append(f"The mapping was used but not remembered: {exc}")
 

@@ -297,3 +297,20 @@ def test_a_large_file_starts_a_deployment_run_and_returns_at_once(istore, tmp_pa
     finally:
         with get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)
+
+
+@pytest.mark.parametrize("import_store", ["sqlite"], indirect=True)
+def test_auto_map_maps_vendor_headers_and_remembers_the_mapping(istore, tmp_path):
+    from tasks.import_mapping import suggest_mapping
+
+    ws = istore.workspace(accounts=("Acme",))
+    source = write_csv(tmp_path / "hubspot.csv")
+    state, record = run(source=str(source), resource="contacts", workspace=ws, auto_map=True, data_quality=False)
+
+    assert record.status == "success", record.error
+    used = {m["sourceColumn"]: (m["targetFieldSlug"], m.get("valueType") or m.get("addressPart")) for m in record.mapping}
+    assert used["Email"] == ("email", None) and used["First Name"] == ("first_name", None)
+    assert used["Mobile Phone Number"] == ("phone", "mobile") and used["City"] == ("address", "city")
+    assert record.created_rows == 2 and {c["email"] for c in istore.rows(ws)} == {"ada@example.com", "alan@example.com"}
+    remembered = suggest_mapping(HEADER, [], "contacts", engine=istore.engine, workspace=ws)
+    assert all(m.confidence == 1.0 for m in remembered)
