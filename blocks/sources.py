@@ -342,13 +342,22 @@ def supported_schemes() -> list[str]:
     return sorted({"http", "https", *scheme_blocks()})
 
 
+def is_remote_source(source: str | Path) -> bool:
+    """True for ``scheme://...`` sources (URLs and block URIs), which :func:`resolve_source` downloads first.
+
+    Parameter checks use it to skip the local "file exists" test for such sources
+    (the download itself checks them, with errors that say which block or URL failed).
+    """
+    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(source)))
+
+
 def resolve_source(source: str | Path, spool_dir: Path, settings: FerrySettings | None = None, allow_local: bool = True) -> Path:
     """A local file holding ``source``: a local path as is; a URL or block URI downloaded into ``spool_dir``.
 
     ``allow_local=False`` refuses local paths (for sources named by customers rather than operators).
     """
     text = str(source)
-    scheme = urlsplit(text).scheme.lower() if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text) else ""
+    scheme = urlsplit(text).scheme.lower() if is_remote_source(text) else ""
     if not scheme:
         if not allow_local:
             raise SourceError(f"Refusing local path {text!r} as an import source here.", "Give an http(s) URL or a block URI.")
