@@ -773,8 +773,7 @@ class _CountingStream(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        # Always fill the buffer (short reads only at EOF): pyarrow's chunker mishandles a
-        # quoted CR LF split across two short reads.
+        # Fill the buffer (short reads only at EOF, or to keep a CR with its LF, see below).
         filled = 0
         while filled < len(b):
             if not len(self._buf):
@@ -792,8 +791,8 @@ class _CountingStream(io.RawIOBase):
             self._buf = self._buf[n:]
             filled += n
         if filled > 1 and b[filled - 1] == 13:
-            # pyarrow drops the LF of a quoted CR LF split across two reads (blocks): never end a
-            # read on a CR unless the file ends there. Give it back for the next read.
+            # pyarrow drops the LF of a quoted CR LF split across two reads (apache/arrow#51368,
+            # fix pending in #51394): never end a read on a CR unless the file ends there.
             self._buf = memoryview(b"\r" + bytes(self._buf))
             filled -= 1
         return filled
