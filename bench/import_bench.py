@@ -299,6 +299,9 @@ def measure_psql(path: Path, rows: int, url: str) -> Result:
 # --- the run ------------------------------------------------------------------------------------
 
 
+_DONE: list[Result] = []  # every result of this run so far (saved after each one)
+
+
 def measure(rows: int, pipelines: list[str], pandas_max: int, log) -> list[Result]:
     """Run the pipelines in the order given (so the slow ones can go last)."""
     path, meta = contact_file(rows)
@@ -335,7 +338,8 @@ def measure(rows: int, pipelines: list[str], pandas_max: int, log) -> list[Resul
             continue
         results[-1].detail["load_avg_1m_after"] = round(os.getloadavg()[0], 1)
         log(results[-1].line() + f"  {results[-1].detail}")
-        (OUT / "import_bench_partial.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
+        _DONE.append(results[-1])
+        (OUT / "import_bench_partial.json").write_text(json.dumps([asdict(r) for r in _DONE], indent=2, default=str))
     for r in results:
         r.detail["file"] = meta
     return results
@@ -407,6 +411,7 @@ def main() -> None:
     parser.add_argument("--pandas-max-rows", type=int, default=10_000_000)
     parser.add_argument("--no-write", action="store_true", help="Do not touch BENCHMARKS.md.")
     parser.add_argument("--note", default="", help="A line appended to the section (e.g. what else ran at the time).")
+    parser.add_argument("--from-json", default="", help="Write the section from a results JSON (bench/out/import_bench_partial.json).")
     args = parser.parse_args()
     log_path = OUT / "import_bench.log"
     OUT.mkdir(parents=True, exist_ok=True)
@@ -417,7 +422,9 @@ def main() -> None:
             f.write(line + "\n")
 
     results: list[Result] = []
-    for rows in [int(r) for r in args.rows.split(",")]:
+    if args.from_json:  # render the section from saved results (e.g. a run stopped before its end)
+        results = [Result(**r) for r in json.loads(Path(args.from_json).read_text())]
+    for rows in [] if args.from_json else [int(r) for r in args.rows.split(",")]:
         results += measure(rows, args.pipelines.split(","), args.pandas_max_rows, log)
     (OUT / "import_bench.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     text = markdown(results, args)
