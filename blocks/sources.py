@@ -98,8 +98,8 @@ def refusal_reason(ip: Address, allowed: list[Network]) -> str | None:
     return None
 
 
-def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str) -> Address:
-    """Resolve ``host`` and return an address to connect to; refuse if ANY of its addresses is refused."""
+def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str) -> list[Address]:
+    """Resolve ``host`` and return the addresses to try, in order; refuse if ANY of its addresses is refused."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -116,7 +116,7 @@ def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str
             )
     if not addresses:
         raise SourceError(f"Host {host!r} of {shown_url} has no address.", "Check the URL.")
-    return addresses[0]
+    return addresses
 
 
 def shown(url: str) -> str:
@@ -188,16 +188,9 @@ def fetch_url(url: str, folder: Path, settings: FerrySettings | None = None, ca_
     current = url
     for _hop in range(settings.import_url_max_redirects + 1):
         target = _target(current)
-        ip = resolve_checked(target.host, target.port, allowed, shown(current))
-        pool = _pool(target, ip, timeout, ca_file)
+        addresses = resolve_checked(target.host, target.port, allowed, shown(current))
+        pool, response = _connect(target, addresses, timeout, ca_file, current)
         try:
-            try:
-                response = pool.urlopen("GET", target.request_path, redirect=False, retries=False, preload_content=False,
-                                        headers={"Host": target.host_header, "User-Agent": USER_AGENT, "Accept-Encoding": "gzip, identity"})
-            except urllib3.exceptions.SSLError as exc:
-                raise SourceError(f"TLS to {shown(current)} failed: {_reason(exc)}.", "The server's certificate is not trusted for this host.") from None
-            except urllib3.exceptions.HTTPError as exc:
-                raise TransientSourceError(f"Fetching {shown(current)} failed: {_reason(exc)}.", "The server may be down or slow; Ferry retries this.") from None
             try:
                 if response.status in REDIRECTS:
                     location = response.headers.get("Location")
@@ -216,6 +209,27 @@ def fetch_url(url: str, folder: Path, settings: FerrySettings | None = None, ca_
         finally:
             pool.close()
     raise SourceError(f"{shown(url)} redirected more than {settings.import_url_max_redirects} times.", "Give the final URL.")
+
+
+def _connect(target: _Target, addresses: list[Address], timeout: urllib3.Timeout, ca_file: str | None, url: str):
+    """GET from the first checked address that accepts a connection; (pool, response)."""
+    failure: Exception | None = None
+    for ip in addresses:
+        pool = _pool(target, ip, timeout, ca_file)
+        try:
+            response = pool.urlopen("GET", target.request_path, redirect=False, retries=False, preload_content=False,
+                                    headers={"Host": target.host_header, "User-Agent": USER_AGENT, "Accept-Encoding": "gzip, identity"})
+            return pool, response
+        except urllib3.exceptions.SSLError as exc:
+            pool.close()
+            raise SourceError(f"TLS to {shown(url)} failed: {_reason(exc)}.", "The server's certificate is not trusted for this host.") from None
+        except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
+            pool.close()
+            failure = exc  # try the host's next address
+        except urllib3.exceptions.HTTPError as exc:
+            pool.close()
+            raise TransientSourceError(f"Fetching {shown(url)} failed: {_reason(exc)}.", "The server may be down or slow; Ferry retries this.") from None
+    raise TransientSourceError(f"Fetching {shown(url)} failed: {_reason(failure)}.", "The server may be down or slow; Ferry retries this.") from None
 
 
 def _pool(target: _Target, ip: Address, timeout: urllib3.Timeout, ca_file: str | None) -> urllib3.HTTPConnectionPool:

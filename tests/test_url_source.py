@@ -164,3 +164,27 @@ def test_resolve_source_local_paths_and_unknown_schemes(tmp_path, httpserver_ipv
     httpserver_ipv4.expect_request("/in.csv").respond_with_data(CSV)
     fetched = resolve_source(httpserver_ipv4.url_for("/in.csv"), tmp_path / "spool", settings())
     assert fetched.read_bytes() == CSV and fetched.is_relative_to(tmp_path / "spool")
+
+
+def test_https_connects_to_the_checked_address_but_verifies_the_host_name(tmp_path):
+    import ssl
+
+    from pytest_httpserver import HTTPServer
+    from servers.ftp import make_self_signed
+
+    cert, key = make_self_signed(tmp_path)  # valid for 127.0.0.1 and localhost
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        server.expect_request("/contacts.csv").respond_with_data(CSV)
+        url = f"https://localhost:{server.port}/contacts.csv"
+        allow = settings(import_url_allow="127.0.0.1/32,::1/128")
+
+        assert fetch_url(url, tmp_path / "ok", allow, ca_file=str(cert)).read_bytes() == CSV  # SNI + certificate for "localhost"
+        with pytest.raises(SourceError, match="TLS to https://localhost") as caught:
+            fetch_url(url, tmp_path / "untrusted", allow)  # the system CAs do not know the self-signed certificate
+        assert not caught.value.transient
+    finally:
+        server.stop()
