@@ -311,8 +311,14 @@ def scheme_blocks() -> dict[str, list[type]]:
 def _saved_names(slug: str) -> list[str]:
     from prefect.client.orchestration import get_client
 
+    from prefect.exceptions import ObjectNotFound
+
     with get_client(sync_client=True) as client:
-        return [doc.name for doc in client.read_block_documents_by_type(slug) if doc.name and not doc.is_anonymous]
+        try:
+            documents = client.read_block_documents_by_type(slug, include_secrets=False)
+        except ObjectNotFound:  # the block type was never registered: no saved blocks
+            return []
+        return [doc.name for doc in documents if doc.name and not doc.is_anonymous]
 
 
 def block_for_uri(uri: str):
@@ -330,7 +336,7 @@ def block_for_uri(uri: str):
         for cls in classes:
             try:
                 return cls.load(netloc), key
-            except ValueError:
+            except (ValueError, FerryError):
                 continue  # no block of that name: maybe the netloc is a host or bucket
     matches = []
     for cls in classes:
