@@ -148,3 +148,18 @@ def test_register_runs_prefect_block_register_for_every_kind():
     with get_client(sync_client=True) as client:
         for slug in ("sftp", "ftp", "webhook-endpoint", "smtp-server", "local-directory", "s3-bucket"):
             assert client.read_block_type_by_slug(slug).slug == slug
+
+
+def test_create_smtp_block_for_notifications():
+    from blocks.smtp import SmtpServer
+
+    smtp = name("mail")
+    result = invoke("blocks", "create", "smtp", smtp, "--smtp-server", "mail.example.com", "--smtp-port", "587",
+                    "--smtp-type", "STARTTLS", "--username", "ferry", "--password-env", "SMTP_PW", "--sender", "Ferry <ferry@example.com>",
+                    env={"SMTP_PW": "Smtp-Cli-Secret"})
+
+    assert result.exit_code == 0, result.output
+    assert "Smtp-Cli-Secret" not in result.output
+    block = SmtpServer.load(smtp)
+    assert (block.smtp_server, block.smtp_port, block.smtp_type.name, block.sender) == ("mail.example.com", 587, "STARTTLS", "Ferry <ferry@example.com>")
+    assert block.password.get_secret_value() == "Smtp-Cli-Secret"
