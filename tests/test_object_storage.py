@@ -499,3 +499,13 @@ def test_ferry_wrapper_blocks_save_and_load_with_their_settings(moto_server, tmp
     assert delivery.location == f"s3://{bucket}/wrapped/w.csv"
     assert parse_qs(urlsplit(delivery.url).query)["X-Amz-Expires"] == ["180"]
     assert f"s3-destination block {name!r}" in loaded.describe()
+
+
+def test_s3_checksum_mismatch_removes_the_object_and_is_retried(moto_server):
+    bucket = moto_server.new_bucket()
+    dest = make_s3_destination(moto_server, bucket)
+    dest.deliver(io.BytesIO(b"payload"), "c.csv")
+    dest._verify("exports/c.csv", "c2VudA==", "c2VudA==-3")  # composite "-N" suffix: same digest, fine
+    with pytest.raises(TransientDestinationError, match="SHA-256 differs"):
+        dest._verify("exports/c.csv", "c2VudA==", "c3RvcmVk-3")  # the server stored something else
+    assert not dest.exists("c.csv")
