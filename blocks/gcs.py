@@ -130,12 +130,18 @@ class GcsDestination(Destination):
             from google.cloud import storage
 
             project = self.bucket.gcp_credentials.project or "ferry"
-            if self.emulator_host:
+            if self._emulator():
                 self._client = storage.Client(project=project, credentials=AnonymousCredentials(),
-                                              client_options=ClientOptions(api_endpoint=self.emulator_host))
+                                              client_options=ClientOptions(api_endpoint=self._emulator()))
             else:
                 self._client = storage.Client(project=project, credentials=self._signing_credentials())
         return self._client
+
+    def _emulator(self) -> str | None:
+        """The emulator address: the block's, else STORAGE_EMULATOR_HOST (the variable Google's own clients read)."""
+        import os
+
+        return self.emulator_host or os.environ.get("STORAGE_EMULATOR_HOST") or None
 
     def _blob(self, name: str) -> Any:
         return self.client().bucket(self.bucket.bucket).blob(name, chunk_size=self.chunk_size_mib * MIB)
@@ -219,8 +225,8 @@ class GcsDestination(Destination):
         seconds = check_lifetime(expires)
         credentials = self._signing_credentials()
         extra: dict[str, Any] = {}
-        if self.emulator_host:
-            extra["api_access_endpoint"] = self.emulator_host
+        if self._emulator():
+            extra["api_access_endpoint"] = self._emulator()
         if not hasattr(credentials, "sign_bytes"):  # e.g. a VM's default identity: sign through the IAM API
             import google.auth.transport.requests
 

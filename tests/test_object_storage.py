@@ -509,3 +509,23 @@ def test_s3_checksum_mismatch_removes_the_object_and_is_retried(moto_server):
     with pytest.raises(TransientDestinationError, match="SHA-256 differs"):
         dest._verify("exports/c.csv", "c2VudA==", "c3RvcmVk-3")  # the server stored something else
     assert not dest.exists("c.csv")
+
+
+def test_gcs_bucket_block_reference_with_the_emulator_variable(gcs_server, monkeypatch, tmp_path):
+    from prefect_gcp.cloud_storage import GcsBucket
+
+    from blocks.registry import resolve_destination
+
+    bucket = gcs_server.new_bucket()
+    credentials = gcs_server.credentials()
+    credentials.save(_name("gcp"))
+    name = _name("gcs-exports")
+    GcsBucket(bucket=bucket, bucket_folder="out", gcp_credentials=credentials).save(name)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
+    dest = resolve_destination(f"gcs-bucket/{name}", tmp_path)
+    delivery = dest.deliver(io.BytesIO(b"via block"), "b.csv")
+    assert delivery.location == f"gs://{bucket}/out/b.csv"
+    assert gcs_server.client().bucket(bucket).blob("out/b.csv").download_as_bytes() == b"via block"
+    with urllib.request.urlopen(delivery.url, timeout=30) as answer:
+        assert answer.read() == b"via block"
+    assert f"gcs-bucket block {name!r}" in dest.describe()
