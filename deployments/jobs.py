@@ -112,20 +112,20 @@ class ExportJob(_Camel):
             problems.append(Problem("name", self.name, "is reserved for ad-hoc exports (export-data/default); pick another name"))
         if self.schedule is not None:
             problems += schedule_problems(self.schedule)
-        unknown = sorted(set(self.options) - (set(ExportRequest.model_fields) - _JOB_OWNED))
-        for key in unknown:
+        allowed = set(ExportRequest.model_fields) - _JOB_OWNED
+        for key in sorted(set(self.options) - allowed):
             hint = "set it on the job itself" if key in _JOB_OWNED else "not an export option"
             problems.append(Problem(f"options.{key}", self.options[key], hint))
         for i, notification in enumerate(self.notifications):
             if not re.fullmatch(r"[a-z0-9-]+/[^/]+", notification.block):
                 problems.append(Problem(f"notifications[{i}].block", notification.block, "use TYPE/NAME of a Prefect notification block"))
-        if not unknown:
-            try:
-                request = self.to_request()
-            except ValidationError as exc:
-                problems += [Problem(_job_field(e["loc"]), e.get("input"), e["msg"]) for e in exc.errors()]
-            else:
-                problems += [Problem(_job_field((p.field,)), p.value, p.reason) for p in request.catalog_problems()]
+        checked = self.model_copy(update={"options": {k: v for k, v in self.options.items() if k in allowed}})
+        try:
+            request = checked.to_request()
+        except ValidationError as exc:
+            problems += [Problem(_job_field(e["loc"]), e.get("input"), e["msg"]) for e in exc.errors()]
+        else:
+            problems += [Problem(_job_field((p.field,)), p.value, p.reason) for p in request.catalog_problems()]
         return problems
 
     def validated(self) -> ExportJob:
@@ -139,6 +139,9 @@ def _job_field(loc: tuple) -> str:
     """An ExportRequest error location, named as the job's field."""
     head = str(loc[0]) if loc else "request"
     rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
+    match = re.match(r"([A-Za-z_]+)(.*)", head)  # catalog problems name paths as one string: "fields[0]"
+    if match:
+        head, rest = match.group(1), match.group(2) + rest
     renamed = {"gzip": "compress", "filename": "filenameTemplate", "format": "format", "destination": "destination",
                "incremental": "incremental"}
     if head in renamed:
@@ -237,7 +240,7 @@ class JobService:
             notifications=_read_notifications(client, deployment.id), active=not deployment.paused,
             options={k: v for k, v in parsed.model_dump(mode="json", exclude_defaults=True).items() if k not in _JOB_OWNED},
             created_at=deployment.created, updated_at=deployment.updated,
-            next_run_at=None if deployment.paused else _next_run(client, deployment.id),
+            next_run_at=None if deployment.paused else _next_run(client, deployment, cron),
         )
 
     def get(self, ref: str) -> JobView:
@@ -330,7 +333,7 @@ class JobService:
         with _client() as client:
             deployment = self._deployment(client, ref)
             client.pause_deployment(deployment.id)
-            _drop_pending_runs(client, deployment.id, late_only=False)
+            settle_paused(client, deployment.id)
             return self._view(client, client.read_deployment(deployment.id))
 
     def resume(self, ref: str) -> JobView:
@@ -370,11 +373,19 @@ def _scheduled_runs(client, deployment_id):
         deployment_filter=_deployment_filter(deployment_id), sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=200)
 
 
-def _next_run(client, deployment_id) -> datetime | None:
-    runs = [r for r in _scheduled_runs(client, deployment_id) if r.auto_scheduled]
-    if not runs:
+def _next_run(client, deployment, cron) -> datetime | None:
+    """The schedule's next run: Prefect's earliest scheduled run, or the next cron match before it made one."""
+    from zoneinfo import ZoneInfo
+
+    from prefect._vendor.croniter import croniter
+
+    runs = [r for r in _scheduled_runs(client, deployment.id) if r.auto_scheduled]
+    if runs:
+        return runs[0].next_scheduled_start_time or runs[0].expected_start_time
+    if cron is None:
         return None
-    return runs[0].next_scheduled_start_time or runs[0].expected_start_time
+    start = datetime.now(ZoneInfo(cron.timezone or "UTC"))
+    return croniter(cron.cron, start).get_next(datetime).astimezone(UTC)
 
 
 def _drop_pending_runs(client, deployment_id, late_only: bool) -> int:
@@ -403,6 +414,27 @@ def _drop_pending_runs(client, deployment_id, late_only: bool) -> int:
                 pass
         if late_only or len(pending) < 200:
             return dropped
+
+
+def settle_paused(client, deployment_id, quiet_checks: int = 2, max_seconds: float = 10.0) -> int:
+    """Drop a paused deployment's pending scheduled runs until the scheduler has stopped adding any.
+
+    Prefect's scheduler reads the deployments to schedule, computes their runs,
+    then inserts them in a second transaction; an iteration that read the
+    deployment just before the pause inserts its runs just after it. So drop,
+    look again a second later, and stop after ``quiet_checks`` empty looks.
+    ``ferry serve`` also drops stragglers of paused deployments while it runs.
+    """
+    import time
+
+    dropped, quiet, deadline = 0, 0, time.monotonic() + max_seconds
+    while quiet < quiet_checks and time.monotonic() < deadline:
+        found = _drop_pending_runs(client, deployment_id, late_only=False)
+        dropped += found
+        quiet = quiet + 1 if found == 0 else 0
+        if quiet < quiet_checks:
+            time.sleep(1.0)
+    return dropped
 
 
 def _delete_runs(client, deployment_id) -> int:

@@ -150,6 +150,9 @@ class FerryServe:
             found = await ferry_deployments(client)
             flows = {f.id: f.name for f in await client.read_flows()} if found else {}
         new = []
+        paused_jobs = [d.id for d in found if d.paused and project.JOB_TAG in (d.tags or [])]
+        if paused_jobs:
+            await asyncio.to_thread(self._drop_stragglers, paused_jobs)
         for deployment in found:
             if deployment.id not in self.served:
                 name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
@@ -157,6 +160,17 @@ class FerryServe:
                 self.served[deployment.id] = name
                 new.append(name)
         return new
+
+    @staticmethod
+    def _drop_stragglers(deployment_ids: list) -> None:
+        """Scheduled runs of paused jobs that Prefect's scheduler inserted while the pause happened."""
+        from prefect import get_client
+
+        from deployments.jobs import _drop_pending_runs
+
+        with get_client(sync_client=True) as client:
+            for deployment_id in deployment_ids:
+                _drop_pending_runs(client, deployment_id, late_only=False)
 
     async def run(self) -> None:
         logger = self.runner._logger
@@ -181,12 +195,16 @@ class FerryServe:
                     except Exception as exc:  # noqa: BLE001 - a blip of the API must not stop the runs in progress
                         logger.warning("Could not list Ferry's deployments (%s); retrying in %ss", exc, self.sync_seconds)
         finally:
-            logger.info("Stopping: runs in progress are cancelled; schedules stay as they are.")
-            runner_task.cancel()
+            logger.info("Stopping: runs in progress are cancelled (their history says so); schedules stay as they are.")
+            if self.runner.started:
+                try:  # marks in-flight runs Cancelled, then ends the runner's loops
+                    await asyncio.wait_for(self.runner.astop(), timeout=60)
+                except Exception as exc:  # noqa: BLE001 - shutting down anyway
+                    logger.warning("Runner did not stop cleanly: %s", exc)
             try:
-                await runner_task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
-                pass
+                await asyncio.wait_for(runner_task, timeout=60)
+            except (asyncio.CancelledError, TimeoutError, Exception):  # noqa: BLE001 - shutting down
+                runner_task.cancel()
         if runner_task.done() and not runner_task.cancelled() and runner_task.exception():
             raise runner_task.exception()
 

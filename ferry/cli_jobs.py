@@ -20,7 +20,7 @@ jobs_app = typer.Typer(help="Scheduled export jobs (Prefect deployments) and the
 runs_app = typer.Typer(help="Any run of any Ferry flow: its record and artifacts.", no_args_is_help=True)
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 JobArg = Annotated[str, typer.Argument(help="Job name or id.")]
