@@ -107,7 +107,7 @@ def test_encrypted_private_key_needs_its_passphrase(sftp_server, tmp_path):
     import asyncssh
 
     key = asyncssh.import_private_key(sftp_server.client_key_pem)
-    encrypted = key.export_private_key("openssh", passphrase="key-Pass-42").decode()
+    encrypted = key.export_private_key("openssh", passphrase="key-Pass-42", rounds=2).decode()  # few bcrypt rounds: a fast test
 
     with pytest.raises(DestinationError, match="private_key_passphrase"):
         sftp_block(sftp_server, folder=folder(), private_key=encrypted, password=None).deliver(io.BytesIO(b"x"), "x.csv")
