@@ -51,6 +51,7 @@ from ferry.store.engine import workspace_id
 from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW, read_batches
 
 SAMPLE_ROWS = 5
+SQLITE_SLICE_ROWS = 8_192
 REFERENCE_VALUES_SHOWN = 20
 
 
@@ -475,11 +476,18 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
             sql = _Sql(conn, plan, ws, run_id)
             stage = sql.create_stage()
 
+            # SQLite's executemany turns a batch into Python tuples: small slices keep that transient memory small.
+            step = SQLITE_SLICE_ROWS if not sql.pg else None
+
             def batches():
                 for batch in read_batches(spool):
+                    if step is None:
+                        yield batch
+                    else:
+                        for offset in range(0, batch.num_rows, step):
+                            yield batch.slice(offset, step)
                     if progress is not None:
                         progress.advance(batch.num_rows)
-                    yield batch
 
             result.staged_rows = insert_batches(conn, stage, batches())
             if sql.pg:  # temp tables are never auto-analyzed; the planner needs the join keys' statistics
