@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -118,7 +119,7 @@ class Coerced:
 
 
 def _false(n: int) -> pa.Array:
-    return pa.array(__import__("numpy").zeros(n, dtype=bool))
+    return pa.array(np.zeros(n, dtype=bool))
 
 
 def _mask(array: pa.Array) -> pa.Array:
