@@ -150,6 +150,9 @@ def export(
     title: Annotated[Optional[str], typer.Option(help="PDF title.")] = None,
     description: Annotated[Optional[str], typer.Option(help="PDF description.")] = None,
     actor: Annotated[str, typer.Option(help="Who runs the export (audit log).")] = "cli",
+    notify_email: Annotated[Optional[str], typer.Option(help="E-mail address(es) told when the export ends (needs an SMTP block).")] = None,
+    notify_webhook: Annotated[Optional[str], typer.Option(help="Webhook block NAME that gets a signed notice when the export ends.")] = None,
+    notify_smtp: Annotated[Optional[str], typer.Option(help="SMTP block NAME for --notify-email (default FERRY_SMTP_BLOCK).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Export a resource of a workspace to a file (runs the export-data flow).
@@ -167,6 +170,7 @@ def export(
         "delimiter": "\t" if delimiter in ("\\t", "tab") else delimiter, "header": not no_header,
         "date_format": date_format, "neutralize_formulas": not no_neutralize, "on_invalid": on_invalid,
         "destination": dest, "title": title, "description": description, "actor": actor,
+        "notify_email": notify_email, "notify_webhook": notify_webhook, "notify_smtp": notify_smtp,
     }
     if filename:
         raw["filename"] = filename

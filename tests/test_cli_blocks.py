@@ -120,20 +120,24 @@ def test_list_masks_secrets_and_delete_removes(sftp_server):
 
 
 @pytest.mark.parametrize("seeded_store", ["sqlite"], indirect=True)
-def test_export_delivers_to_a_block_created_on_the_command_line(store, sftp_server):
-    block_name = name("cli-dest")
+def test_export_delivers_to_a_block_created_on_the_command_line(store, sftp_server, httpserver_ipv4):
+    block_name, hook_name = name("cli-dest"), name("cli-hook")
     assert invoke("blocks", "create", "sftp", block_name, "--host", "127.0.0.1", "--port", str(sftp_server.port),
                   "--username", sftp_server.username, "--password-env", "PW", "--host-key", sftp_server.host_key_line,
                   "--folder", block_name, env={"PW": sftp_server.password}).exit_code == 0
+    assert invoke("blocks", "create", "webhook", hook_name, "--url", httpserver_ipv4.url_for("/done"), "--secret", "k").exit_code == 0
+    httpserver_ipv4.expect_request("/done", method="POST").respond_with_data("ok")
 
     result = invoke("export", "contacts", "--workspace", "acme", "--fields", "email", "--limit", "5",
-                    "--dest", f"sftp/{block_name}", "--filename", "contacts.csv", "--json")
+                    "--dest", f"sftp/{block_name}", "--filename", "contacts.csv", "--notify-webhook", hook_name, "--json")
 
     assert result.exit_code == 0, result.output
-    record = json.loads(result.output[result.output.index("{"):])
+    record, _ = json.JSONDecoder().raw_decode(result.output[result.output.index('{\n  "run_id"'):])  # logs may follow
     assert record["destination_path"] == f"sftp://127.0.0.1:{sftp_server.port}/{block_name}/contacts.csv"
     rows = list(csv.reader((sftp_server.root / block_name / "contacts.csv").read_text().splitlines()))
     assert rows[0] == ["email"] and len(rows) == 6
+    notice = json.loads(httpserver_ipv4.log[0][0].get_data())
+    assert notice["event"] == "export.success" and notice["record"]["destination_path"] == record["destination_path"]
 
 
 def test_register_runs_prefect_block_register_for_every_kind():
