@@ -234,16 +234,26 @@ def test_incremental_job_second_run_exports_only_new_rows(served, service, job_s
     assert ferry_json("jobs", "runs", "nightly-delta", "--limit", "1") == runs[:1]
 
 
-def test_failed_run_shows_its_error_and_delete_removes_job_and_history(served, service):
+def test_failed_run_shows_its_error_notifies_and_delete_removes_job_and_history(prefect_api, served, service, httpserver):
     from prefect import get_client
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.exceptions import ObjectNotFound
 
-    ferry_json("jobs", "create", "--name", "broken-segment", "--workspace", "acme", "--resource", "contacts",
-               "--segment", "no-such-segment")
+    httpserver.expect_request("/alerts", method="POST").respond_with_data("ok")
+    CustomWebhookNotificationBlock(name="ferry-tests", url=httpserver.url_for("/alerts"),
+                                   json_data={"text": "{{subject}} | {{body}}"}).save("job-alerts", overwrite=True)
+    job = ferry_json("jobs", "create", "--name", "broken-segment", "--workspace", "acme", "--resource", "contacts",
+                     "--segment", "no-such-segment", "--notify", "failed:custom-webhook/job-alerts")
+    assert job["notifications"] == [{"on": ["failed"], "block": "custom-webhook/job-alerts"}]
     result = ferry("jobs", "run-now", "broken-segment", "--wait", "--json")
     assert result.exit_code == 1, result.output  # a failed run fails the command
     run = json.loads(result.stdout)
     assert run["status"] == "failed" and "segment='no-such-segment'" in run["error"]
+
+    # the job's notification is a Prefect automation: the server posts to the webhook block
+    posted = wait_for(lambda: [json.loads(request.get_data()) for request, _ in httpserver.log], 120,
+                      "the failure notification", logs=prefect_api.log_text)
+    assert "broken-segment" in posted[0]["text"] and run["id"] in posted[0]["text"] and "no-such-segment" in posted[0]["text"]
 
     listed = ferry_json("jobs", "runs", "broken-segment")
     assert listed[0]["id"] == run["id"] and listed[0]["status"] == "failed"
@@ -263,6 +273,7 @@ def test_failed_run_shows_its_error_and_delete_removes_job_and_history(served, s
             client.read_flow_run(run["id"])
         with pytest.raises(ObjectNotFound):
             client.read_deployment_by_name("export-data/broken-segment")
+        assert not [a for a in client.read_automations() if job["id"] in a.name]  # its notifications went too
 
 
 def test_adhoc_export_runs_through_the_default_deployment(served, service):

@@ -58,6 +58,21 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "os.execv(sys.argv[1], sys.argv[1:])\n"
+)
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when the test process dies (Linux), even without fixture teardown."""
+    return [sys.executable, "-c", _DIE_WITH_PARENT, *argv]
+
+
 def _asyncpg_url(database: str) -> str:
     return sa.make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=database).render_as_string(hide_password=False)
 
@@ -123,8 +138,8 @@ def start_prefect_server(workdir: Path) -> PrefectServer:
         return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json() is True
 
     try:
-        server, port = spawn("prefect-server", lambda port: [sys.executable, "-m", "prefect", "server", "start",
-                                                             "--host", "127.0.0.1", "--port", str(port)],
+        server, port = spawn("prefect-server", lambda port: die_with_parent([sys.executable, "-m", "prefect", "server", "start",
+                                                                             "--host", "127.0.0.1", "--port", str(port)]),
                              ready, workdir, deadline=180, env=env, attempts=2)
     except BaseException:
         _drop_database(name)
@@ -154,7 +169,7 @@ class FerryProcess:
         log = self.workdir / f"{self.name}.{self.starts}.log"
         self.logs.append(log)
         with open(log, "wb") as log_file:
-            self.process = subprocess.Popen([ferry_executable(), *self.args], stdout=log_file, stderr=subprocess.STDOUT,
+            self.process = subprocess.Popen(die_with_parent([ferry_executable(), *self.args]), stdout=log_file, stderr=subprocess.STDOUT,
                                             env=self.env, cwd=self.workdir, start_new_session=True)
         return self
 
