@@ -15,6 +15,7 @@ here as edited, and a job created here can be run from the UI or the API.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from datetime import UTC, datetime
@@ -226,7 +227,11 @@ class JobService:
 
     def _view(self, client, deployment) -> JobView:
         request = dict((deployment.parameters or {}).get("request") or {})
-        parsed = ExportRequest.model_validate(request)
+        try:
+            parsed = ExportRequest.model_validate(request)
+        except ValidationError as exc:  # edited into something invalid outside Ferry (UI, API)
+            raise FerryError(f"Job {deployment.name!r} has parameters that no longer validate ({exc.error_count()} problem(s)).",
+                             f"Fix them with `ferry jobs update {deployment.name} ...` (or in the Prefect UI).") from None
         data = parsed.model_dump(exclude_defaults=True)
         scope = {k: data.pop(k) for k in list(data) if k in JobScope.model_fields}
         scope.setdefault("workspace", parsed.workspace)
@@ -252,7 +257,13 @@ class JobService:
 
         with _client() as client:
             deployments = client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[project.JOB_TAG])))
-            return [self._view(client, d) for d in sorted(deployments, key=lambda d: d.name)]
+            views = []
+            for deployment in sorted(deployments, key=lambda d: d.name):
+                try:
+                    views.append(self._view(client, deployment))
+                except FerryError as exc:  # one job broken outside Ferry must not hide the others
+                    logging.getLogger("ferry.jobs").warning("%s", exc)
+            return views
 
     def runs(self, ref: str, limit: int = 50) -> list[JobRun]:
         """The job's runs, newest first."""

@@ -105,6 +105,18 @@ def test_serve_keeps_paused_state_serves_new_jobs_and_workers_take_over(prefect_
         results = (data_dir / "results").resolve()
         assert Path(state.data.storage_key).parent == results  # run records under the Ferry data dir
 
+        # concurrent runs on the PostgreSQL backend (SQLite's server database says "database is locked" here)
+        started = [service.run_now("late-comer") for _ in range(3)]
+
+        def all_final():
+            with _client() as client:
+                states = [client.read_flow_run(r.id).state for r in started]
+            return states if all(s.is_final() for s in states) else None
+
+        finals = wait_for(all_final, RUN_TIMEOUT * 2, "three concurrent runs to end", logs=logs)
+        assert all(s.is_completed() for s in finals), [s.message for s in finals]
+        assert [r.status for r in service.runs("late-comer", limit=4)] == ["success"] * 4
+
         assert serve.stop() == 0, serve.log_text()
         with _client() as client:  # stopping paused nothing (plain serve pauses everything it served)
             assert client.read_deployment(job.id).paused is False
