@@ -44,9 +44,20 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _require_server() -> None:
+    """Jobs need a long-lived Prefect server: the scheduler lives there, and serve/workers must share it."""
+    from deployments.adhoc import server_configured
+
+    if not server_configured():
+        _fail(FerryError("No Prefect server is configured (PREFECT_API_URL is not set).",
+                         "Start one (`prefect server start`, on PostgreSQL for real use) and "
+                         "`export PREFECT_API_URL=http://HOST:4200/api` for ferry serve/worker and the CLI alike."))
+
+
 def _service():
     from deployments.jobs import JobService
 
+    _require_server()
     return JobService()
 
 
@@ -369,6 +380,8 @@ def runs_show(run_id: Annotated[str, typer.Argument(help="Flow run id.")], as_js
     """Print any Ferry run: flow, deployment, state, parameters, its run record and its artifacts."""
     from deployments.runs import read_run
 
+    _require_server()
+
     try:
         view = read_run(run_id)
     except FerryError as exc:
@@ -410,6 +423,8 @@ def serve(
     """Run every Ferry deployment and job in this process (one machine, nothing else to start)."""
     from deployments.serve import serve as run_serve
 
+    _require_server()
+
     try:
         run_serve(limit=limit, sync_seconds=sync_seconds, deploy=not no_deploy, poll_seconds=poll_seconds)
     except FerryError as exc:
@@ -425,6 +440,8 @@ def worker(
     """Start a Prefect process worker for Ferry's pool (run one per machine; they share the work)."""
     from deployments.serve import worker as run_worker
 
+    _require_server()
+
     try:
         run_worker(pool=pool, limit=limit, name=name, deploy=deploy)
     except FerryError as exc:
@@ -436,6 +453,8 @@ def deploy(as_json: JsonFlag = False) -> None:
     from prefect import get_client
 
     from deployments.serve import apply_project_deployments
+
+    _require_server()
 
     try:
         with get_client(sync_client=True) as client:
