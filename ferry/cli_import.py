@@ -30,6 +30,7 @@ def _fail(exc: FerryError) -> None:
 
 
 FileArg = Annotated[Path, typer.Argument(help="The file: CSV, TSV, JSON, JSONL, XLSX, XLS or Parquet, optionally .gz or .zip.")]
+SourceArg = Annotated[str, typer.Argument(help="The file, an http(s) URL, or a block URI (sftp://NAME/path, ftp://..., s3://BUCKET/key).")]
 EncodingOpt = Annotated[Optional[str], typer.Option(help="Text encoding, when detection gets it wrong (e.g. cp1252).")]
 
 
@@ -188,7 +189,7 @@ def _print_errors(errors: list[dict], summary: dict[str, int]) -> None:
 
 @import_app.command("run")
 def run_command(
-    file: FileArg,
+    file: SourceArg,
     resource: Annotated[str, typer.Option(help="Resource to import into: contacts, accounts, events, ...")],
     workspace: Annotated[str, typer.Option(help="Workspace to import into.")],
     mapping: MappingOpt = None,
@@ -202,6 +203,8 @@ def run_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every step but the commit; report what would happen.")] = False,
     processing: Annotated[str, typer.Option(help="auto, inline or deployment.")] = "auto",
     actor: Annotated[str, typer.Option(help="Who runs the import (audit log).")] = "cli",
+    notify_email: Annotated[Optional[str], typer.Option(help="E-mail address(es) told when the import ends (needs an SMTP block).")] = None,
+    notify_webhook: Annotated[Optional[str], typer.Option(help="Webhook block NAME that gets a signed notice when the import ends.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
 ) -> None:
     """Import a file into a workspace (runs the import-data flow)."""
@@ -210,7 +213,7 @@ def run_command(
     raw = {"source": str(file), "resource": resource, "workspace": workspace, "mapping": _load_mapping(mapping), "auto_map": auto_map,
            "duplicates": duplicates, "match": match, "merge": merge, "static_values": _static_pairs(static),
            "create_missing_references": create_missing_references, "skip_validation": skip_validation, "dry_run": dry_run,
-           "processing": processing, "actor": actor}
+           "processing": processing, "actor": actor, "notify_email": notify_email, "notify_webhook": notify_webhook}
     try:
         request = parse_request({k: v for k, v in raw.items() if v is not None})
     except FerryError as exc:

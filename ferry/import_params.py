@@ -35,6 +35,26 @@ INLINE_MAX_BYTES = 100 * 1024 * 1024
 IMPORT_DEPLOYMENT = "import-data/default"
 
 
+def _remote(source: str) -> bool:
+    from blocks.sources import is_remote_source
+
+    return is_remote_source(source)
+
+
+def _source_and_notification_problems(request: ImportRequest) -> list[Problem]:
+    """A remote source's scheme must be readable (the download checks the rest); notification fields as for exports."""
+    from blocks.sources import shown, supported_schemes
+    from ferry.notifications import notification_problems
+    from ferry.settings import get_settings
+
+    problems = []
+    if _remote(request.source):
+        scheme = request.source.split("://", 1)[0].lower()
+        if scheme not in supported_schemes():
+            problems.append(Problem("source", shown(request.source), f"no block reads {scheme}:// sources; use one of {', '.join(supported_schemes())}"))
+    return problems + notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
+
+
 class MappingEntry(BaseModel):
     """One source column and where it goes; JSON names match ``ColumnMapping.to_json()``."""
 
@@ -62,7 +82,8 @@ class ImportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    source: str = Field(min_length=1, description="Path of the file to import (CSV, TSV, XLSX, JSON, ... as the parser knows).")
+    source: str = Field(min_length=1, description="The file to import (CSV, TSV, XLSX, JSON, ... as the parser knows): a local path, "
+                        "an http(s) URL (the seeds' `sourceUrl`), or a block URI such as `sftp://NAME/path` or `s3://BUCKET/key`.")
     resource: str = Field(description="Resource slug or alias, e.g. `contacts` (or `profiles`).")
     workspace: str = Field(min_length=1, description="Workspace the rows go into; nothing crosses workspaces.")
     mapping: list[MappingEntry] | None = Field(default=None, description="Source column -> field; omit with auto_map=true.")
@@ -79,6 +100,9 @@ class ImportRequest(BaseModel):
     max_errors: int = Field(default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file.")
     data_quality: bool = Field(default=True, description="Attach a great-expectations data-quality summary (on a sample) to the run.")
     actor: str = Field(default="ferry", description="Who asked for the import (audit log).")
+    notify_email: str | None = Field(default=None, description="E-mail address(es), comma-separated, told when the import finishes or fails (the seeds' `confirmEmail`).")
+    notify_webhook: str | None = Field(default=None, description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the import ends.")
+    notify_smtp: str | None = Field(default=None, description="SMTP block for notify_email; default FERRY_SMTP_BLOCK.")
 
     @field_validator("match", mode="before")
     @classmethod
@@ -117,8 +141,9 @@ class ImportRequest(BaseModel):
     def catalog_problems(self) -> list[Problem]:
         problems: list[Problem] = []
         path = self.source_path
-        if not path.is_file():
-            problems.append(Problem("source", self.source, "no such file (this issue imports local paths only)"))
+        problems += _source_and_notification_problems(self)
+        if not _remote(self.source) and not path.is_file():
+            problems.append(Problem("source", self.source, "no such file"))
         try:
             resource = self.resource_def
         except UnknownResourceError as exc:

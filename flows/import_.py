@@ -37,7 +37,10 @@ from ferry.records import ImportRecord
 from ferry.settings import get_settings
 from ferry.spool import write_spool
 from ferry.store.engine import get_engine
+from blocks.sources import is_remote_source, shown
+from tasks.fetch_source import fetch_source
 from tasks.import_load import check_create_missing, load_rows
+from tasks.notify import send_notifications
 from tasks.import_transform import static_scalars, transform_rows
 from tasks.import_validate import ERROR_SCHEMA, ROW, read_batches, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 
@@ -268,20 +271,25 @@ def import_data(request: ImportRequest):
     settings = get_settings()
     spool_dir = settings.spool_dir / f"import-{run_id}"
     record = ImportRecord(run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace,
-                          source=request.source, dry_run=request.dry_run, started_at=_now(), options=_options(request))
+                          source=shown(request.source) if is_remote_source(request.source) else request.source,  # no URL tokens
+                          dry_run=request.dry_run, started_at=_now(), options=_options(request))
     quality = None
     try:
         request = request.validated()
         record.resource = request.resource_def.slug
+        remote = request if is_remote_source(request.source) else None  # a deployment run fetches it again itself
+        if remote:
+            request = request.model_copy(update={"source": str(fetch_source(request.source, spool_dir))})
         record.file_size = request.source_path.stat().st_size
         mode = choose_mode(request)
         if mode == "deployment":
             try:
-                deployment_run = dispatch(request)
+                deployment_run = dispatch(remote or request)
                 record = record.model_copy(update={"status": "submitted", "processing_mode": "deployment",
                                                    "deployment_run_id": deployment_run, "completed_at": _now()})
                 logger.info("Import of %s bytes handed to deployment %s: run %s", f"{record.file_size:,}", IMPORT_DEPLOYMENT, deployment_run)
                 import_ledger(record, request.actor)
+                send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
                 return record
             except DeploymentUnavailableError as exc:
                 if request.processing == "deployment":
@@ -341,11 +349,13 @@ def import_data(request: ImportRequest):
         what = "Would import" if request.dry_run else "Imported"
         logger.info("%s %s: %d created, %d updated, %d skipped, %d rejected", what, record.resource,
                     record.created_rows, record.updated_rows, record.skipped_rows, record.error_rows)
+        send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return record
     except FerryError as exc:
         record = record.model_copy(update={"status": "failed", "error": str(exc), "completed_at": _now()})
         logger.error("Import failed: %s", exc)
         import_ledger(record, request.actor)
+        send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return Failed(message=str(exc), data=record)
     except Exception as exc:  # noqa: BLE001 - unexpected: still a failed record (nothing was committed), no customer data
         first_line = (str(exc).splitlines() or [""])[0][:300]
@@ -354,6 +364,7 @@ def import_data(request: ImportRequest):
         logger.exception("Import failed unexpectedly")
         record = record.model_copy(update={"status": "failed", "error": message, "completed_at": _now()})
         import_ledger(record, request.actor)
+        send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return Failed(message=message, data=record)
     finally:
         if quality is not None and quality.poll() is None:
