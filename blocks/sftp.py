@@ -201,17 +201,21 @@ class SftpServer(Destination):
         """An authenticated SFTP session; every failure inside becomes a Ferry error naming the block."""
         transport: paramiko.Transport | None = None
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-            transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
-            transport.banner_timeout = transport.auth_timeout = self.timeout
-            options = transport.get_security_options()
-            options.ciphers = tuple(c for c in CIPHERS if c in options.ciphers) + tuple(c for c in options.ciphers if c not in CIPHERS)
-            transport.start_client(timeout=self.timeout)
-            self._verify_host_key(transport.get_remote_server_key())
+            transport = self._connect()
             if self.private_key is not None:
                 transport.auth_publickey(self.username, self._private_key())
             else:
-                transport.auth_password(self.username, self.password.get_secret_value())
+                try:
+                    transport.auth_password(self.username, self.password.get_secret_value(), fallback=False)
+                except paramiko.BadAuthenticationType as exc:
+                    if "keyboard-interactive" not in exc.allowed_types:
+                        raise
+                    # Passwords through keyboard-interactive only. Some servers (asyncssh) drop a session
+                    # that switches methods after a refusal, so ask on a fresh connection.
+                    transport.close()
+                    transport = self._connect()
+                    password = self.password.get_secret_value()
+                    transport.auth_interactive(self.username, lambda _title, _instructions, prompts: [password for _ in prompts])
             sftp = paramiko.SFTPClient.from_transport(transport, window_size=WINDOW, max_packet_size=MAX_PACKET)
             sftp.get_channel().settimeout(self.timeout)
             yield sftp
@@ -225,6 +229,21 @@ class SftpServer(Destination):
         finally:
             if transport is not None:
                 transport.close()
+
+    def _connect(self) -> paramiko.Transport:
+        """A connected transport whose host key matched the pin (no credentials sent yet)."""
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=MAX_PACKET)
+        try:
+            transport.banner_timeout = transport.auth_timeout = self.timeout
+            options = transport.get_security_options()
+            options.ciphers = tuple(c for c in CIPHERS if c in options.ciphers) + tuple(c for c in options.ciphers if c not in CIPHERS)
+            transport.start_client(timeout=self.timeout)
+            self._verify_host_key(transport.get_remote_server_key())
+        except BaseException:
+            transport.close()
+            raise
+        return transport
 
     def _translate(self, exc: Exception, action: str, lost: bool = False) -> DestinationError:
         where = f"{self.block_label()} ({self.host}:{self.port})"

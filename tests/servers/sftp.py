@@ -124,14 +124,28 @@ def _main() -> None:
     root = args.root.encode()
 
     class Server(asyncssh.SSHServer):
+        """Password and key logins; the user NAME-kbd takes its password only through keyboard-interactive."""
+
+        _user = ""
+
         def begin_auth(self, username: str) -> bool:
+            self._user = username
             return True
 
         def password_auth_supported(self) -> bool:
-            return True
+            return not self._user.endswith("-kbd")
 
         def validate_password(self, username: str, given: str) -> bool:
             return username in (args.username, args.username + "-readonly") and given == password
+
+        def kbdint_auth_supported(self) -> bool:
+            return self._user.endswith("-kbd")
+
+        def get_kbdint_challenge(self, username: str, lang: str, submethods: str):
+            return "", "", "", [("Password: ", False)]
+
+        def validate_kbdint_response(self, username: str, responses) -> bool:
+            return username == args.username + "-kbd" and list(responses) == [password]
 
         def auth_completed(self) -> None:
             print("auth completed", flush=True)
