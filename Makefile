@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install demo test test-services bench bench-sftp clean
+.PHONY: install blocks demo test test-services bench bench-sftp clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ node_modules/.installed: package.json package-lock.json
 	command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# Register Ferry's block types (and the collection blocks it uses) with the Prefect server
+# (PREFECT_API_URL, or the local ephemeral database), so the UI can create them.
+blocks: install
+	$(BIN)/ferry blocks register
 
 demo: install
 	$(BIN)/ferry demo
