@@ -12,8 +12,8 @@ from ferry.errors import Problem
 
 EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
 REF = re.compile(r"^(?:([a-z0-9-]+)/)?([a-z0-9][a-z0-9-]*)$")
-SMTP_SLUGS = ("smtp-server", "email-server-credentials")
-WEBHOOK_SLUGS = ("webhook-endpoint",)
+SMTP_SLUGS = ("smtp-server", "email-server-credentials", "smtp", "email")  # the last two: the short kinds of `ferry blocks create`
+WEBHOOK_SLUGS = ("webhook-endpoint", "webhook")
 
 
 def email_addresses(value: str | None) -> list[str]:

@@ -38,7 +38,8 @@ def _load(ref: str, slugs: tuple[str, ...]):
     from blocks.webhook import Webhook
     from prefect_email import EmailServerCredentials
 
-    classes = {"smtp-server": SmtpServer, "email-server-credentials": EmailServerCredentials, "webhook-endpoint": Webhook}
+    classes = {"smtp-server": SmtpServer, "smtp": SmtpServer, "email-server-credentials": EmailServerCredentials,
+               "email": EmailServerCredentials, "webhook-endpoint": Webhook, "webhook": Webhook}
     match = REF.match(ref)
     slug = (match.group(1) if match else None) or slugs[0]
     name = match.group(2) if match else ref

@@ -53,7 +53,7 @@ def test_success_is_mailed_and_posted_with_the_run_record(store, smtp_server, ma
     httpserver_ipv4.expect_request("/notices", method="POST").respond_with_data("ok")
 
     state, record = run(tmp_path, destination=str(tmp_path), notify_email="ops@example.com, owner@example.com",
-                        notify_smtp=f"smtp-server/{smtp_name}", notify_webhook=hook_name)
+                        notify_smtp=f"smtp-server/{smtp_name}", notify_webhook=f"webhook/{hook_name}")
 
     assert state.is_completed() and record.status == "success"
     [(sender, recipients, message)] = mailbox.messages
