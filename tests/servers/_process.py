@@ -44,6 +44,17 @@ class ServerProcess:
                 self.process.wait(timeout=5)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so no server outlives a killed test run (Linux)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start_server(name: str, script: Path, args: list[str], workdir: Path, deadline: float = 20.0) -> ServerProcess:
     """Start ``python script args --ready-file F``; wait until it writes its JSON ready file.
 
@@ -57,7 +68,7 @@ def start_server(name: str, script: Path, args: list[str], workdir: Path, deadli
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as log_file:
         process = subprocess.Popen([sys.executable, str(script), *args, "--ready-file", str(ready)],
-                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir, preexec_fn=_die_with_parent)
     server = ServerProcess(name, process, log)
     end = time.monotonic() + deadline
     while time.monotonic() < end:
