@@ -71,6 +71,7 @@ class Result:
     file_mb: float
     stages: dict[str, float] = field(default_factory=dict)
     note: str = ""
+    load: float = 0.0  # 1-minute load average when the measurement started
 
     @property
     def rows_per_s(self) -> float:
@@ -357,6 +358,7 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
 
     def record(resource_slug: str, method: str, kind: str, spec: dict, note: str = "") -> Result | None:
         best: dict | None = None
+        load = os.getloadavg()[0]
         for _ in range(args.repeat):
             try:
                 got = run_child(kind, spec)
@@ -367,7 +369,7 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
                 best = got
         assert best is not None
         result = Result(store.backend, store.size, resource_slug, method, best["rows"], best["seconds"], best["cpu_seconds"],
-                        best["peak_rss_mb"], best["file_mb"], best.get("stages", {}), note)
+                        best["peak_rss_mb"], best["file_mb"], best.get("stages", {}), note, load)
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.stages.items())
         log(f"  {method:<18} {result.rows:>10,} rows {result.seconds:7.1f} s {result.rows_per_s:>10,.0f} rows/s "
             f"cpu {result.cpu_seconds:6.1f} s rss {result.peak_rss_mb:6.0f} MB file {result.file_mb:7.1f} MB {stages}")
@@ -434,6 +436,14 @@ def _find(results: list[Result], backend: str, size: int, resource_slug: str, me
     return next((r for r in results if (r.backend, r.size, r.resource, r.method) == (backend, size, resource_slug, method)), None)
 
 
+METHOD_ORDER = ("psql csv", "psql csv.gz", "sqlite3 csv", "sqlite3 csv.gz", "ferry csv", "ferry csv.gz", "ferry parquet",
+                "ferry flow csv.gz", "pandas csv")
+
+
+def _method_rank(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
 REFERENCE_OF = {"ferry csv": "csv", "ferry csv.gz": "csv.gz", "ferry parquet": "csv", "ferry flow csv.gz": "csv.gz"}
 
 
@@ -454,7 +464,8 @@ def targets(results: list[Result]) -> list[str]:
         if gz and ref:
             ratio = gz.seconds / ref.seconds
             lines.append(f"- CSV.gz within {TARGET_GZ_RATIO}x of `psql \\copy | gzip` (PostgreSQL, {size:,} contacts): "
-                         f"**{ratio:.2f}x** — {'met' if ratio <= TARGET_GZ_RATIO else 'NOT met'}.")
+                         f"**{ratio:.2f}x** wall — {'met' if ratio <= TARGET_GZ_RATIO else 'NOT met'} "
+                         f"(client CPU {gz.cpu_seconds:.0f} s vs {ref.cpu_seconds:.0f} s for psql + gzip).")
     ferry = [r for r in results if r.method.startswith("ferry") and "flow" not in r.method]
     if ferry:
         worst = max(ferry, key=lambda r: r.peak_rss_mb)
@@ -480,8 +491,10 @@ def targets(results: list[Result]) -> list[str]:
         ferry_csv = _find(results, r.backend, r.size, r.resource, "ferry csv")
         if ferry_csv:
             speedup = r.seconds / ferry_csv.seconds
+            cpu = r.cpu_seconds / ferry_csv.cpu_seconds if ferry_csv.cpu_seconds else 0.0
             lines.append(f"- At least {TARGET_PANDAS_SPEEDUP:.0f}x faster than pandas ({r.backend} {r.size:,} {r.resource}, CSV): "
-                         f"**{speedup:.1f}x** — {'met' if speedup >= TARGET_PANDAS_SPEEDUP else 'NOT met'}.")
+                         f"**{speedup:.1f}x** wall — {'met' if speedup >= TARGET_PANDAS_SPEEDUP else 'NOT met'} "
+                         f"(CPU pandas / Ferry: {cpu:.1f}x; pandas peaks at {r.peak_rss_mb:,.0f} MB).")
     return lines
 
 
@@ -496,9 +509,11 @@ def write_report(path: Path, results: list[Result], stores: list[Store], args: a
         f"- Date: {started:%Y-%m-%d %H:%M} UTC, took {(datetime.now(UTC) - started).total_seconds() / 60:.0f} min",
         f"- Machine: {info['host']}; {info['cpu']}; {info['memory']} RAM",
         f"- Software: {info['software']}",
-        f"- Command: `{' '.join(['python', 'bench/export_bench.py', *sys.argv[1:]])}`",
-        f"- Load average (1 min) at start / end: {loads[0]} / {loads[1]} — the machine is shared, so treat "
-        "wall times as ±20%; CPU seconds (client side only, the database server is not counted) are steadier.",
+        f"- Command: `{' '.join(['python', 'bench/export_bench.py', *sys.argv[1:]])}`"
+        + (" (merged with the earlier results in the work folder: rows keep their own load figure)" if args.merge else ""),
+        f"- Load average (1 min) at start / end: {loads[0]} / {loads[1]}; each row also shows the load when it started. "
+        "On a shared machine wall times swing several-fold with load (the database server competes for the same cores); "
+        "CPU seconds (client side only, the database server is not counted) are much steadier.",
         "",
         "## Targets",
         "",
@@ -513,14 +528,14 @@ def write_report(path: Path, results: list[Result], stores: list[Store], args: a
         "extract -> validate -> transform -> serialize (imports and interpreter start excluded); "
         "stage seconds are listed last.",
         "",
-        "| backend | store rows | resource | method | rows | seconds | rows/s | x ref | CPU s | peak RSS MB | file MB | stages (s) |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| backend | store rows | resource | method | rows | seconds | rows/s | x ref | CPU s | peak RSS MB | file MB | load | stages (s) |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) or r.note
         lines.append(f"| {r.backend} | {r.size:,} | {r.resource} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
                      f"{r.rows_per_s:,.0f} | {ratio_to_reference(results, r)} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | "
-                     f"{r.file_mb:.0f} | {stages} |")
+                     f"{r.file_mb:.0f} | {r.load:.1f} | {stages} |")
     lines += ["", "## Seeding", "", "| backend | store rows | rows written | seconds | rows/s |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in stores:
         if s.seed_seconds is None:
@@ -557,6 +572,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="What runs on stores above 1M rows: everything, or (pg-gz) only PostgreSQL contacts "
                         "as CSV/CSV.gz with psql and Ferry CSV.gz, the issue's headline comparison.")
     parser.add_argument("--repeat", type=int, default=1, help="Runs per measurement; the fastest counts.")
+    parser.add_argument("--merge", action="store_true", help="Start from the previous run's results (WORKDIR/results.json); "
+                        "measurements of this run replace the ones they repeat.")
     parser.add_argument("--keep", action="store_true", help="Keep the seeded stores for the next run (reused when their counts match).")
     parser.add_argument("--no-flow", action="store_true", help="Skip the full flow run.")
     parser.add_argument("--no-pandas", action="store_true", help="Skip pandas.")
@@ -600,19 +617,40 @@ def main(argv: list[str]) -> int:
         return 2
     results: list[Result] = []
     stores: list[Store] = []
+    previous = args.workdir / "results.json"
+    if args.merge and previous.exists():
+        kept = json.loads(previous.read_text())
+        results = [Result(**r) for r in (kept["results"] if isinstance(kept, dict) else kept)]
+        log(f"merging with {len(results)} earlier results")
+
+    def add(new: list[Result]) -> None:
+        keys = {(r.backend, r.size, r.resource, r.method) for r in new}
+        results[:] = [r for r in results if (r.backend, r.size, r.resource, r.method) not in keys] + new
+        results.sort(key=lambda r: (r.backend != "postgresql", r.size, r.resource, _method_rank(r.method)))
+
+    def report_stores() -> list[Store]:
+        """This run's stores, plus (when merging) the earlier ones, with their seeding logs."""
+        out = list(stores)
+        for backend, size in sorted({(r.backend, r.size) for r in results}, key=lambda k: (k[0] != "postgresql", k[1])):
+            if not any((st.backend, st.size) == (backend, size) for st in out):
+                earlier = Store(backend, size, "")
+                earlier.load_seed_log(args.workdir)
+                out.append(earlier)
+        return sorted(out, key=lambda st: (st.backend != "postgresql", st.size))
+
     for backend in args.backends:
         for size in args.rows:
             if size > 1_000_000 and args.large_scope == "pg-gz" and backend != "postgresql":
                 continue
             store = prepare_store(backend, size, args, log)
-            stores.append(store)
+            stores[:] = [s for s in stores if (s.backend, s.size) != (backend, size)] + [store]
             try:
-                results += measure_store(store, args, log)
+                add(measure_store(store, args, log))
             finally:
                 if not args.keep:
                     drop_store(store, args)
-            write_report(args.output, results, stores, args, started, (load_start, f"{os.getloadavg()[0]:.1f}"))
-    (args.workdir / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=2))
+            write_report(args.output, results, report_stores(), args, started, (load_start, f"{os.getloadavg()[0]:.1f}"))
+    previous.write_text(json.dumps({"results": [asdict(r) for r in results]}, indent=2))
     log(f"wrote {args.output}")
     for line in targets(results):
         log(line)
