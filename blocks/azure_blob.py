@@ -280,7 +280,7 @@ class AzureBlobDestination(Destination):
         name = object_name(self._folder, key)
         return bool(self._call("check", name, self._blob(name).exists))
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         name = object_name(self._folder, key)
         try:
             self._blob(name).delete_blob()

@@ -25,7 +25,7 @@ refuse or answer "nothing"):
     Implementing either one is enough: the base class derives the other.
 ``download_url(key, expires)``  ("url")
     A fresh URL that lets anyone holding it download the file until it expires.
-``exists(key)``, ``delete(key)``  ("delete")
+``exists(key)``, ``delete_file(key)``  ("delete"; named so it does not hide Prefect's ``Block.delete(name)``)
     For reissuing URLs of finished runs and for retention cleanup.
 ``list_files(prefix)``  ("list")
     Every file under the destination (or a prefix) with size and modification
@@ -116,7 +116,7 @@ class Destination(Block):
         """True when a complete file is stored at ``key``."""
         raise DestinationError(f"{self.describe()} cannot check whether a file exists.", "Use a destination that supports it.")
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         """Remove the file at ``key``; a missing file is not an error."""
         raise DestinationError(f"{self.describe()} cannot delete files.", "Use a destination that supports it.")
 
@@ -190,6 +190,6 @@ class HashingReader:
 _CAPABILITIES: dict[str, tuple[str, ...]] = {
     "read": ("open_source", "download"),
     "url": ("download_url",),
-    "delete": ("delete", "exists"),
+    "delete": ("delete_file", "exists"),
     "list": ("list_files",),
 }

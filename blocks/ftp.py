@@ -233,7 +233,7 @@ class FtpServer(Destination):
         with self._session(f"checking {relative}") as ftp:
             return self._size(ftp, remote_join(self._base(ftp), relative)) is not None
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         relative = clean_key(key)
         with self._session(f"deleting {relative}") as ftp:
             path = remote_join(self._base(ftp), relative)

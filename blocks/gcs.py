@@ -250,7 +250,7 @@ class GcsDestination(Destination):
         name = object_name(self._folder, key)
         return bool(self._call("check", name, self._blob(name).exists))
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         from google.api_core.exceptions import NotFound
 
         name = object_name(self._folder, key)

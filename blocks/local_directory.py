@@ -76,7 +76,7 @@ class LocalDirectory(Destination):
     def exists(self, key: str) -> bool:
         return self.target(key).is_file()
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         self.target(key).unlink(missing_ok=True)
 
     def list_files(self, prefix: str = "") -> Iterator[StoredFile]:

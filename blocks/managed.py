@@ -113,8 +113,8 @@ class ManagedStorage(Destination):
     def exists(self, key: str) -> bool:
         return self.inner().exists(key)
 
-    def delete(self, key: str) -> None:
-        self.inner().delete(key)
+    def delete_file(self, key: str) -> None:
+        self.inner().delete_file(key)
 
     def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
         return self.inner().list_files(prefix)

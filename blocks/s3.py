@@ -301,7 +301,7 @@ class S3Destination(Destination):
         except (boto_errors.BotoCoreError, ConnectionError, TimeoutError) as exc:
             raise self._error(exc, "check", name) from None
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         name = object_name(self._folder, key)
         self._call("delete", name, "delete_object", Bucket=self.bucket.bucket_name, Key=name)
 

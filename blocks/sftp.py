@@ -373,7 +373,7 @@ class SftpServer(Destination):
             except FileNotFoundError:
                 return False
 
-    def delete(self, key: str) -> None:
+    def delete_file(self, key: str) -> None:
         relative = clean_key(key)
         with self._session(f"deleting {relative}") as sftp:
             try:

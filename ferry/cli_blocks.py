@@ -303,7 +303,6 @@ def delete_block(
     available = kinds()
     slug = resolve_kind(kind, available)
     try:
-        # adelete: destinations define delete(key) for files, which hides Block.delete(name).
         asyncio.run(available[slug].adelete(name))
     except ValueError:
         _die(f"no {slug} block named {name!r}.", code=1)

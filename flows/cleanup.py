@@ -58,7 +58,7 @@ def clean(retention_days: int | None = None, dry_run: bool = False, now: datetim
         if dry_run:
             continue
         try:
-            storage.inner().delete(stored.key)
+            storage.inner().delete_file(stored.key)
         except FerryError as exc:
             report.failures.append(f"{stored.key}: {exc.message}")
             continue

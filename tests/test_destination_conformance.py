@@ -138,7 +138,7 @@ def test_destination_contract(case, request, tmp_path):
     if "delete" in offered:
         assert dest.key_for(delivery.location) == key
         assert dest.exists(key)
-        dest.delete(key)
+        dest.delete_file(key)
         assert not dest.exists(key)
-        dest.delete(key)  # deleting a missing file is not an error
+        dest.delete_file(key)  # deleting a missing file is not an error
         assert handle.keys() == ["empty.csv"]
