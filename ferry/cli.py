@@ -203,15 +203,8 @@ def _run_export(request, show_progress: bool):
 
     if (record := export_via_deployment(request)) is not None:  # a run of export-data/default when served (issue 5)
         return record
-    bar = _ProgressBar() if show_progress and sys.stderr.isatty() else None
-    if bar:
-        progress.add_listener(bar)
-    try:
+    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
         state = export_data(request, return_state=True)
-    finally:
-        if bar:
-            progress.remove_listener(bar)
-            bar.close()
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         from ferry.records import ExportRecord
@@ -219,26 +212,6 @@ def _run_export(request, show_progress: bool):
         return ExportRecord(run_id=str(state.state_details.flow_run_id), status="failed", resource=request.resource,
                             workspace=request.workspace, format=request.format, started_at=state.timestamp, error=str(result))
     return result
-
-
-class _ProgressBar:
-    """Draws extract progress for a flow running in this process."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=err, transient=True)
-        self._task = None
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(f"{stage} rows", total=total)
-        self._progress.update(self._task, completed=done, total=total)
-
-    def close(self) -> None:
-        self._progress.stop()
 
 
 def _print_record(record, as_json: bool) -> None:

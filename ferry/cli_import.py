@@ -231,44 +231,13 @@ def _run_import(request, show_progress: bool):
     from ferry.records import ImportRecord
     from flows.import_ import import_data
 
-    bar = _StageBar() if show_progress and sys.stderr.isatty() else None
-    if bar:
-        progress.add_listener(bar)
-    try:
+    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
         state = import_data(request, return_state=True)
-    finally:
-        if bar:
-            progress.remove_listener(bar)
-            bar.close()
     result = state.result(raise_on_failure=False)
     if isinstance(result, ImportRecord):
         return result
     return ImportRecord(run_id=str(state.state_details.flow_run_id), status="failed", resource=request.resource, workspace=request.workspace,
                         source=request.source, dry_run=request.dry_run, started_at=state.timestamp, error=str(result))
-
-
-class _StageBar:
-    """One progress bar per stage (read, validate, transform, load) for a flow running in this process."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=err, transient=True)
-        self._tasks: dict[str, object] = {}
-        self._started = False
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if not self._started:
-            self._progress.start()
-            self._started = True
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(f"{stage} rows", total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
-
-    def close(self) -> None:
-        if self._started:
-            self._progress.stop()
 
 
 def _print_import(record, as_json: bool) -> None:

@@ -75,3 +75,36 @@ class Progress:
     def _notify(self) -> None:
         for listener in list(_listeners):
             listener(self.stage, self.done, self.total)
+
+
+class ConsoleProgress:
+    """Progress bars on a terminal, one per stage, for a flow running in this process (the CLI).
+
+    Use as a context manager; it listens only while open and draws nothing
+    unless ``enabled`` (e.g. ``--json`` output or no terminal).
+    """
+
+    def __init__(self, console, enabled: bool = True) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self.enabled = enabled
+        self._progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, transient=True)
+        self._tasks: dict[str, object] = {}
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if not self._tasks:
+            self._progress.start()
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(f"{stage} rows", total=total)
+        self._progress.update(self._tasks[stage], completed=done, total=total)
+
+    def __enter__(self) -> ConsoleProgress:
+        if self.enabled:
+            add_listener(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        remove_listener(self)
+        if self._tasks:
+            self._progress.stop()
