@@ -52,6 +52,7 @@ from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW, read_batch
 
 SAMPLE_ROWS = 5
 SQLITE_SLICE_ROWS = 8_192
+PG_SLICE_ROWS = 16_384
 REFERENCE_VALUES_SHOWN = 20
 
 
@@ -476,8 +477,10 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
             sql = _Sql(conn, plan, ws, run_id)
             stage = sql.create_stage()
 
-            # SQLite's executemany turns a batch into Python tuples: small slices keep that transient memory small.
-            step = SQLITE_SLICE_ROWS if not sql.pg else None
+            # Small slices keep the per-write buffers small: SQLite's executemany turns a batch into Python tuples,
+            # and on PostgreSQL each COPY gets its CSV text in one buffer (big buffers raise glibc's mmap threshold,
+            # after which freed memory stays in the process).
+            step = SQLITE_SLICE_ROWS if not sql.pg else PG_SLICE_ROWS
 
             def batches():
                 for batch in read_batches(spool):
