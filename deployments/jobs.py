@@ -380,7 +380,8 @@ def _scheduled_runs(client, deployment_id):
     from deployments.ledger import _deployment_filter
 
     return client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED"]))),
+        # PENDING: a runner prefetches runs due within seconds; claimed is not started, so pause drops those too.
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED", "PENDING"]))),
         deployment_filter=_deployment_filter(deployment_id), sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=200)
 
 
