@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import platform
 import resource
@@ -556,7 +557,15 @@ def write_report(path: Path, results: list[Result], stores: list[Store], args: a
         "including its imports (~100-150 MB before the first row).",
         "",
     ]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines + _other_sections(path)))
+
+
+def _other_sections(path: Path) -> list[str]:
+    """Sections other benchmarks own (bench/import_bench.py, bench/destination_bench.py): kept as they are."""
+    if not path.exists():
+        return []
+    pattern = re.compile(r"^## (?:Import|Export to object storage)\n.*?(?=^## |\Z)", re.S | re.M)
+    return [m.group(0).rstrip() + "\n" for m in pattern.finditer(path.read_text())]
 
 
 # --- main -----------------------------------------------------------------------------
