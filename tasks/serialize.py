@@ -16,7 +16,6 @@ invariant mode for PDF), so a re-run of an export can be compared by checksum.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import math
 import re
 import shutil
@@ -35,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
+from zlib_ng import gzip_ng_threaded
 from prefect.cache_policies import NONE
 
 from ferry.errors import SerializationError
@@ -754,6 +754,23 @@ class Serialized:
     bytes: int
 
 
+#: Compression threads beside the writer's own: zlib-ng releases the GIL, so on
+#: two cores gzip keeps pace with pyarrow's CSV writer instead of doubling its time.
+GZIP_THREADS = 2
+
+
+def _gzip_sink(raw: BinaryIO) -> BinaryIO:
+    """gzip level 6 (the size of ``gzip -6``) through zlib-ng, compressed in background threads.
+
+    zlib-ng makes the same-size stream in half of zlib's CPU time. Blocks are
+    compressed pigz-style (each primed with the previous block's last 32 KiB),
+    so the bytes depend only on the data, never on thread timing; the header
+    has no name and no mtime: the file is renamed on delivery, and equal rows
+    give equal bytes.
+    """
+    return gzip_ng_threaded.open(raw, "wb", compresslevel=6, threads=GZIP_THREADS)
+
+
 def write_file(
     batches: Iterable[pa.RecordBatch], schema: pa.Schema, request: ExportRequest, target: Path, total_rows: int | None = None
 ) -> Serialized:
@@ -767,10 +784,10 @@ def write_file(
         writer_cls.check_row_count(total_rows, request)
     rows = 0
     writer: Writer | None = None
+    sink: BinaryIO | None = None
     try:
         with open(target, "wb") as raw:
-            # No name and no mtime in the gzip header: the file is renamed on delivery, and equal rows give equal bytes.
-            sink: BinaryIO = gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=6, mtime=0) if request.gzip else raw
+            sink = _gzip_sink(raw) if request.gzip else raw
             writer = writer_cls(sink, schema, request)
             for batch in batches:
                 writer.write(batch)
@@ -782,6 +799,9 @@ def write_file(
         if writer is not None:
             with contextlib.suppress(Exception):  # the original error matters, not a failed clean-up
                 writer.abort()
+        if request.gzip and sink is not None:
+            with contextlib.suppress(Exception):  # stops the compression threads
+                sink.close()
         target.unlink(missing_ok=True)  # never leave half a file behind
         raise
     return Serialized(target, rows, target.stat().st_size)

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import threading
 import time
 import xml.etree.ElementTree as ET
 import zipfile
@@ -124,6 +125,32 @@ def test_gzip_csv_is_a_plain_gzip_stream_without_name_or_time(tmp_path):
     assert not raw[3] & 0x08  # no FNAME: the file is renamed on delivery anyway
     with gzip.open(path, "rt", newline="", encoding="utf-8") as f:
         assert list(csv.reader(f)) == [SCHEMA.names, *CSV_ROWS]
+
+
+def test_gzip_spanning_many_compression_blocks_is_byte_stable_and_whole(tmp_path):
+    """Blocks are compressed in threads: order and bytes must not depend on their timing."""
+    rows = [{**ROWS[i % 3], "email": f"user{i}@example.com", "orders": i} for i in range(60_000)]  # ~7 MB of CSV
+    first = write(tmp_path, rows=rows, name="a.csv.gz", format="csv", gzip=True).read_bytes()
+    second = write(tmp_path, rows=rows, name="b.csv.gz", format="csv", gzip=True).read_bytes()
+
+    assert first == second
+    lines = list(csv.reader(io.StringIO(gzip.decompress(first).decode("utf-8"))))
+    assert len(lines) == 1 + len(rows)
+    assert [line[0] for line in lines[1:]] == [f"user{i}@example.com" for i in range(60_000)]
+
+
+def test_gzip_write_that_fails_midway_leaves_no_file_and_no_threads(tmp_path):
+    def failing():
+        yield from batches()
+        raise OSError("spool read failed")
+
+    target = tmp_path / "out.csv.gz"
+    before = threading.active_count()
+    with pytest.raises(OSError, match="spool read failed"):
+        write_file(failing(), SCHEMA, request(format="csv", gzip=True), target)
+
+    assert not target.exists()
+    assert threading.active_count() == before
 
 
 def test_neutralised_formula_cells_survive_csv_intact(tmp_path):
