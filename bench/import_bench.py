@@ -190,6 +190,42 @@ class Result:
         return f"{self.pipeline:<28} {self.rows:>11,} rows {self.seconds:8.1f} s  cpu {self.cpu_seconds:7.1f} s  rss {self.peak_rss_mb:7.0f} MB"
 
 
+class _RssSampler:
+    """Samples this process's RSS in a thread, so a report can say which stage reached the peak."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        import threading
+
+        import psutil
+
+        self._process, self._every = psutil.Process(), every
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append((time.monotonic(), self._process.memory_info().rss / 2**20))
+
+    def __enter__(self) -> "_RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peaks(self, start: float, laps: dict[str, float]) -> dict[str, int]:
+        """Peak RSS (MB) within each stage, the stages' seconds laid end to end from ``start``."""
+        out, begin = {}, start
+        for name, seconds in laps.items():
+            end = begin + seconds
+            inside = [rss for t, rss in self.samples if begin <= t <= end]
+            out[name] = round(max(inside)) if inside else None
+            begin = end
+        return out
+
+
 def _child_ferry(url: str, path: str) -> None:
     """Child: one import_data flow run (server start and store setup not timed)."""
     os.environ["FERRY_DATABASE_URL"] = url
@@ -203,7 +239,7 @@ def _child_ferry(url: str, path: str) -> None:
     migrated_store(url)
     from flows.import_ import import_data
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=120), _RssSampler() as sampler:
         request = ImportRequest(source=path, resource="contacts", workspace="bench", auto_map=True, duplicates="update",
                                 match=["email"], processing="inline")
         cpu0, t0 = time.process_time(), time.monotonic()
@@ -216,7 +252,8 @@ def _child_ferry(url: str, path: str) -> None:
         "status": record.status, "error": record.error, "created": record.created_rows, "updated": record.updated_rows,
         "skipped": record.skipped_rows, "rejected": record.error_rows, "total": record.total_rows,
         "largest_child_rss_mb": round(gx_rss), "data_quality": len(record.data_quality), "warnings": record.warnings[:3],
-        "mapped": sum(1 for m in record.mapping if m.get("targetFieldSlug")), "timings": record.timings}}), flush=True)
+        "mapped": sum(1 for m in record.mapping if m.get("targetFieldSlug")), "timings": record.timings,
+        "stage_peak_rss_mb": sampler.peaks(t0, record.timings)}}), flush=True)
 
 
 def _child_pandas(url: str, path: str) -> None:
