@@ -3,18 +3,20 @@
 The query is built with SQLAlchemy Core from the request and the catalog: one
 labelled SQL expression per output column, every row scoped to the workspace.
 On PostgreSQL the rows leave the server through ``COPY (query) TO STDOUT`` and
-are parsed by pyarrow's streaming CSV reader; elsewhere a server-side cursor is
-read in partitions. Either way only one batch is in memory at a time.
+are parsed by pyarrow's streaming CSV reader; SQLite files are read by the ADBC
+SQLite driver straight into Arrow. Either way only one batch is in memory at a time.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -35,7 +37,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    type_coerce,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
@@ -347,16 +348,18 @@ class _Query:
 
 
 def _wire(expr: ColumnElement, col: OutputColumn, dialect: str) -> ColumnElement:
-    """On SQLite, read raw values and let Arrow convert them column-wise (no per-row Python)."""
+    """On SQLite, one storage class per column (text, integer or real), which Arrow converts column-wise.
+
+    SQLite columns are dynamically typed (e.g. a JSON value may be a number in one
+    row and text in the next); the ADBC reader needs one type per column.
+    """
     if dialect != "sqlite":
         return expr
-    if col.type in (FieldType.DATETIME, FieldType.DATE, FieldType.JSON):
-        return type_coerce(expr, String)
     if col.type in (FieldType.INTEGER, FieldType.BOOLEAN):
-        return type_coerce(expr, Integer)
+        return cast(expr, Integer)
     if col.type is FieldType.NUMBER:
-        return type_coerce(expr, Float)
-    return type_coerce(expr, String)
+        return cast(expr, Float)
+    return cast(expr, String)
 
 
 def build_query(request: ExportRequest, conn: Connection) -> tuple[Select, list[OutputColumn]]:
@@ -388,7 +391,7 @@ def stream_batches(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
     if engine.dialect.name == "postgresql":
         yield from _stream_copy(engine, query, schema)
     else:
-        yield from _stream_cursor(engine, query, schema, batch_rows)
+        yield from _stream_sqlite(engine, query, schema, batch_rows)
 
 
 class _CopyReader:
@@ -486,46 +489,51 @@ def _stream_copy(engine: Engine, query: Select, schema: pa.Schema) -> Iterator[p
                     yield _conform(batch, schema)
 
 
-def _stream_cursor(engine: Engine, query: Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """Rows through the DBAPI cursor, converted to Arrow in C.
+def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """Rows of a SQLite file straight into Arrow through the ADBC SQLite driver (no Python row objects).
 
-    The raw cursor gives plain tuples (no SQLAlchemy row objects); pyarrow
-    turns a list of tuples into one struct array in a single C++ pass, and its
-    fields are the columns. That is ~35% less CPU than transposing with
-    ``zip(*rows)`` and converting column lists, and never holds the transposed
-    copy. Values come as SQLite stores them (text timestamps, 0/1 booleans)
-    and are cast column-wise afterwards.
+    The driver reads column-wise in C, ~2.5x faster than sqlite3 tuples. It
+    infers each column's type from its first batch and refuses later values of
+    another type, so the query's columns are CAST to one storage class each (see
+    ``_wire``) and a typed first row (`_typed_first_row`) settles the types of
+    columns that start with a batch of NULLs; that row is checked and dropped.
+    Values come as SQLite stores them (text timestamps, 0/1 booleans) and are
+    cast column-wise afterwards.
     """
-    wire = pa.struct([pa.field(f"c{i}", _wire_type(field.type)) for i, field in enumerate(schema)])
-    with engine.connect() as conn:
-        # SQLAlchemy binds (and processes, e.g. JSON paths) the parameters; rows are then read from its DBAPI cursor.
-        result = conn.execute(query)
-        cursor = result.cursor
-        try:
-            step = min(batch_rows, FETCH_ROWS)
-            chunks: list[pa.Array] = []
-            count = 0
-            while rows := cursor.fetchmany(step):
-                chunks.append(pa.array(rows, type=wire))
-                count += len(rows)
-                del rows
-                if count >= batch_rows:
-                    yield _struct_batch(chunks, schema)
-                    chunks, count = [], 0
-            if chunks:
-                yield _struct_batch(chunks, schema)
-        finally:
-            result.close()
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    path = engine.url.database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ValueError(f"Exports read SQLite stores from a database file, not {engine.url.render_as_string()!r}.")
+    # A LIMIT makes SQLite keep the ORDER BY of the subquery (without one it may drop it).
+    inner = query if query._limit_clause is not None else query.limit(-1)
+    compiled = inner.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    processors = compiled._bind_processors
+    values = [processors[name](params[name]) if name in processors else params[name] for name in compiled.positiontup]
+    sql = (f"SELECT * FROM ({_typed_first_row(schema)}) UNION ALL "
+           f"SELECT NULL, * FROM ({compiled.string})")
+    # Read-only, as a URI (so a path with spaces, '?' or '#' is quoted, not parsed).
+    with adbc_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro") as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+        cur.execute(sql, values)
+        first = True
+        for batch in cur.fetch_record_batch():
+            if first:
+                if batch.num_rows == 0 or batch.column(0)[0].as_py() != 1:
+                    raise RuntimeError("SQLite returned the rows before the typed first row; the export was stopped.")
+                batch, first = batch.slice(1), False
+            if batch.num_rows:
+                arrays = [_to_arrow(batch.column(i + 1), field.type) for i, field in enumerate(schema)]
+                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-#: Rows fetched as Python tuples at a time: 16k wide rows are ~25 MB of Python objects.
-FETCH_ROWS = 16_384
+_TYPED_LITERALS = {pa.string(): "''", pa.int64(): "0", pa.float64(): "0.0"}
 
 
-def _struct_batch(chunks: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
-    columns = pa.concat_arrays(chunks).flatten() if len(chunks) > 1 else chunks[0].flatten()
-    arrays = [_to_arrow(column, field.type) for column, field in zip(columns, schema)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+def _typed_first_row(schema: pa.Schema) -> str:
+    """One row of typed literals, flagged 1 in its first column: it fixes every column's Arrow type."""
+    return "SELECT 1, " + ", ".join(_TYPED_LITERALS[_wire_type(field.type)] for field in schema)
 
 
 def _wire_type(type_: pa.DataType) -> pa.DataType:

@@ -481,3 +481,40 @@ def test_a_segment_with_a_broken_saved_rule_names_the_segment_and_the_problem(em
         export(tmp_path, resource="contacts", segment="broken")
     assert [(p.field, p.value) for p in caught.value.problems] == [("segment 'broken' rule[0].field", "shoe_size"),
                                                                    ("segment 'broken' rule[1].value", "many")]
+
+
+# --- the SQLite reader ---------------------------------------------------------------------
+
+
+def test_sqlite_columns_that_start_with_a_batch_of_nulls_keep_their_type_and_order(tmp_path):
+    """The ADBC reader settles column types on its first batch: NULLs there must not fix a wrong type."""
+    import sqlalchemy as sa
+
+    from ferry.store.engine import make_engine
+    from tasks.extract import stream_batches
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'typed.db'}")
+    rows = [(n, None, None, None, None) for n in range(1, 6)] + [
+        (6, "text after nulls", 2.5, "2026-05-04 13:05:00.000000", 1),
+        (7, "x", 3.0, "2026-05-05 00:00:00.000000", 0),
+    ]
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (n INTEGER, label TEXT, amount REAL, at TEXT, flag INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (?, ?, ?, ?, ?)", list(reversed(rows)))
+    t = sa.table("t", sa.column("n"), sa.column("label"), sa.column("amount"), sa.column("at"), sa.column("flag"))
+    query = sa.select(sa.cast(t.c.n, sa.Integer).label("n"), sa.cast(t.c.label, sa.String).label("label"),
+                      sa.cast(t.c.amount, sa.Float).label("amount"), sa.cast(t.c.at, sa.String).label("at"),
+                      sa.cast(t.c.flag, sa.Integer).label("flag")).where(t.c.n > sa.bindparam("low", 0)).order_by(t.c.n)
+    schema = pa.schema([("n", pa.int64()), ("label", pa.string()), ("amount", pa.float64()),
+                        ("at", pa.timestamp("us", tz="UTC")), ("flag", pa.bool_())])
+    try:
+        batches = list(stream_batches(engine, query, schema, batch_rows=2))  # the first two batches hold only NULLs
+    finally:
+        engine.dispose()
+
+    table = pa.Table.from_batches(batches, schema=schema)
+    assert table.column("n").to_pylist() == list(range(1, 8))
+    assert table.column("label").to_pylist() == [None] * 5 + ["text after nulls", "x"]
+    assert table.column("amount").to_pylist() == [None] * 5 + [2.5, 3.0]
+    assert table.column("at").to_pylist()[5] == datetime(2026, 5, 4, 13, 5, tzinfo=UTC)
+    assert table.column("flag").to_pylist() == [None] * 5 + [True, False]
