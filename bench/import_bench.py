@@ -193,7 +193,7 @@ class Result:
 class _RssSampler:
     """Samples this process's RSS in a thread, so a report can say which stage reached the peak."""
 
-    def __init__(self, every: float = 0.2) -> None:
+    def __init__(self, every: float = 0.05) -> None:
         import threading
 
         import psutil
@@ -218,6 +218,9 @@ class _RssSampler:
     def peaks(self, start: float, laps: dict[str, float]) -> dict[str, int]:
         """Peak RSS (MB) within each stage, the stages' seconds laid end to end from ``start``."""
         out, begin = {}, start
+        if self.samples:
+            at, rss = max(self.samples, key=lambda sample: sample[1])
+            out["peak_at_s"], out["peak"] = round(at - start, 1), round(rss)
         for name, seconds in laps.items():
             end = begin + seconds
             inside = [rss for t, rss in self.samples if begin <= t <= end]
