@@ -221,6 +221,7 @@ class _RssSampler:
         if self.samples:
             at, rss = max(self.samples, key=lambda sample: sample[1])
             out["peak_at_s"], out["peak"] = round(at - start, 1), round(rss)
+            out["at_start"] = round(next((rss for t, rss in self.samples if t >= start), self.samples[-1][1]))
         for name, seconds in laps.items():
             end = begin + seconds
             inside = [rss for t, rss in self.samples if begin <= t <= end]
