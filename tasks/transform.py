@@ -8,7 +8,10 @@ and XLSX. Column labels are applied last. All of it is vectorised per batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -82,19 +85,25 @@ def neutralize_formulas(array: pa.Array) -> pa.Array:
     return pc.if_else(dangerous, pc.binary_join_element_wise("'", array, ""), array)
 
 
+def _shape(array: pa.Array, request: ExportRequest) -> pa.Array:
+    """One column as the file's reader gets it: dates as text, formula triggers neutralised."""
+    if request.format != "parquet" and (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
+        array = format_temporal(array, request.date_format)
+    if request.neutralize_formulas and request.format in FORMULA_FORMATS and pa.types.is_string(array.type):
+        array = neutralize_formulas(array)
+    return array
+
+
+@lru_cache(maxsize=1)
+def _column_pool() -> ThreadPoolExecutor:
+    """Columns are shaped in parallel: Arrow's kernels release the GIL, so each core takes a column."""
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ferry-transform")
+
+
 def transform_batch(batch: pa.RecordBatch, request: ExportRequest, columns: list[OutputColumn]) -> pa.RecordBatch:
-    arrays, fields = [], []
-    text_dates = request.format != "parquet"
-    neutralize = request.neutralize_formulas and request.format in FORMULA_FORMATS
-    for i, col in enumerate(columns):
-        array = batch.column(i)
-        field = batch.schema.field(i)
-        if text_dates and (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
-            array = format_temporal(array, request.date_format)
-        if neutralize and pa.types.is_string(array.type):
-            array = neutralize_formulas(array)
-        arrays.append(array)
-        fields.append(pa.field(col.label, array.type, metadata=field.metadata))
+    arrays = list(_column_pool().map(lambda array: _shape(array, request), batch.columns))
+    fields = [pa.field(col.label, array.type, metadata=batch.schema.field(i).metadata)
+              for i, (col, array) in enumerate(zip(columns, arrays))]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
