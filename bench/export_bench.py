@@ -100,6 +100,12 @@ def child_ferry(spec: dict) -> dict:
     from tasks.transform import transform
     from tasks.validate import validate
 
+    # What the stages import on first use (pyarrow.compute on the first cast, the drivers): excluded like other imports.
+    import adbc_driver_postgresql.dbapi  # noqa: F401
+    import adbc_driver_sqlite.dbapi  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+    import psycopg  # noqa: F401
+
     request = parse_request(spec["request"])
     spool_dir = Path(spec["data_dir"]) / "spool" / spec["run"]
     base_rss = _maxrss_mb(resource.RUSAGE_SELF)

@@ -2,16 +2,13 @@
 
 The query is built with SQLAlchemy Core from the request and the catalog: one
 labelled SQL expression per output column, every row scoped to the workspace.
-On PostgreSQL the rows leave the server through ``COPY (query) TO STDOUT`` and
-are parsed by pyarrow's streaming CSV reader; SQLite files are read by the ADBC
-SQLite driver straight into Arrow. Either way only one batch is in memory at a time.
+The ADBC drivers read the rows straight into Arrow, in C: PostgreSQL's binary
+``COPY (query) TO STDOUT``, and SQLite files. Only one batch is in memory at a time.
 """
 
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from prefect import task
 from prefect.cache_policies import NONE
 from sqlalchemy import (
@@ -389,104 +385,39 @@ def count_rows(conn: Connection, query: Select) -> int:
 def stream_batches(engine: Engine, query: Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
     """Yield the query's rows as record batches of ``schema``."""
     if engine.dialect.name == "postgresql":
-        yield from _stream_copy(engine, query, schema)
+        yield from _stream_postgresql(engine, query, schema)
     else:
         yield from _stream_sqlite(engine, query, schema, batch_rows)
 
 
-class _CopyReader:
-    """Whole CSV rows of a psycopg ``COPY ... TO STDOUT``, joined into blocks of ~``block_bytes``.
+def _stream_postgresql(engine: Engine, query: Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Rows of a PostgreSQL query straight into Arrow through the ADBC PostgreSQL driver.
 
-    psycopg hands out one buffer per row (PostgreSQL sends one message per
-    row, even for rows with line breaks inside quotes), so a block always ends
-    at a row boundary and parses on its own. Each row is copied once, into its
-    block; nothing else is. A thread gathers the next block while pyarrow
-    parses the current one (parsing releases the GIL), and a bounded queue
-    keeps at most ``depth`` blocks in memory.
-
-    Why not hand pyarrow a file object: its streaming CSV reader over a Python
-    file holds on to ~300 MB per million contact rows, and block-by-block
-    parsing of Arrow-owned buffers does not.
+    The driver reads ``COPY (query) TO STDOUT`` in PostgreSQL's binary format
+    and decodes it in C into record batches of ~16 MB: no text to parse, no
+    Python row objects (about twice the speed of parsing COPY's CSV). COPY takes
+    no parameters, so psycopg binds them client-side first, with libpq's own
+    quoting (``ClientCursor.mogrify``) and a type on every value.
     """
+    import adbc_driver_postgresql.dbapi as adbc_postgresql
+    from psycopg import ClientCursor
 
-    _DONE = object()
-
-    def __init__(self, copy: Any, block_bytes: int, depth: int = 2) -> None:
-        self._copy = copy
-        self._block_bytes = block_bytes
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._gather, name="copy-reader", daemon=True)
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _gather(self) -> None:
-        try:
-            parts: list = []
-            size, limit = 0, self._block_bytes
-            append = parts.append
-            for row in self._copy:
-                append(row)
-                size += len(row)
-                if size >= limit:
-                    if not self._put(b"".join(parts)):
-                        return
-                    parts.clear()
-                    size = 0
-            if parts and not self._put(b"".join(parts)):
-                return
-            self._put(self._DONE)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consuming thread
-            self._put(exc)
-
-    def __iter__(self) -> Iterator[bytes]:
-        self._thread.start()
-        try:
-            while True:
-                item = self._queue.get()
-                if item is self._DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            # The COPY must be idle before its context ends (and maybe cancels it).
-            self._stop.set()
-            self._thread.join()
-
-
-#: Bytes of CSV text per parsed block: ~25k contact rows, ~80k event rows.
-COPY_BLOCK = 8 << 20
-
-
-def _stream_copy(engine: Engine, query: Select, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    parsed_types = {f.name: (pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in schema}
-    read_options = pacsv.ReadOptions(column_names=schema.names, use_threads=True)
-    parse_options = pacsv.ParseOptions(newlines_in_values=True)
-    convert_options = pacsv.ConvertOptions(
-        column_types=parsed_types,
-        null_values=[""],
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
-        true_values=["t"],
-        false_values=["f"],
-    )
     with engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)", compiled.params) as copy:
-            for block in _CopyReader(copy, COPY_BLOCK):
-                table = pacsv.read_csv(pa.BufferReader(block), read_options, parse_options, convert_options)
-                del block
-                for batch in table.to_batches():
-                    yield _conform(batch, schema)
+        sql = ClientCursor(conn.connection.driver_connection).mogrify(compiled.string, compiled.params)
+    uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with adbc_postgresql.connect(uri) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        for batch in cur.fetch_record_batch():
+            yield _conform(batch, schema)
+
+
+def _positional(query: Select, dialect) -> tuple[str, list[Any]]:
+    """The query's SQL for ``dialect`` with positional placeholders, and its bound values as the dialect sends them."""
+    compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    processors = compiled._bind_processors
+    return compiled.string, [processors[name](params[name]) if name in processors else params[name] for name in compiled.positiontup]
 
 
 def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -507,12 +438,8 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
         raise ValueError(f"Exports read SQLite stores from a database file, not {engine.url.render_as_string()!r}.")
     # A LIMIT makes SQLite keep the ORDER BY of the subquery (without one it may drop it).
     inner = query if query._limit_clause is not None else query.limit(-1)
-    compiled = inner.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    processors = compiled._bind_processors
-    values = [processors[name](params[name]) if name in processors else params[name] for name in compiled.positiontup]
-    sql = (f"SELECT * FROM ({_typed_first_row(schema)}) UNION ALL "
-           f"SELECT NULL, * FROM ({compiled.string})")
+    inner_sql, values = _positional(inner, engine.dialect)
+    sql = f"SELECT * FROM ({_typed_first_row(schema)}) UNION ALL SELECT NULL, * FROM ({inner_sql})"
     # Read-only, as a URI (so a path with spaces, '?' or '#' is quoted, not parsed).
     with adbc_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro") as conn, conn.cursor() as cur:
         cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})

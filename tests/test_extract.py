@@ -314,6 +314,15 @@ def test_field_filter(store, tmp_path, flt, where):
         assert 0 < len(expected) < 400, "the case should select some rows but not all"
 
 
+@pytest.mark.parametrize("value", ["x'); DROP TABLE contacts; --", "O'Brien\\", "50%_off $1 %(ws)s ? :ws"])
+def test_filter_values_stay_values_however_they_read_as_sql(store, tmp_path, value):
+    """Filter values reach the store as quoted literals (COPY takes no parameters): text, never SQL."""
+    table = export(tmp_path, resource="contacts", fields=["id"], filters=[{"field": "last_name", "op": "eq", "value": value}])
+
+    assert ids(table) == []
+    assert sql(store, "SELECT COUNT(*) FROM contacts")[0][0] > 0
+
+
 def test_filters_combine_with_and(store, tmp_path):
     table = export(tmp_path, resource="contacts", fields=["id"], filters=[
         {"field": "lifecycle_stage", "op": "eq", "value": "customer"}, {"field": "email_consent", "op": "eq", "value": True}])

@@ -157,12 +157,11 @@ def test_prefetch_raises_the_generators_error_and_stops_early():
     assert len(produced) < 10
 
 
-def test_copy_blocks_split_at_rows_with_line_breaks_and_quotes(pg_admin, monkeypatch):
-    """Tiny blocks force many splits; values with newlines, quotes and commas must survive them."""
+def test_postgresql_reader_keeps_line_breaks_quotes_and_nulls_apart_from_empty_text(pg_admin):
+    """Values with newlines, quotes and commas, and NULL next to '', come back as stored."""
     import tasks.extract as extract
     from ferry.store.engine import make_engine
 
-    monkeypatch.setattr(extract, "COPY_BLOCK", 12)
     engine = make_engine(PG_ADMIN_URL)
     texts = ["plain", 'say "hi"', "two\nlines", "comma, here", "", None, "\r\nwindows", "x" * 100]
     values = sa.values(sa.column("n", sa.Integer), sa.column("t", sa.Text), name="v").data(list(enumerate(texts)))
@@ -170,12 +169,11 @@ def test_copy_blocks_split_at_rows_with_line_breaks_and_quotes(pg_admin, monkeyp
     schema = pa.schema([pa.field("n", pa.int64()), pa.field("t", pa.string())])
     try:
         batches = list(extract.stream_batches(engine, query, schema, 1000))
-        assert len(batches) >= 5
         table = pa.Table.from_batches(batches)
         assert table.column("t").to_pylist() == texts
         assert table.column("n").to_pylist() == list(range(len(texts)))
 
-        # stopping early ends the reader thread and leaves a usable connection behind
+        # stopping early closes the reader and leaves the store usable
         stream = extract.stream_batches(engine, query, schema, 1000)
         next(stream)
         stream.close()
