@@ -35,14 +35,14 @@ from ferry.import_params import IMPORT_DEPLOYMENT, ImportPlan, ImportRequest, Ma
 from ferry.progress import Progress
 from ferry.records import ImportRecord
 from ferry.settings import get_settings
-from ferry.spool import write_spool
+from ferry.spool import read_spool, write_spool
 from ferry.store.engine import get_engine
 from blocks.sources import is_remote_source, shown
 from tasks.fetch_source import fetch_source
 from tasks.import_load import check_create_missing, load_rows
 from tasks.notify import send_notifications
 from tasks.import_transform import static_scalars, transform_rows
-from tasks.import_validate import ERROR_SCHEMA, ROW, read_batches, finish_quality_summary, first_errors, start_quality_summary, validate_rows
+from tasks.import_validate import ERROR_SCHEMA, ROW, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 
 ERROR_TABLE_ROWS = 20
 
@@ -132,7 +132,7 @@ def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
 
 def write_rejected(source: Path, error_spools: list[Path], target: Path, columns: list[str]) -> int:
     """Every rejected row as in the file, plus its line number and errors; returns rows written."""
-    tables = [pa.Table.from_batches(list(read_batches(p)), schema=ERROR_SCHEMA) for p in error_spools if p and p.exists()]
+    tables = [pa.Table.from_batches(list(read_spool(p)), schema=ERROR_SCHEMA) for p in error_spools if p and p.exists()]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return 0
@@ -147,7 +147,7 @@ def write_rejected(source: Path, error_spools: list[Path], target: Path, columns
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with pacsv.CSVWriter(str(target), schema) as writer:
-        for batch in read_batches(source):
+        for batch in read_spool(source):
             keep = pc.is_in(batch.column(batch.schema.names.index(ROW)), value_set=wanted)
             if not pc.any(keep).as_py():
                 continue

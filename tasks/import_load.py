@@ -44,11 +44,11 @@ from ferry.catalog import FieldType
 from ferry.errors import FerryError, ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
-from ferry.spool import write_spool
+from ferry.spool import read_spool, write_spool
 from ferry.store import schema as s
 from ferry.store.bulk import insert_batches
 from ferry.store.engine import workspace_id
-from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW, read_batches
+from tasks.import_validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW
 
 SAMPLE_ROWS = 5
 SQLITE_SLICE_ROWS = 8_192
@@ -483,7 +483,7 @@ def load_spool(engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor
             step = SQLITE_SLICE_ROWS if not sql.pg else PG_SLICE_ROWS
 
             def batches():
-                for batch in read_batches(spool):
+                for batch in read_spool(spool):
                     if step is None:
                         yield batch
                     else:

@@ -24,8 +24,8 @@ from prefect.cache_policies import NONE
 
 from ferry.import_params import ImportPlan
 from ferry.progress import Progress
-from ferry.spool import write_spool
-from tasks.import_validate import OK, ROW, coerce_static, read_batches, stage_type
+from ferry.spool import read_spool, write_spool
+from tasks.import_validate import OK, ROW, coerce_static, stage_type
 
 
 def stage_schema(plan: ImportPlan) -> pa.Schema:
@@ -63,7 +63,7 @@ def transform_spool(checked: Path, plan: ImportPlan, out_dir: Path, progress: Pr
     statics = static_scalars(plan)
 
     def shaped() -> Iterator[pa.RecordBatch]:
-        for batch in read_batches(checked):
+        for batch in read_spool(checked):
             out = transform_batch(batch, plan, schema, statics)
             if progress is not None:
                 progress.advance(batch.num_rows)

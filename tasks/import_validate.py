@@ -40,7 +40,7 @@ from ferry.catalog import FieldType
 from ferry.errors import ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
-from ferry.spool import write_spool
+from ferry.spool import read_spool, write_spool
 
 ROW = "__row__"
 ROW_ERROR = "__error__"
@@ -92,19 +92,6 @@ ARROW_TYPES = {
 
 def stage_type(col: PlannedColumn) -> pa.DataType:
     return ARROW_TYPES.get(col.type, pa.string())
-
-
-def read_batches(path: Path):
-    """The batches of a spool file, read into memory one at a time.
-
-    Unlike ``ferry.spool.read_spool`` this does not memory-map the file: mapped
-    pages count toward the process's RSS, so a 10M-row spool read that way looks
-    like gigabytes of memory. Buffered reads keep RSS at one batch.
-    """
-    with pa.OSFile(str(path), "rb") as source:
-        reader = pa.ipc.open_file(source)
-        for i in range(reader.num_record_batches):
-            yield reader.get_batch(i)
 
 
 # --- coercion: one function checks and converts ------------------------------------
@@ -394,7 +381,7 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
     with pa.OSFile(str(result.errors), "wb") as err_sink, pa.ipc.new_file(err_sink, ERROR_SCHEMA) as err_writer:
 
         def checked():
-            for batch in read_batches(source):
+            for batch in read_spool(source):
                 res = check_batch(batch, plan)
                 result.total_rows += batch.num_rows
                 result.error_rows += batch.num_rows - (pc.sum(pc.cast(res.ok, pa.int64())).as_py() or 0)
@@ -429,7 +416,7 @@ def first_errors(errors: Path, limit: int) -> list[dict]:
     found: list[dict] = []
     if limit <= 0 or not errors.exists():
         return found
-    for batch in read_batches(errors):
+    for batch in read_spool(errors):
         for item in batch.slice(0, limit - len(found)).to_pylist():
             found.append({"row": item["row"], "field": item["field"], "value": item["value"], "error": item["error"]})
         if len(found) >= limit:
@@ -496,7 +483,7 @@ def write_quality_sample(source: Path, plan: ImportPlan, target: Path, sample_ro
 
     def batches():
         nonlocal taken
-        for batch in read_batches(source):
+        for batch in read_spool(source):
             if taken >= sample_rows:
                 return
             part = batch.slice(0, sample_rows - taken)
