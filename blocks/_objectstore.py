@@ -12,10 +12,29 @@ from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from blocks.destination import clean_key
+from pydantic import Field
+
+from blocks.destination import Destination, clean_key
 from ferry.errors import DestinationError
 
 MAX_URL_LIFETIME = timedelta(days=7)  # SigV4 and GCS V4 signatures cannot outlive a week
+
+
+class ObjectStoreDestination(Destination):
+    """Base of the S3, Azure Blob and GCS blocks: the settings they share."""
+
+    _block_type_name = "Ferry Object Store Destination"
+
+    download_url_minutes: int | None = Field(
+        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
+        description="How long the signed download URL of a delivered file (S3 presigned, Azure SAS, GCS V4) stays valid, "
+        "at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
+    )
+
+    def url_lifetime(self) -> timedelta:
+        from ferry.settings import get_settings
+
+        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
 
 def read_full(source: BinaryIO, size: int, mutable: bool = False) -> bytes | bytearray:

@@ -31,8 +31,8 @@ from azure.core import exceptions as az
 from prefect_azure import AzureBlobStorageContainer
 from pydantic import Field, PrivateAttr
 
-from blocks._objectstore import check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key
-from blocks.destination import Delivery, Destination, HashingReader, StoredFile
+from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key
+from blocks.destination import Delivery, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
@@ -56,7 +56,7 @@ def _block_name(block: Any) -> str | None:
     return getattr(block, "_block_document_name", None)
 
 
-class AzureBlobDestination(Destination):
+class AzureBlobDestination(ObjectStoreDestination):
     """An Azure Blob Storage container (through a prefect-azure container block) that receives exports and serves them back."""
 
     _block_type_name = "Azure Blob Destination"
@@ -69,10 +69,6 @@ class AzureBlobDestination(Destination):
         title="Blob container",
         description="The prefect-azure Azure Blob Storage Container block: container name, base folder and credentials.",
     )
-    download_url_minutes: int | None = Field(
-        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the SAS download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
-    )
     block_size_mib: int = Field(
         default=8, ge=1, le=4000, title="Block size (MiB)",
         description="Size of each staged block; memory use is about one block.",
@@ -84,11 +80,6 @@ class AzureBlobDestination(Destination):
     def for_container_block(cls, name: str) -> AzureBlobDestination:
         """The destination for ``--dest azure-blob-storage-container/NAME`` with default settings."""
         return cls(container=AzureBlobStorageContainer.load(name))
-
-    def url_lifetime(self) -> timedelta:
-        from ferry.settings import get_settings
-
-        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 

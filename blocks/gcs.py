@@ -25,8 +25,8 @@ from typing import Any, BinaryIO, ClassVar
 from prefect_gcp.cloud_storage import GcsBucket
 from pydantic import Field, PrivateAttr
 
-from blocks._objectstore import check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
-from blocks.destination import Delivery, Destination, HashingReader, StoredFile
+from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
+from blocks.destination import Delivery, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
@@ -36,7 +36,7 @@ def _block_name(block: Any) -> str | None:
     return getattr(block, "_block_document_name", None)
 
 
-class GcsDestination(Destination):
+class GcsDestination(ObjectStoreDestination):
     """A Google Cloud Storage bucket (through a prefect-gcp GCS Bucket block) that receives exports and serves them back."""
 
     _block_type_name = "GCS Destination"
@@ -48,10 +48,6 @@ class GcsDestination(Destination):
     bucket: GcsBucket = Field(
         title="GCS bucket",
         description="The prefect-gcp GCS Bucket block: bucket name, folder and GCP credentials.",
-    )
-    download_url_minutes: int | None = Field(
-        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the V4 signed download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
     chunk_size_mib: int = Field(
         default=8, ge=1, le=1024, title="Chunk size (MiB)",
@@ -68,11 +64,6 @@ class GcsDestination(Destination):
     def for_bucket_block(cls, name: str) -> GcsDestination:
         """The destination for ``--dest gcs-bucket/NAME`` with default settings."""
         return cls(bucket=GcsBucket.load(name))
-
-    def url_lifetime(self) -> timedelta:
-        from ferry.settings import get_settings
-
-        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ from botocore.config import Config
 from prefect_aws import S3Bucket
 from pydantic import Field, PrivateAttr
 
-from blocks._objectstore import check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
-from blocks.destination import Delivery, Destination, HashingReader, StoredFile
+from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
+from blocks.destination import Delivery, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
@@ -52,7 +52,7 @@ def _block_name(block: Any) -> str | None:
     return getattr(block, "_block_document_name", None)
 
 
-class S3Destination(Destination):
+class S3Destination(ObjectStoreDestination):
     """An S3-compatible bucket (through a prefect-aws S3 Bucket block) that receives exports and serves them back."""
 
     _block_type_name = "S3 Destination"
@@ -64,10 +64,6 @@ class S3Destination(Destination):
     bucket: S3Bucket = Field(
         title="S3 bucket",
         description="The prefect-aws S3 Bucket block: bucket name, folder and credentials (an endpoint URL in the credentials' client parameters reaches R2, MinIO and other S3-compatible servers).",
-    )
-    download_url_minutes: int | None = Field(
-        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
-        description="How long the presigned download URL of a delivered file stays valid, at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
     part_size_mib: int = Field(
         default=8, ge=5, le=5 * 1024, title="Part size (MiB)",
@@ -84,11 +80,6 @@ class S3Destination(Destination):
     def for_bucket_block(cls, name: str) -> S3Destination:
         """The destination for ``--dest s3-bucket/NAME``: a saved prefect-aws S3 Bucket with default settings."""
         return cls(bucket=S3Bucket.load(name))
-
-    def url_lifetime(self) -> timedelta:
-        from ferry.settings import get_settings
-
-        return timedelta(minutes=self.download_url_minutes or get_settings().download_url_minutes)
 
     # --- naming -------------------------------------------------------------------
 
