@@ -353,7 +353,7 @@ def reference_sql(store: Store, resource_slug: str) -> tuple[str, int]:
     request = parse_request(export_request(resource_slug, "csv", False))
     with engine.connect() as conn:
         query, _ = build_query(request, conn)
-        rows = count_rows(conn, query)
+        rows = count_rows(request, conn)
     sql = str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     return " ".join(sql.split()), rows
 
