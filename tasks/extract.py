@@ -39,7 +39,7 @@ from sqlalchemy.sql import ColumnElement
 
 from ferry import catalog
 from ferry.catalog import FieldType, Resource
-from ferry.errors import ParameterError, Problem
+from ferry.errors import ParameterError, Problem, StoreError
 from ferry.params import (
     ANALYTICS_DIMENSIONS,
     ANALYTICS_MEASURES,
@@ -461,7 +461,8 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
 
     path = engine.url.database
     if not path or path == ":memory:" or path.startswith("file:"):
-        raise ValueError(f"Exports read SQLite stores from a database file, not {engine.url.render_as_string()!r}.")
+        raise StoreError(f"Exports read SQLite stores from a database file, not {engine.url.render_as_string()!r}.",
+                         "Point FERRY_DATABASE_URL at a file, e.g. sqlite:///data/ferry.db.")
     # SQLite drops a FROM-subquery's ORDER BY only when the outer SELECT has an ORDER BY of its own or
     # joins (select.c, "omit ORDER BY"); this outer SELECT has neither, so the rows keep the query's order.
     # (A LIMIT would also pin the order, but sends the sort through SQLite's slower bounded sorter: 1.8x.)
@@ -475,7 +476,8 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
         for batch in cur.fetch_record_batch():
             if first:
                 if batch.num_rows == 0 or batch.column(0)[0].as_py() != 1:
-                    raise RuntimeError("SQLite returned the rows before the typed first row; the export was stopped.")
+                    raise StoreError("SQLite returned the export's rows in an unexpected order; nothing was written.",
+                                     "Report this with the SQLite version (`sqlite3 --version`); the run can be retried.")
                 batch, first = batch.slice(1), False
             if batch.num_rows:
                 arrays = [_to_arrow(batch.column(i + 1), field.type) for i, field in enumerate(schema)]
@@ -535,13 +537,13 @@ def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
         request = resolve_incremental(request)
     engine = get_engine()
     with engine.connect() as conn:
-        query, columns = build_query(request, conn)
-        total = count_rows(request, conn)
+        query, builder, columns = _build(request, conn)
+        total = conn.execute(builder.count(query)).scalar_one()
     schema = arrow_schema(columns)
     progress = Progress("extract", total, key="export-progress")
 
     def counted() -> Iterator[pa.RecordBatch]:
-        if total == 0:  # nothing to stream (and COPY of zero rows gives pyarrow an empty CSV it refuses)
+        if total == 0:  # nothing to stream: no second query
             return
         for batch in stream_batches(engine, query, schema, get_settings().batch_rows):
             progress.advance(batch.num_rows)
