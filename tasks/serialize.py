@@ -34,8 +34,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from prefect import task
-from zlib_ng import gzip_ng_threaded
 from prefect.cache_policies import NONE
+from zlib_ng import gzip_ng_threaded
 
 from ferry.errors import SerializationError
 from ferry.params import ExportRequest
