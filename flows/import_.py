@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -140,20 +141,28 @@ def write_rejected(source: Path, error_spools: list[Path], target: Path, columns
     label = pc.if_else(pc.equal(errors["field"], ""), errors["error"],
                        pc.binary_join_element_wise(errors["field"], errors["error"], ": "))
     grouped = pa.table({"row": errors["row"], "label": label}).group_by("row").aggregate([("label", "list")])
-    messages = pa.table({ROW: grouped["row"], "ferry_errors": pc.binary_join(grouped["label_list"], "; ")})
-    wanted = messages[ROW]
+    messages = pa.table({ROW: grouped["row"], "ferry_errors": pc.binary_join(grouped["label_list"], "; ")}).sort_by(ROW)
+    message_rows = messages[ROW].to_numpy()
     names = list(columns)
     schema = pa.schema([(c, pa.string()) for c in names] + [("ferry_row", pa.int64()), ("ferry_errors", pa.string())])
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with pacsv.CSVWriter(str(target), schema) as writer:
         for batch in read_spool(source):
-            keep = pc.is_in(batch.column(batch.schema.names.index(ROW)), value_set=wanted)
-            if not pc.any(keep).as_py():
+            rows = batch.column(ROW)
+            if not len(rows):
                 continue
-            part = pa.Table.from_batches([batch.filter(keep)]).select(names + [ROW])
-            joined = part.join(messages, ROW, join_type="left outer").sort_by(ROW)
-            out = pa.table([*(joined[c] for c in names), joined[ROW], joined["ferry_errors"]], schema=schema)
+            # The file's rows come in order, so a batch's errors are one slice of the sorted messages.
+            start = int(np.searchsorted(message_rows, rows[0].as_py(), side="left"))
+            stop = int(np.searchsorted(message_rows, rows[-1].as_py(), side="right"))
+            if start == stop:
+                continue
+            found = messages.slice(start, stop - start)
+            part = batch.filter(pc.is_in(rows, value_set=found[ROW]))
+            if not part.column(ROW).equals(found[ROW].combine_chunks()):
+                raise RuntimeError("Rejected rows and their errors did not line up (row numbers out of order); "
+                                   "the rejected-rows file is incomplete.")
+            out = pa.table([*(part.column(c) for c in names), found[ROW], found["ferry_errors"]], schema=schema)
             writer.write_table(out)
             written += out.num_rows
     return written
