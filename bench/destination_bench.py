@@ -57,12 +57,9 @@ def _maxrss_mb() -> float:
 def child_export(spec: dict) -> dict:
     os.environ["FERRY_DATABASE_URL"] = spec["url"]
     os.environ["FERRY_DATA_DIR"] = spec["data_dir"]
+    from export_bench import import_stages, run_stages
     from ferry.params import parse_request
     from tasks.deliver import deliver
-    from tasks.extract import extract
-    from tasks.serialize import serialize
-    from tasks.transform import transform
-    from tasks.validate import validate
 
     if spec["dest"] == "s3":
         from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
@@ -79,21 +76,14 @@ def child_export(spec: dict) -> dict:
         destination = LocalDirectory(path=spec["folder"])
     request = parse_request({"workspace": WORKSPACE, "resource": "contacts", "format": "csv", "gzip": True, "limit": spec["rows"]})
     spool_dir = Path(spec["data_dir"]) / "spool" / spec["run"]
+    import_stages()
     base_rss = _maxrss_mb()
-    marks = [time.perf_counter()]
-    extracted = extract.fn(request, spool_dir)
-    marks.append(time.perf_counter())
-    validate.fn(extracted.spool, extracted.columns, request.resource_def, request.on_invalid)
-    marks.append(time.perf_counter())
-    shaped = transform.fn(extracted.spool, request, extracted.columns)
-    marks.append(time.perf_counter())
-    written = serialize.fn(shaped, request)
-    marks.append(time.perf_counter())
+    written, stages = run_stages(request, spool_dir)
+    started = time.perf_counter()
     delivery = deliver.fn(written.path, destination, f"{spec['run']}.csv.gz")
-    marks.append(time.perf_counter())
+    stages["deliver"] = time.perf_counter() - started
     shutil.rmtree(spool_dir, ignore_errors=True)
-    stages = {name: marks[i + 1] - marks[i] for i, name in enumerate(("extract", "validate", "transform", "serialize", "deliver"))}
-    return {"rows": written.rows, "seconds": marks[-1] - marks[0], "stages": stages, "bytes": delivery.bytes,
+    return {"rows": written.rows, "seconds": sum(stages.values()), "stages": stages, "bytes": delivery.bytes,
             "peak_rss_mb": _maxrss_mb(), "base_rss_mb": base_rss, "location": delivery.location}
 
 

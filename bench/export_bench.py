@@ -91,25 +91,23 @@ def _cpu(who: int) -> float:
 # --- children: each measured export runs in its own process ---------------------------
 
 
-def child_ferry(spec: dict) -> dict:
-    """Ferry's export through the stage functions (what the flow's tasks run), no Prefect server."""
-    _ferry_env(spec)
-    from ferry.params import parse_request
+def import_stages() -> None:
+    """Import what the stages load on first use (pyarrow.compute on the first cast, the drivers): untimed, like other imports."""
+    import adbc_driver_postgresql.dbapi  # noqa: F401
+    import adbc_driver_sqlite.dbapi  # noqa: F401
+    import psycopg  # noqa: F401
+    import pyarrow.compute  # noqa: F401
+
+    import tasks.extract, tasks.serialize, tasks.transform, tasks.validate  # noqa: E401, F401
+
+
+def run_stages(request, spool_dir: Path):
+    """The export's stage functions in order (what the flow's tasks run), each timed; returns (Serialized, seconds by stage)."""
     from tasks.extract import extract
     from tasks.serialize import serialize
     from tasks.transform import transform
     from tasks.validate import validate
 
-    # What the stages import on first use (pyarrow.compute on the first cast, the drivers): excluded like other imports.
-    import adbc_driver_postgresql.dbapi  # noqa: F401
-    import adbc_driver_sqlite.dbapi  # noqa: F401
-    import pyarrow.compute  # noqa: F401
-    import psycopg  # noqa: F401
-
-    request = parse_request(spec["request"])
-    spool_dir = Path(spec["data_dir"]) / "spool" / spec["run"]
-    base_rss = _maxrss_mb(resource.RUSAGE_SELF)
-    cpu0 = _cpu(resource.RUSAGE_SELF)
     marks = [time.perf_counter()]
     extracted = extract.fn(request, spool_dir)
     marks.append(time.perf_counter())
@@ -119,14 +117,28 @@ def child_ferry(spec: dict) -> dict:
     marks.append(time.perf_counter())
     written = serialize.fn(shaped, request)
     marks.append(time.perf_counter())
+    return written, {name: marks[i + 1] - marks[i] for i, name in enumerate(("extract", "validate", "transform", "serialize"))}
+
+
+def child_ferry(spec: dict) -> dict:
+    """Ferry's export through the stage functions (what the flow's tasks run), no Prefect server."""
+    _ferry_env(spec)
+    from ferry.params import parse_request
+
+    import_stages()
+    request = parse_request(spec["request"])
+    spool_dir = Path(spec["data_dir"]) / "spool" / spec["run"]
+    base_rss = _maxrss_mb(resource.RUSAGE_SELF)
+    cpu0 = _cpu(resource.RUSAGE_SELF)
+    written, stages = run_stages(request, spool_dir)
     out = {
         "rows": written.rows,
-        "seconds": marks[-1] - marks[0],
+        "seconds": sum(stages.values()),
         "cpu_seconds": _cpu(resource.RUSAGE_SELF) - cpu0,
         "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF),
         "base_rss_mb": base_rss,
         "file_mb": written.bytes / 1e6,
-        "stages": {name: marks[i + 1] - marks[i] for i, name in enumerate(("extract", "validate", "transform", "serialize"))},
+        "stages": stages,
     }
     shutil.rmtree(spool_dir, ignore_errors=True)
     return out

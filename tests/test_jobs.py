@@ -20,23 +20,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from servers.prefect import FerryProcess, deployment_ready, ferry_env, start_prefect_server, wait_for
+from servers.prefect import FerryProcess, deployment_ready, ferry_env, prefect_api, wait_for  # noqa: F401 - prefect_api is a fixture
 
 CONTACTS = 40
 RUN_TIMEOUT = 240  # seconds a run may take on a loaded 2-core machine (subprocess start + export)
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    """A Prefect server on PostgreSQL; this module's Prefect clients talk to it."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

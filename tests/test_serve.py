@@ -16,21 +16,9 @@ from pathlib import Path
 import pytest
 
 from deployments import project
-from servers.prefect import FerryProcess, deployment_ready, ferry_env, start_prefect_server, wait_for
+from servers.prefect import FerryProcess, deployment_ready, ferry_env, prefect_api, wait_for  # noqa: F401 - prefect_api is a fixture
 
 RUN_TIMEOUT = 240
-
-
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory):
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
-    try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

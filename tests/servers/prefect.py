@@ -147,6 +147,22 @@ def start_prefect_server(workdir: Path) -> PrefectServer:
     return PrefectServer(f"http://127.0.0.1:{port}/api", name, server)
 
 
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory):
+    """A Prefect server on PostgreSQL for one test module; the module's Prefect clients talk to it.
+
+    Import it into the module (``from servers.prefect import prefect_api``) to use it.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = start_prefect_server(tmp_path_factory.mktemp("prefect-server"))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server
+    finally:
+        server.stop()
+
+
 def ferry_executable() -> str:
     candidate = Path(sys.executable).parent / "ferry"
     return str(candidate) if candidate.exists() else shutil.which("ferry") or "ferry"
