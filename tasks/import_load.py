@@ -186,17 +186,21 @@ class _Sql:
         return self.insert_recording(insert_sql, table, target.slug, stamp=stamp)
 
     def insert_recording(self, insert_sql: str, table: Table, resource_slug: str, **params) -> int:
-        """Run an INSERT ... SELECT and record every id it created in the ledger, server-side."""
+        """Run an INSERT ... SELECT and record the ids it created in the ledger, server-side, as runs of
+        consecutive ids (one ledger row per run: a million-row insert usually makes one)."""
+        ranges = ("INSERT INTO import_created_ranges (run_id, resource, first_id, last_id) "
+                  "SELECT :run, :res, MIN(id), MAX(id) FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS island FROM {ids}) x "
+                  "GROUP BY island")
         if self.pg:
-            sql = (f"WITH ins AS ({insert_sql} RETURNING id) INSERT INTO import_created (run_id, resource, record_id) "
-                   f"SELECT :run, :res, id FROM ins")
-            return self.exec(sql, res=resource_slug, **params).rowcount
+            sql = f"WITH ins AS ({insert_sql} RETURNING id), r AS ({ranges.format(ids='ins')} RETURNING first_id, last_id) " \
+                  f"SELECT COALESCE(SUM(last_id - first_id + 1), 0) FROM r"
+            return int(self.scalar(sql, res=resource_slug, **params))
         # SQLite: this transaction holds the database's only write lock (the ledger row was written
         # first), so the ids above the current maximum are exactly the ones this INSERT creates.
         before = self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {q(table.name)}")
         created = self.exec(insert_sql, **params).rowcount
-        self.exec(f"INSERT INTO import_created (run_id, resource, record_id) SELECT :run, :res, id FROM {q(table.name)} WHERE id > :before",
-                  res=resource_slug, before=before)
+        if created:
+            self.exec(ranges.format(ids=f"(SELECT id FROM {q(table.name)} WHERE id > :before)"), res=resource_slug, before=before)
         return created
 
     def unresolved_references(self, col: PlannedColumn) -> dict | None:
@@ -599,13 +603,17 @@ def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
         if rows:
             changed.append(f"{len(rows)}{'+' if len(rows) == 10 else ''} updated {resource.slug} record(s) changed or deleted since (ids {', '.join(map(str, rows))})")
         # Created records: still stamped by this import (Ferry bumps updated_at on every write).
-        created_by_resource = dict(ex("SELECT resource, COUNT(*) FROM import_created WHERE run_id = :run GROUP BY resource").all())
+        created = ex("SELECT resource, first_id, last_id FROM import_created_ranges WHERE run_id = :run ORDER BY resource, first_id").all()
+        created_by_resource: dict[str, list[tuple[int, int]]] = {}
+        for slug, first_id, last_id in created:
+            created_by_resource.setdefault(slug, []).append((first_id, last_id))
+        ranges = "JOIN import_created_ranges c ON c.run_id = :run AND c.resource = :res AND {id} BETWEEN c.first_id AND c.last_id"
+        not_same = "IS DISTINCT FROM" if pg else "IS NOT"
         for slug in created_by_resource:
             ctable = s.table_for(catalog.RESOURCES[slug])
             if "updated_at" in ctable.c:
-                ids = ex(f"SELECT t.id FROM {q(ctable.name)} t JOIN import_created c ON c.record_id = t.id AND c.run_id = :run AND c.resource = :res "
-                         f"WHERE t.updated_at IS DISTINCT FROM :stamp ORDER BY t.id LIMIT 10".replace("IS DISTINCT FROM", "IS DISTINCT FROM" if pg else "IS NOT"),
-                         res=slug).scalars().all()
+                ids = ex(f"SELECT t.id FROM {q(ctable.name)} t {ranges.format(id='t.id')} "
+                         f"WHERE t.updated_at {not_same} :stamp ORDER BY t.id LIMIT 10", res=slug).scalars().all()
                 if ids:
                     changed.append(f"{len(ids)}{'+' if len(ids) == 10 else ''} created {slug} record(s) changed since (ids {', '.join(map(str, ids))})")
         # References this import created must not have gained referrers from elsewhere.
@@ -616,8 +624,9 @@ def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
                 if fdef.reference != slug:
                     continue
                 fk = q(fdef.columns()[0].store_column)
-                n = ex(f"SELECT COUNT(*) FROM {q(table.name)} t JOIN import_created c ON c.record_id = t.{fk} AND c.run_id = :run AND c.resource = :res "
-                       f"WHERE t.workspace_id = :ws AND t.id NOT IN (SELECT record_id FROM import_created WHERE run_id = :run AND resource = :own) "
+                n = ex(f"SELECT COUNT(*) FROM {q(table.name)} t {ranges.format(id='t.' + fk)} "
+                       f"WHERE t.workspace_id = :ws AND NOT EXISTS (SELECT 1 FROM import_created_ranges o WHERE o.run_id = :run "
+                       f"AND o.resource = :own AND t.id BETWEEN o.first_id AND o.last_id) "
                        f"AND t.id NOT IN (SELECT id FROM {q(images.name)} WHERE run_id = :run)",
                        res=slug, own=resource.slug).scalar()
                 if n:
@@ -640,8 +649,8 @@ def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
             if slug not in created_by_resource:
                 continue
             ctable = s.table_for(catalog.RESOURCES[slug])
-            n = ex(f"DELETE FROM {q(ctable.name)} WHERE workspace_id = :ws AND id IN (SELECT record_id FROM import_created WHERE run_id = :run AND resource = :res)",
-                   res=slug).rowcount
+            n = sum(ex(f"DELETE FROM {q(ctable.name)} WHERE workspace_id = :ws AND id BETWEEN :first AND :last",
+                       first=first_id, last=last_id).rowcount for first_id, last_id in created_by_resource[slug])
             if slug == resource.slug:
                 result.deleted_rows = n
             else:
