@@ -30,6 +30,7 @@ import json
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -758,7 +759,17 @@ def _scan(buf: bytes, delimiter: int, quote: int | None, eof: bool) -> _Scan | N
 
 class _CountingStream(io.RawIOBase):
     """A readable file over UTF-8 chunks for pyarrow, counting quotes and newlines and
-    keeping the last chunks, so that the final record can be checked after the fact."""
+    keeping the last chunks, so that the final record can be checked after the fact.
+
+    pyarrow's streaming CSV reader reads ahead on its own IO thread, up to 32 blocks
+    (64 MB of Python bytes at 2 MB blocks, a third of the read stage's memory). The
+    stream lets it run only ``READS_AHEAD`` reads ahead of the parsed blocks the
+    consumer has asked for (``want_block()``). The wait has a timeout, so a parser
+    that needs more than that is slowed down, never deadlocked.
+    """
+
+    READS_AHEAD = 4
+    WAIT_SECONDS = 0.5
 
     def __init__(self, chunks: Iterator[bytes], quote: bytes | None) -> None:
         self._chunks = chunks
@@ -768,11 +779,23 @@ class _CountingStream(io.RawIOBase):
         self.newlines = 0
         self.total = 0
         self.tail: list[bytes] = []
+        self._turn = threading.Condition()
+        self._reads = 0
+        self._allowed = self.READS_AHEAD
 
     def readable(self) -> bool:
         return True
 
+    def want_block(self) -> None:
+        """The consumer asks for one more parsed block: the reader may read one more."""
+        with self._turn:
+            self._allowed += 1
+            self._turn.notify()
+
     def readinto(self, b) -> int:
+        with self._turn:
+            self._turn.wait_for(lambda: self._reads < self._allowed, timeout=self.WAIT_SECONDS)
+            self._reads += 1
         # Fill the buffer (short reads only at EOF, or to keep a CR with its LF, see below).
         filled = 0
         while filled < len(b):
@@ -859,6 +882,7 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
     held: list[pa.Table] = []
     held_rows = 0
     while True:
+        stream.want_block()  # before the read, not after: the reader's thread then runs while this one parses, without the GIL
         try:
             batch = reader.read_next_batch()
         except StopIteration:

@@ -12,6 +12,7 @@ import gzip
 import io
 import random
 import shutil
+import time
 import zipfile
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -308,6 +309,35 @@ def test_a_record_longer_than_a_block_falls_back_to_the_exact_path_without_repea
     assert [r["email"] for r in rows[:2]] == ["u0@example.com", "u1@example.com"]
     assert rows[-2]["email"] == "big@example.com" and rows[-2][ROW] == 5_002 and len(rows[-2]["notes"]) == 200_000
     assert (rows[-1]["email"], rows[-1][ROW]) == ("last@example.com", 5_002 + 100_001)
+
+
+def test_the_csv_reader_reads_only_a_few_blocks_ahead_of_a_slow_consumer(tmp_path, monkeypatch):
+    """pyarrow's reader thread buffers up to 32 blocks of raw text (64 MB at the real block size)
+    unless the stream holds it back: memory must not depend on how slow the stages after it are."""
+    block = 64 * 1024
+    lines = [f"u{i}@example.com,{i}\n" for i in range(100_000)]  # ~40 blocks
+    path = tmp_path / "many.csv"
+    path.write_text("email,n\n" + "".join(lines))
+    offsets = [len("email,n\n")]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    monkeypatch.setattr(import_parse, "BLOCK_BYTES", block)
+    streams = []
+
+    class Recorded(import_parse._CountingStream):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            streams.append(self)
+
+    monkeypatch.setattr(import_parse, "_CountingStream", Recorded)
+    read_ahead = []
+    rows = 0
+    for batch in iter_batches(sniff(path), batch_rows=500):
+        rows += batch.num_rows
+        read_ahead.append(streams[0].total - offsets[rows])
+        time.sleep(0.003)
+    assert rows == 100_000
+    assert max(read_ahead) <= (import_parse._CountingStream.READS_AHEAD + 3) * block
 
 
 def test_an_odd_number_of_quotes_from_a_stray_quote_is_no_unterminated_field(tmp_path):
