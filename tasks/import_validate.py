@@ -387,7 +387,7 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
                 result.error_rows += batch.num_rows - (pc.sum(pc.cast(res.ok, pa.int64())).as_py() or 0)
                 if res.errors.num_rows:
                     result.error_count += res.errors.num_rows
-                    for item in res.errors.group_by(["field", "check"]).aggregate([("row", "count")]).to_pylist():
+                    for item in res.errors.group_by(["field", "check"], use_threads=False).aggregate([("row", "count")]).to_pylist():
                         counts[f"{item['field'] or '(row)'}:{item['check']}"] += item["row_count"]
                     for b in res.errors.to_batches():
                         err_writer.write_batch(b)
