@@ -149,6 +149,9 @@ def pg_database(name: str) -> str:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        # Each pipeline starts on clean buffers: the previous one's dirty pages and WAL would
+        # otherwise be flushed (by a checkpoint) on this one's time.
+        conn.exec_driver_sql("CHECKPOINT")
     admin.dispose()
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
 
