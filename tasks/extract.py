@@ -384,18 +384,20 @@ def build_query(request: ExportRequest, conn: Connection) -> tuple[Select, list[
 
 def count_rows(request: ExportRequest, conn: Connection) -> int:
     """Rows the export's SELECT returns (the progress total), counted without computing its columns."""
-    query, builder, _ = _build(request, conn)
-    return conn.execute(builder.count(query)).scalar_one()
+    _, count, _ = _build(request, conn)
+    return conn.execute(count).scalar_one()
 
 
-def _build(request: ExportRequest, conn: Connection) -> tuple[Select, _Query, list[OutputColumn]]:
+def _build(request: ExportRequest, conn: Connection) -> tuple[Select, Select, list[OutputColumn]]:
+    """The export's SELECT, the SELECT that counts its rows, and the output columns."""
     ws = workspace_id(conn, request.workspace)
     columns = output_columns(request)
     missing = _missing_lists(conn, ws, request.lists)
     if missing:
         raise ParameterError([Problem("lists", missing, "no list with these keys in the workspace")])
     builder = _Query(request, ws, conn)
-    return builder.build(columns), builder, columns
+    query = builder.build(columns)
+    return query, builder.count(query), columns
 
 
 def _missing_lists(conn: Connection, ws: int, keys: list[str]) -> list[str]:
@@ -537,8 +539,8 @@ def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
         request = resolve_incremental(request)
     engine = get_engine()
     with engine.connect() as conn:
-        query, builder, columns = _build(request, conn)
-        total = conn.execute(builder.count(query)).scalar_one()
+        query, count, columns = _build(request, conn)
+        total = conn.execute(count).scalar_one()
     schema = arrow_schema(columns)
     progress = Progress("extract", total, key="export-progress")
 
