@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install blocks demo test test-services bench bench-sftp clean
+.PHONY: install blocks demo lint test test-services bench bench-sftp clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,13 @@ demo: install
 test-services:
 	bash .ci/services.sh
 
-test: install node_modules/.installed test-services
+# ruff (lint + format check) and the import contract: dependencies point one way (pyproject.toml).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PYTHONPATH=. $(BIN)/lint-imports
+
+test: install node_modules/.installed test-services lint
 	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: install test-services

@@ -58,16 +58,21 @@ def child_export(spec: dict) -> dict:
     os.environ["FERRY_DATABASE_URL"] = spec["url"]
     os.environ["FERRY_DATA_DIR"] = spec["data_dir"]
     from export_bench import import_stages, run_stages
+
     from ferry.params import parse_request
-    from tasks.deliver import deliver
+    from tasks.export.deliver import deliver
 
     if spec["dest"] == "s3":
         from prefect_aws import AwsClientParameters, AwsCredentials, S3Bucket
 
         from blocks.s3 import S3Destination
 
-        credentials = AwsCredentials(aws_access_key_id=spec["key"], aws_secret_access_key=spec["secret"], region_name="us-east-1",
-                                     aws_client_parameters=AwsClientParameters(endpoint_url=spec["endpoint"]))
+        credentials = AwsCredentials(
+            aws_access_key_id=spec["key"],
+            aws_secret_access_key=spec["secret"],
+            region_name="us-east-1",
+            aws_client_parameters=AwsClientParameters(endpoint_url=spec["endpoint"]),
+        )
         destination = S3Destination(bucket=S3Bucket(bucket_name=spec["bucket"], bucket_folder="bench", credentials=credentials))
         destination.client()  # connect before timing, like the local folder's nothing-to-connect
     else:
@@ -83,13 +88,21 @@ def child_export(spec: dict) -> dict:
     delivery = deliver.fn(written.path, destination, f"{spec['run']}.csv.gz")
     stages["deliver"] = time.perf_counter() - started
     shutil.rmtree(spool_dir, ignore_errors=True)
-    return {"rows": written.rows, "seconds": sum(stages.values()), "stages": stages, "bytes": delivery.bytes,
-            "peak_rss_mb": _maxrss_mb(), "base_rss_mb": base_rss, "location": delivery.location}
+    return {
+        "rows": written.rows,
+        "seconds": sum(stages.values()),
+        "stages": stages,
+        "bytes": delivery.bytes,
+        "peak_rss_mb": _maxrss_mb(),
+        "base_rss_mb": base_rss,
+        "location": delivery.location,
+    }
 
 
 def run_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-                          capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)], capture_output=True, text=True, cwd=ROOT
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"export child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -110,8 +123,10 @@ def prepare_store(admin_url: str, rows: int, workdir: Path, log) -> str:
         engine = sa.create_engine(url)
         try:
             with engine.connect() as conn:
-                count = conn.execute(sa.text("SELECT count(*) FROM contacts c JOIN workspaces w ON w.id = c.workspace_id "
-                                             "WHERE w.slug = :ws"), {"ws": WORKSPACE}).scalar_one()
+                count = conn.execute(
+                    sa.text("SELECT count(*) FROM contacts c JOIN workspaces w ON w.id = c.workspace_id WHERE w.slug = :ws"),
+                    {"ws": WORKSPACE},
+                ).scalar_one()
         except sa.exc.SQLAlchemyError:
             count = -1
         finally:
@@ -125,8 +140,12 @@ def prepare_store(admin_url: str, rows: int, workdir: Path, log) -> str:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
     log(f"seeding {rows:,} contacts into {name} ...")
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "export_bench.py"), "--child", "seed",
-                           json.dumps({"url": url, "rows": rows})], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "export_bench.py"), "--child", "seed", json.dumps({"url": url, "rows": rows})],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"seeding failed:\n{proc.stderr[-3000:]}")
     log(f"  seeded in {json.loads(proc.stdout.strip().splitlines()[-1])['seconds']:.0f} s")
@@ -160,23 +179,29 @@ def report(results: dict[tuple[str, int], list[dict]], rows: int, rounds: int, l
     calm = min(range(len(results[("local", rows)])), key=lambda i: results[("local", rows)][i]["seconds"])
     cpu = ""
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        cpu = next(
+            line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         pass
     lines = [
-        SECTION, "",
+        SECTION,
+        "",
         f"`bench/destination_bench.py`, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}: {os.cpu_count()} cores ({cpu}), "
         f"load average {load[0]} -> {load[1]} (other work shares this machine). PostgreSQL store, contacts as CSV.gz, "
         f"S3 = moto server on loopback (8 MiB parts, SHA-256 per part). Median of {rounds} runs, each in a fresh process; "
-        "local and S3 alternate.", "",
+        "local and S3 alternate.",
+        "",
         "| rows | destination | file MB | total s | deliver s | peak RSS MB |",
         "|---:|---|---:|---:|---:|---:|",
     ]
     for size in (small, rows):
         for dest in ("local", "s3"):
-            lines.append(f"| {size:,} | {'local folder' if dest == 'local' else 'S3 (moto)'} | "
-                         f"{median(dest, size, 'bytes') / 1e6:.1f} | {median(dest, size, 'seconds'):.1f} | "
-                         f"{median_stage(dest, size, 'deliver'):.2f} | {median(dest, size, 'peak_rss_mb'):.0f} |")
+            lines.append(
+                f"| {size:,} | {'local folder' if dest == 'local' else 'S3 (moto)'} | "
+                f"{median(dest, size, 'bytes') / 1e6:.1f} | {median(dest, size, 'seconds'):.1f} | "
+                f"{median_stage(dest, size, 'deliver'):.2f} | {median(dest, size, 'peak_rss_mb'):.0f} |"
+            )
     lines += [
         "",
         f"- S3 / local time at {rows:,} rows: **{ratio:.2f}x** (target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'NOT met'}). "
@@ -209,7 +234,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="Contacts exported (the store holds this many).")
     parser.add_argument("--rounds", type=int, default=3, help="Runs per destination and size; medians are compared.")
-    parser.add_argument("--pg-admin-url", default=os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--pg-admin-url", default=os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    )
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "destination")
     parser.add_argument("--keep", action="store_true", help="Keep the seeded store for the next run.")
     parser.add_argument("--no-write", action="store_true", help="Do not touch BENCHMARKS.md.")
@@ -231,14 +258,25 @@ def main(argv: list[str]) -> int:
             for size in (args.rows // 4, args.rows):
                 for dest in ("local", "s3"):
                     run = f"{dest}-{size}-{round_}-{uuid.uuid4().hex[:6]}"
-                    spec = {"url": url, "data_dir": str(args.workdir / "data"), "rows": size, "dest": dest, "run": run,
-                            "folder": str(args.workdir / "local"), "endpoint": moto.url, "bucket": bucket,
-                            "key": ACCESS_KEY, "secret": SECRET_KEY}
+                    spec = {
+                        "url": url,
+                        "data_dir": str(args.workdir / "data"),
+                        "rows": size,
+                        "dest": dest,
+                        "run": run,
+                        "folder": str(args.workdir / "local"),
+                        "endpoint": moto.url,
+                        "bucket": bucket,
+                        "key": ACCESS_KEY,
+                        "secret": SECRET_KEY,
+                    }
                     got = run_child(spec)
                     results.setdefault((dest, size), []).append(got)
                     stages = " ".join(f"{k}={v:.2f}" for k, v in got["stages"].items())
-                    log(f"round {round_} {dest:<5} {got['rows']:>9,} rows {got['seconds']:6.1f} s rss {got['peak_rss_mb']:5.0f} MB "
-                        f"file {got['bytes'] / 1e6:6.1f} MB  {stages}")
+                    log(
+                        f"round {round_} {dest:<5} {got['rows']:>9,} rows {got['seconds']:6.1f} s rss {got['peak_rss_mb']:5.0f} MB "
+                        f"file {got['bytes'] / 1e6:6.1f} MB  {stages}"
+                    )
                     if dest == "local":
                         Path(got["location"]).unlink(missing_ok=True)
                     else:

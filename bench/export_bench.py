@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -98,15 +98,13 @@ def import_stages() -> None:
     import psycopg  # noqa: F401
     import pyarrow.compute  # noqa: F401
 
-    import tasks.extract, tasks.serialize, tasks.transform, tasks.validate  # noqa: E401, F401
-
 
 def run_stages(request, spool_dir: Path):
     """The export's stage functions in order (what the flow's tasks run), each timed; returns (Serialized, seconds by stage)."""
-    from tasks.extract import extract
-    from tasks.serialize import serialize
-    from tasks.transform import transform
-    from tasks.validate import validate
+    from tasks.export.extract import extract
+    from tasks.export.serialize import serialize
+    from tasks.export.transform import transform
+    from tasks.export.validate import validate
 
     marks = [time.perf_counter()]
     extracted = extract.fn(request, spool_dir)
@@ -150,8 +148,8 @@ def child_flow(spec: dict) -> dict:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.export import export_data
     from ferry.params import parse_request
+    from flows.export import export_data
 
     request = parse_request(spec["request"])
     with prefect_test_harness(server_startup_timeout=90):
@@ -163,8 +161,13 @@ def child_flow(spec: dict) -> dict:
     if getattr(record, "status", None) != "success":
         raise SystemExit(f"flow run failed: {record}")
     Path(record.destination_path).unlink(missing_ok=True)
-    return {"rows": record.record_count, "seconds": seconds, "cpu_seconds": cpu,
-            "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF), "file_mb": record.file_size / 1e6}
+    return {
+        "rows": record.record_count,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF),
+        "file_mb": record.file_size / 1e6,
+    }
 
 
 def child_shell(spec: dict) -> dict:
@@ -176,8 +179,13 @@ def child_shell(spec: dict) -> dict:
     rows = int(spec.get("rows") or 0)
     size = target.stat().st_size
     target.unlink()
-    return {"rows": rows, "seconds": seconds, "cpu_seconds": _cpu(resource.RUSAGE_CHILDREN),
-            "peak_rss_mb": _maxrss_mb(resource.RUSAGE_CHILDREN), "file_mb": size / 1e6}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "cpu_seconds": _cpu(resource.RUSAGE_CHILDREN),
+        "peak_rss_mb": _maxrss_mb(resource.RUSAGE_CHILDREN),
+        "file_mb": size / 1e6,
+    }
 
 
 def child_pandas(spec: dict) -> dict:
@@ -193,8 +201,13 @@ def child_pandas(spec: dict) -> dict:
         frame = pd.read_sql(sa.text(spec["sql"]), conn)
     frame.to_csv(target, index=False)
     seconds = time.perf_counter() - start
-    out = {"rows": len(frame), "seconds": seconds, "cpu_seconds": _cpu(resource.RUSAGE_SELF) - cpu0,
-           "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF), "file_mb": target.stat().st_size / 1e6}
+    out = {
+        "rows": len(frame),
+        "seconds": seconds,
+        "cpu_seconds": _cpu(resource.RUSAGE_SELF) - cpu0,
+        "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF),
+        "file_mb": target.stat().st_size / 1e6,
+    }
     target.unlink()
     return out
 
@@ -226,7 +239,10 @@ def run_child(kind: str, spec: dict, timeout: float | None = None) -> dict:
     """Run one measurement in a fresh interpreter and return what it printed as JSON."""
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", kind, json.dumps(spec)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -276,9 +292,10 @@ def _seeded_counts(url: str) -> dict[str, int] | None:
         with engine.connect() as conn:
             counts = {}
             for table in ("contacts", "events"):
-                counts[table] = conn.execute(sa.text(
-                    f"SELECT count(*) FROM {table} t JOIN workspaces w ON w.id = t.workspace_id WHERE w.slug = :ws"
-                ), {"ws": WORKSPACE}).scalar_one()
+                counts[table] = conn.execute(
+                    sa.text(f"SELECT count(*) FROM {table} t JOIN workspaces w ON w.id = t.workspace_id WHERE w.slug = :ws"),
+                    {"ws": WORKSPACE},
+                ).scalar_one()
             return counts
     except sa.exc.SQLAlchemyError:
         return None
@@ -359,7 +376,7 @@ def reference_sql(store: Store, resource_slug: str) -> tuple[str, int]:
     os.environ["FERRY_DATABASE_URL"] = store.url
     from ferry.params import parse_request
     from ferry.store.engine import get_engine
-    from tasks.extract import build_query, count_rows
+    from tasks.export.extract import build_query, count_rows
 
     engine = get_engine(store.url)
     request = parse_request(export_request(resource_slug, "csv", False))
@@ -387,11 +404,25 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
             if best is None or got["seconds"] < best["seconds"]:
                 best = got
         assert best is not None
-        result = Result(store.backend, store.size, resource_slug, method, best["rows"], best["seconds"], best["cpu_seconds"],
-                        best["peak_rss_mb"], best["file_mb"], best.get("stages", {}), note, load)
+        result = Result(
+            store.backend,
+            store.size,
+            resource_slug,
+            method,
+            best["rows"],
+            best["seconds"],
+            best["cpu_seconds"],
+            best["peak_rss_mb"],
+            best["file_mb"],
+            best.get("stages", {}),
+            note,
+            load,
+        )
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.stages.items())
-        log(f"  {method:<18} {result.rows:>10,} rows {result.seconds:7.1f} s {result.rows_per_s:>10,.0f} rows/s "
-            f"cpu {result.cpu_seconds:6.1f} s rss {result.peak_rss_mb:6.0f} MB file {result.file_mb:7.1f} MB {stages}")
+        log(
+            f"  {method:<18} {result.rows:>10,} rows {result.seconds:7.1f} s {result.rows_per_s:>10,.0f} rows/s "
+            f"cpu {result.cpu_seconds:6.1f} s rss {result.peak_rss_mb:6.0f} MB file {result.file_mb:7.1f} MB {stages}"
+        )
         results.append(result)
         return result
 
@@ -409,13 +440,20 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
         else:
             sqlite = f"sqlite3 -csv -header {shlex.quote(str(store.sqlite_path))} {shlex.quote(sql)}"
             subprocess.run(f"{sqlite} > /dev/null", shell=True, check=True, executable="/bin/bash")
-            reference = [("sqlite3 csv", f"{sqlite} > {warm}", warm), ("sqlite3 csv.gz", f"{sqlite} | gzip -6 > {warm}.gz", Path(f"{warm}.gz"))]
+            reference = [
+                ("sqlite3 csv", f"{sqlite} > {warm}", warm),
+                ("sqlite3 csv.gz", f"{sqlite} | gzip -6 > {warm}.gz", Path(f"{warm}.gz")),
+            ]
         for method, command, target in reference:
             record(resource_slug, method, "shell", {"command": command, "target": str(target), "rows": rows})
-        for fmt, gz in ((("csv", True),) if narrow else (("csv", False), ("csv", True), ("parquet", False))):
+        for fmt, gz in (("csv", True),) if narrow else (("csv", False), ("csv", True), ("parquet", False)):
             method = f"ferry {fmt}{'.gz' if gz else ''}"
-            spec = {"url": store.url, "data_dir": str(data_dir), "run": f"{store.backend}-{store.size}-{fmt}{gz}",
-                    "request": export_request(resource_slug, fmt, gz)}
+            spec = {
+                "url": store.url,
+                "data_dir": str(data_dir),
+                "run": f"{store.backend}-{store.size}-{fmt}{gz}",
+                "request": export_request(resource_slug, fmt, gz),
+            }
             record(resource_slug, method, "ferry", spec)
         if not args.no_flow and resource_slug == "contacts" and store.size == min(args.rows):
             spec = {"url": store.url, "data_dir": str(data_dir), "request": export_request(resource_slug, "csv", True)}
@@ -455,8 +493,17 @@ def _find(results: list[Result], backend: str, size: int, resource_slug: str, me
     return next((r for r in results if (r.backend, r.size, r.resource, r.method) == (backend, size, resource_slug, method)), None)
 
 
-METHOD_ORDER = ("psql csv", "psql csv.gz", "sqlite3 csv", "sqlite3 csv.gz", "ferry csv", "ferry csv.gz", "ferry parquet",
-                "ferry flow csv.gz", "pandas csv")
+METHOD_ORDER = (
+    "psql csv",
+    "psql csv.gz",
+    "sqlite3 csv",
+    "sqlite3 csv.gz",
+    "ferry csv",
+    "ferry csv.gz",
+    "ferry parquet",
+    "ferry flow csv.gz",
+    "pandas csv",
+)
 
 
 def _method_rank(method: str) -> int:
@@ -482,14 +529,18 @@ def targets(results: list[Result]) -> list[str]:
         ref = _find(results, "postgresql", size, "contacts", "psql csv.gz")
         if gz and ref:
             ratio = gz.seconds / ref.seconds
-            lines.append(f"- CSV.gz within {TARGET_GZ_RATIO}x of `psql \\copy | gzip` (PostgreSQL, {size:,} contacts): "
-                         f"**{ratio:.2f}x** wall — {'met' if ratio <= TARGET_GZ_RATIO else 'NOT met'} "
-                         f"(client CPU {gz.cpu_seconds:.0f} s vs {ref.cpu_seconds:.0f} s for psql + gzip).")
+            lines.append(
+                f"- CSV.gz within {TARGET_GZ_RATIO}x of `psql \\copy | gzip` (PostgreSQL, {size:,} contacts): "
+                f"**{ratio:.2f}x** wall — {'met' if ratio <= TARGET_GZ_RATIO else 'NOT met'} "
+                f"(client CPU {gz.cpu_seconds:.0f} s vs {ref.cpu_seconds:.0f} s for psql + gzip)."
+            )
     ferry = [r for r in results if r.method.startswith("ferry") and "flow" not in r.method]
     if ferry:
         worst = max(ferry, key=lambda r: r.peak_rss_mb)
-        lines.append(f"- Peak RSS under {TARGET_RSS_MB} MB: worst Ferry export {worst.peak_rss_mb:.0f} MB "
-                     f"({worst.backend} {worst.size:,} {worst.resource} {worst.method}) — {'met' if worst.peak_rss_mb < TARGET_RSS_MB else 'NOT met'}.")
+        lines.append(
+            f"- Peak RSS under {TARGET_RSS_MB} MB: worst Ferry export {worst.peak_rss_mb:.0f} MB "
+            f"({worst.backend} {worst.size:,} {worst.resource} {worst.method}) — {'met' if worst.peak_rss_mb < TARGET_RSS_MB else 'NOT met'}."
+        )
         sizes = sorted({r.size for r in ferry})
         if len(sizes) > 1:
             flat = []
@@ -501,9 +552,11 @@ def targets(results: list[Result]) -> list[str]:
                     flat.append((big.peak_rss_mb - r.peak_rss_mb, r, big))
             if flat:
                 growth, small, big = max(flat, key=lambda x: x[0])
-                lines.append(f"- Flat from {sizes[0]:,} to {sizes[-1]:,} rows: largest growth {growth:+.0f} MB "
-                             f"({small.backend} {small.resource} {small.method}: {small.peak_rss_mb:.0f} -> {big.peak_rss_mb:.0f} MB) — "
-                             f"{'met' if growth < 50 else 'NOT met'} (threshold +50 MB).")
+                lines.append(
+                    f"- Flat from {sizes[0]:,} to {sizes[-1]:,} rows: largest growth {growth:+.0f} MB "
+                    f"({small.backend} {small.resource} {small.method}: {small.peak_rss_mb:.0f} -> {big.peak_rss_mb:.0f} MB) — "
+                    f"{'met' if growth < 50 else 'NOT met'} (threshold +50 MB)."
+                )
     for r in results:
         if r.method != "pandas csv":
             continue
@@ -511,14 +564,17 @@ def targets(results: list[Result]) -> list[str]:
         if ferry_csv:
             speedup = r.seconds / ferry_csv.seconds
             cpu = r.cpu_seconds / ferry_csv.cpu_seconds if ferry_csv.cpu_seconds else 0.0
-            lines.append(f"- At least {TARGET_PANDAS_SPEEDUP:.0f}x faster than pandas ({r.backend} {r.size:,} {r.resource}, CSV): "
-                         f"**{speedup:.1f}x** wall — {'met' if speedup >= TARGET_PANDAS_SPEEDUP else 'NOT met'} "
-                         f"(CPU pandas / Ferry: {cpu:.1f}x; pandas peaks at {r.peak_rss_mb:,.0f} MB).")
+            lines.append(
+                f"- At least {TARGET_PANDAS_SPEEDUP:.0f}x faster than pandas ({r.backend} {r.size:,} {r.resource}, CSV): "
+                f"**{speedup:.1f}x** wall — {'met' if speedup >= TARGET_PANDAS_SPEEDUP else 'NOT met'} "
+                f"(CPU pandas / Ferry: {cpu:.1f}x; pandas peaks at {r.peak_rss_mb:,.0f} MB)."
+            )
     return lines
 
 
-def write_report(path: Path, results: list[Result], stores: list[Store], args: argparse.Namespace, started: datetime,
-                 loads: tuple[str, str]) -> None:
+def write_report(
+    path: Path, results: list[Result], stores: list[Store], args: argparse.Namespace, started: datetime, loads: tuple[str, str]
+) -> None:
     info = machine()
     lines = [
         "# Benchmarks",
@@ -552,9 +608,11 @@ def write_report(path: Path, results: list[Result], stores: list[Store], args: a
     ]
     for r in results:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) or r.note
-        lines.append(f"| {r.backend} | {r.size:,} | {r.resource} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
-                     f"{r.rows_per_s:,.0f} | {ratio_to_reference(results, r)} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | "
-                     f"{r.file_mb:.0f} | {r.load:.1f} | {stages} |")
+        lines.append(
+            f"| {r.backend} | {r.size:,} | {r.resource} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
+            f"{r.rows_per_s:,.0f} | {ratio_to_reference(results, r)} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | "
+            f"{r.file_mb:.0f} | {r.load:.1f} | {stages} |"
+        )
     lines += ["", "## Seeding", "", "| backend | store rows | rows written | seconds | rows/s |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in stores:
         if s.seed_seconds is None:
@@ -595,18 +653,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--backends", default="postgresql,sqlite", help="Comma-separated: postgresql, sqlite.")
     parser.add_argument("--resources", default="contacts,events", help="Comma-separated resources to export.")
     parser.add_argument("--quick", action="store_true", help="1M rows only (unless --rows is given), contacts only, no flow run.")
-    parser.add_argument("--large-scope", choices=("full", "pg-gz"), default="full",
-                        help="What runs on stores above 1M rows: everything, or (pg-gz) only PostgreSQL contacts "
-                        "as CSV/CSV.gz with psql and Ferry CSV.gz, the issue's headline comparison.")
+    parser.add_argument(
+        "--large-scope",
+        choices=("full", "pg-gz"),
+        default="full",
+        help="What runs on stores above 1M rows: everything, or (pg-gz) only PostgreSQL contacts "
+        "as CSV/CSV.gz with psql and Ferry CSV.gz, the issue's headline comparison.",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="Runs per measurement; the fastest counts.")
-    parser.add_argument("--merge", action="store_true", help="Start from the previous run's results (WORKDIR/results.json); "
-                        "measurements of this run replace the ones they repeat.")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="Start from the previous run's results (WORKDIR/results.json); measurements of this run replace the ones they repeat.",
+    )
     parser.add_argument("--keep", action="store_true", help="Keep the seeded stores for the next run (reused when their counts match).")
     parser.add_argument("--no-flow", action="store_true", help="Skip the full flow run.")
     parser.add_argument("--no-pandas", action="store_true", help="Skip pandas.")
-    parser.add_argument("--pandas-max-rows", type=int, default=1_000_000, help="Largest store pandas is run on (it holds all rows in memory).")
-    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN, help="SQLAlchemy URL of a PostgreSQL database to create the bench databases from.")
-    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "export", help="Scratch folder (SQLite stores, spool and output files).")
+    parser.add_argument(
+        "--pandas-max-rows", type=int, default=1_000_000, help="Largest store pandas is run on (it holds all rows in memory)."
+    )
+    parser.add_argument(
+        "--pg-admin-url", default=DEFAULT_PG_ADMIN, help="SQLAlchemy URL of a PostgreSQL database to create the bench databases from."
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / "bench" / "out" / "export", help="Scratch folder (SQLite stores, spool and output files)."
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="Report to write.")
     args = parser.parse_args(argv)
     explicit_rows = any(a == "--rows" or a.startswith("--rows=") for a in argv)

@@ -54,9 +54,28 @@ PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres:p
 TARGET_PSQL_RATIO = 1.5
 TARGET_RSS_MB = 500
 
-HEADER = ["Record ID", "First Name", "Last Name", "Email", "Phone Number", "Mobile Phone Number", "Company Name", "Job Title",
-          "Street Address", "City", "State/Region", "Postal Code", "Country/Region", "Lifecycle Stage", "Lead Status",
-          "Total Revenue", "Number of Orders", "Create Date", "Contact owner", "IP Address"]
+HEADER = [
+    "Record ID",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone Number",
+    "Mobile Phone Number",
+    "Company Name",
+    "Job Title",
+    "Street Address",
+    "City",
+    "State/Region",
+    "Postal Code",
+    "Country/Region",
+    "Lifecycle Stage",
+    "Lead Status",
+    "Total Revenue",
+    "Number of Orders",
+    "Create Date",
+    "Contact owner",
+    "IP Address",
+]
 
 
 # --- the files ----------------------------------------------------------------------------
@@ -71,7 +90,6 @@ def generate(path: Path, rows: int, seed: int = 11, chunk: int = 500_000) -> dic
     from ferry.store.seed import CITIES, FIRST, LAST, STREETS
 
     rng = np.random.default_rng(seed)
-    stages = np.array(["subscriber", "lead", "marketingqualifiedlead", "opportunity", "customer", "evangelist", "other"])
     stage_ok = np.array(["subscriber", "lead", "Lead", "opportunity", "customer", "Customer", "evangelist", "other"])
     statuses = np.array(["New", "Open", "In progress", "Attempted to contact", ""])
     titles = np.array(["CEO", "CTO", "Marketing Manager", "Data Analyst", "Engineer", "Sales Lead", ""])
@@ -110,16 +128,32 @@ def generate(path: Path, rows: int, seed: int = 11, chunk: int = 500_000) -> dic
             stage = np.where(bad & (kind == 2), "prospect", stage)
             mobile = np.where(bad & (kind == 3), "call me", mobile)
             invalid += int(bad.sum())
-            created = (np.datetime64("2026-11-01T00:00:00") - rng.integers(0, 730 * 86_400, k).astype("timedelta64[s]"))
-            table = pa.table([
-                pa.array(np.char.add("10", idx.astype(str))), pa.array(first), pa.array(last), pa.array(email), pa.array(work),
-                pa.array(mobile), pa.array(rng.choice(companies, k)), pa.array(rng.choice(titles, k)),
-                pa.array(np.char.add(np.char.add(rng.integers(1, 300, k).astype(str), " "), rng.choice(STREETS, k))),
-                pa.array(city[:, 0]), pa.array(city[:, 1]), pa.array(city[:, 2]), pa.array(city[:, 3]), pa.array(stage),
-                pa.array(rng.choice(statuses, k)), pa.array(revenue), pa.array(orders),
-                pa.array(np.datetime_as_string(created, unit="m")), pa.array(rng.choice(owners, k)),
-                pa.array(np.char.add("203.0.113.", rng.integers(1, 255, k).astype(str))),
-            ], schema=schema)
+            created = np.datetime64("2026-11-01T00:00:00") - rng.integers(0, 730 * 86_400, k).astype("timedelta64[s]")
+            table = pa.table(
+                [
+                    pa.array(np.char.add("10", idx.astype(str))),
+                    pa.array(first),
+                    pa.array(last),
+                    pa.array(email),
+                    pa.array(work),
+                    pa.array(mobile),
+                    pa.array(rng.choice(companies, k)),
+                    pa.array(rng.choice(titles, k)),
+                    pa.array(np.char.add(np.char.add(rng.integers(1, 300, k).astype(str), " "), rng.choice(STREETS, k))),
+                    pa.array(city[:, 0]),
+                    pa.array(city[:, 1]),
+                    pa.array(city[:, 2]),
+                    pa.array(city[:, 3]),
+                    pa.array(stage),
+                    pa.array(rng.choice(statuses, k)),
+                    pa.array(revenue),
+                    pa.array(orders),
+                    pa.array(np.datetime_as_string(created, unit="m")),
+                    pa.array(rng.choice(owners, k)),
+                    pa.array(np.char.add("203.0.113.", rng.integers(1, 255, k).astype(str))),
+                ],
+                schema=schema,
+            )
             writer.write_table(table)
     tmp.rename(path)
     meta = {"rows": rows, "invalid_rows": invalid, "duplicate_rows": dupes, "bytes": path.stat().st_size}
@@ -221,7 +255,7 @@ class _RssSampler:
         while not self._stop.wait(self._every):
             self.samples.append((time.monotonic(), self._process.memory_info().rss / 2**20))
 
-    def __enter__(self) -> "_RssSampler":
+    def __enter__(self) -> _RssSampler:
         self._thread.start()
         return self
 
@@ -258,20 +292,41 @@ def _child_ferry(url: str, path: str) -> None:
     from flows.import_ import import_data
 
     with prefect_test_harness(server_startup_timeout=120), _RssSampler() as sampler:
-        request = ImportRequest(source=path, resource="contacts", workspace="bench", auto_map=True, duplicates="update",
-                                match=["email"], processing="inline")
+        request = ImportRequest(
+            source=path, resource="contacts", workspace="bench", auto_map=True, duplicates="update", match=["email"], processing="inline"
+        )
         cpu0, t0 = time.process_time(), time.monotonic()
         state = import_data(request, return_state=True)
         seconds, cpu = time.monotonic() - t0, time.process_time() - cpu0
         record = state.result(raise_on_failure=False)
         rss = _peak_rss_mb()
         gx_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"seconds": seconds, "cpu": cpu, "rss": rss, "detail": {
-        "status": record.status, "error": record.error, "created": record.created_rows, "updated": record.updated_rows,
-        "skipped": record.skipped_rows, "rejected": record.error_rows, "total": record.total_rows,
-        "largest_child_rss_mb": round(gx_rss), "data_quality": len(record.data_quality), "warnings": record.warnings[:3],
-        "mapped": sum(1 for m in record.mapping if m.get("targetFieldSlug")), "timings": record.timings,
-        "stage_peak_rss_mb": sampler.peaks(t0, record.timings)}}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "seconds": seconds,
+                "cpu": cpu,
+                "rss": rss,
+                "detail": {
+                    "status": record.status,
+                    "error": record.error,
+                    "created": record.created_rows,
+                    "updated": record.updated_rows,
+                    "skipped": record.skipped_rows,
+                    "rejected": record.error_rows,
+                    "total": record.total_rows,
+                    "largest_child_rss_mb": round(gx_rss),
+                    "data_quality": len(record.data_quality),
+                    "warnings": record.warnings[:3],
+                    "mapped": sum(1 for m in record.mapping if m.get("targetFieldSlug")),
+                    "timings": record.timings,
+                    "stage_peak_rss_mb": sampler.peaks(t0, record.timings),
+                },
+            }
+        ),
+        flush=True,
+    )
 
 
 def _child_pandas(url: str, path: str) -> None:
@@ -294,7 +349,7 @@ def run_child(args: list[str], timeout: float) -> dict:
     found = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not found:
         raise RuntimeError(f"child {args[0]} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
-    return json.loads(found[-1][len("RESULT "):])
+    return json.loads(found[-1][len("RESULT ") :])
 
 
 PSQL_SCRIPT = r"""
@@ -401,42 +456,63 @@ def measure(rows: int, pipelines: list[str], pandas_max: int, log) -> list[Resul
 
 
 def markdown(results: list[Result], args) -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?"
+    )
     lines = [
-        "## Import", "",
+        "## Import",
+        "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `bench/import_bench.py` on {os.cpu_count()} cores ({cpu}), "
         f"Python {platform.python_version()}, PostgreSQL on 127.0.0.1. Files: HubSpot-style contact exports "
         "(20 vendor columns, ~1% invalid rows, ~2% rows repeating an earlier e-mail). Ferry = one `import_data` flow run "
         "(auto-map, validate, transform, one-transaction load with `duplicates=update` on e-mail, rejected-rows file, "
         "GX summary on a 20k-row sample in a child process); server start not timed. Peak RSS is the measured process's "
-        "own high-water mark (`VmHWM`); the database server is not counted.", "",
+        "own high-water mark (`VmHWM`); the database server is not counted.",
+        "",
         "| rows | pipeline | wall s | CPU s (client) | peak RSS MB | rows created / updated / skipped / rejected | load avg after |",
         "|---:|---|---:|---:|---:|---|---:|",
     ]
     for r in results:
         d = r.detail
-        outcome = (f"{d['created']:,} / {d['updated']:,} / {d['skipped']:,} / {d['rejected']:,}" if "created" in d
-                   else f"{d.get('loaded', d.get('rows', 0)):,} rows in the table")
-        lines.append(f"| {r.rows:,} | {r.pipeline} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {outcome} | {d.get('load_avg_1m_after', '')} |")
+        outcome = (
+            f"{d['created']:,} / {d['updated']:,} / {d['skipped']:,} / {d['rejected']:,}"
+            if "created" in d
+            else f"{d.get('loaded', d.get('rows', 0)):,} rows in the table"
+        )
+        lines.append(
+            f"| {r.rows:,} | {r.pipeline} | {r.seconds:.1f} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | {outcome} | {d.get('load_avg_1m_after', '')} |"
+        )
     lines += ["", "Targets:", ""]
     by = {(r.rows, r.pipeline): r for r in results}
     for rows in sorted({r.rows for r in results}):
-        ferry, psql, pandas = by.get((rows, "ferry import (PostgreSQL)")), by.get((rows, "psql \\copy + INSERT..SELECT")), by.get((rows, "pandas read_csv + to_sql"))
+        ferry, psql, pandas = (
+            by.get((rows, "ferry import (PostgreSQL)")),
+            by.get((rows, "psql \\copy + INSERT..SELECT")),
+            by.get((rows, "pandas read_csv + to_sql")),
+        )
         if ferry and psql:
             ratio = ferry.seconds / psql.seconds
-            lines.append(f"- {rows:,} rows: Ferry / hand-written psql = {ratio:.2f}x (target <= {TARGET_PSQL_RATIO}x): "
-                         f"{'met' if ratio <= TARGET_PSQL_RATIO else 'NOT met'}.")
+            lines.append(
+                f"- {rows:,} rows: Ferry / hand-written psql = {ratio:.2f}x (target <= {TARGET_PSQL_RATIO}x): "
+                f"{'met' if ratio <= TARGET_PSQL_RATIO else 'NOT met'}."
+            )
         if ferry and pandas:
-            lines.append(f"- {rows:,} rows: Ferry {ferry.seconds:.1f} s vs pandas to_sql {pandas.seconds:.1f} s: "
-                         f"{'faster (met)' if ferry.seconds < pandas.seconds else 'NOT faster'}.")
+            lines.append(
+                f"- {rows:,} rows: Ferry {ferry.seconds:.1f} s vs pandas to_sql {pandas.seconds:.1f} s: "
+                f"{'faster (met)' if ferry.seconds < pandas.seconds else 'NOT faster'}."
+            )
         if ferry:
             gx = ferry.detail.get("largest_child_rss_mb")
-            lines.append(f"- {rows:,} rows: Ferry peak RSS {ferry.peak_rss_mb:.0f} MB (target < {TARGET_RSS_MB} MB): "
-                         f"{'met' if ferry.peak_rss_mb < TARGET_RSS_MB else 'NOT met'}; GX child {gx} MB.")
+            lines.append(
+                f"- {rows:,} rows: Ferry peak RSS {ferry.peak_rss_mb:.0f} MB (target < {TARGET_RSS_MB} MB): "
+                f"{'met' if ferry.peak_rss_mb < TARGET_RSS_MB else 'NOT met'}; GX child {gx} MB."
+            )
     ferry_rss = [r.peak_rss_mb for r in results if r.pipeline == "ferry import (PostgreSQL)"]
     if len(ferry_rss) >= 2:
-        lines.append(f"- Ferry RSS from the smallest to the largest file: {ferry_rss[0]:.0f} -> {ferry_rss[-1]:.0f} MB "
-                     f"({'flat' if ferry_rss[-1] <= ferry_rss[0] * 1.25 else 'NOT flat'}).")
+        lines.append(
+            f"- Ferry RSS from the smallest to the largest file: {ferry_rss[0]:.0f} -> {ferry_rss[-1]:.0f} MB "
+            f"({'flat' if ferry_rss[-1] <= ferry_rss[0] * 1.25 else 'NOT flat'})."
+        )
     if args.note:
         lines += ["", args.note]
     return "\n".join(lines) + "\n"

@@ -20,8 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = [("csv", False), ("csv", True), ("tsv", False), ("json", False), ("jsonl", False), ("jsonl", True),
-         ("xml", False), ("xml", True), ("parquet", False), ("xlsx", False), ("pdf", False)]
+CASES = [
+    ("csv", False),
+    ("csv", True),
+    ("tsv", False),
+    ("json", False),
+    ("jsonl", False),
+    ("jsonl", True),
+    ("xml", False),
+    ("xml", True),
+    ("parquet", False),
+    ("xlsx", False),
+    ("pdf", False),
+]
 
 
 def _rss_mb() -> float:
@@ -43,7 +54,7 @@ def one(spool: Path, fmt: str, gz: bool, fields: list[str] | None) -> None:
 
     from ferry.params import ExportRequest
     from ferry.spool import read_spool, spool_schema
-    from tasks.serialize import write_file
+    from tasks.export.serialize import write_file
 
     request = ExportRequest(workspace="bench", resource="contacts", format=fmt, gzip=gz, fields=fields)
     target = spool.with_name(f"out.{request.extension()}")
@@ -62,8 +73,7 @@ def one(spool: Path, fmt: str, gz: bool, fields: list[str] | None) -> None:
     took, cpu_took = time.perf_counter() - t, time.process_time() - cpu
     done.set()
     sampler.join()
-    print(json.dumps({"rows": out.rows, "seconds": took, "cpu": cpu_took, "mb": out.bytes / 1e6,
-                      "rss_growth": peak[0] - before}))
+    print(json.dumps({"rows": out.rows, "seconds": took, "cpu": cpu_took, "mb": out.bytes / 1e6, "rss_growth": peak[0] - before}))
     target.unlink()
 
 
@@ -81,9 +91,9 @@ def _run(work: Path, rows: int, fields: list[str] | None, only: list[str] | None
     from ferry.store.engine import get_engine
     from ferry.store.migrate import upgrade
     from ferry.store.seed import SeedCounts, seed_workspace
-    from tasks.extract import arrow_schema, build_query, stream_batches
-    from tasks.serialize import PDF_MAX_ROWS
-    from tasks.transform import transform_batch, transformed_schema
+    from tasks.export.extract import arrow_schema, build_query, stream_batches
+    from tasks.export.serialize import PDF_MAX_ROWS
+    from tasks.export.transform import transform_batch, transformed_schema
 
     engine = get_engine(f"sqlite:///{work / 'bench.db'}")
     upgrade(engine)
@@ -118,10 +128,13 @@ def _run(work: Path, rows: int, fields: list[str] | None, only: list[str] | None
         write_spool(spool, transformed_schema(spool_schema(raw), request, cols), shaped())
         args = [sys.executable, __file__, "--one", str(spool), fmt, str(int(gz))] + (["--fields", ",".join(fields)] if fields else [])
         result = json.loads(subprocess.run(args, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"{request.extension():9} {result['rows']:>8,} rows {result['seconds']:7.2f} s wall "
-              f"{result['rows'] / result['seconds']:>9,.0f} rows/s | {result['cpu']:7.2f} s CPU "
-              f"{result['rows'] / result['cpu']:>9,.0f} rows/CPU-s | {result['mb']:7.1f} MB file | "
-              f"heap +{result['rss_growth']:4.0f} MB", flush=True)
+        print(
+            f"{request.extension():9} {result['rows']:>8,} rows {result['seconds']:7.2f} s wall "
+            f"{result['rows'] / result['seconds']:>9,.0f} rows/s | {result['cpu']:7.2f} s CPU "
+            f"{result['rows'] / result['cpu']:>9,.0f} rows/CPU-s | {result['mb']:7.1f} MB file | "
+            f"heap +{result['rss_growth']:4.0f} MB",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -60,13 +60,15 @@ def make_file(path: Path, size: int) -> None:
     chunk = os.urandom(1 << 20)
     with open(path, "wb") as out:
         for i in range(size >> 20):
-            out.write(chunk[i % 7:] + chunk[: i % 7])
+            out.write(chunk[i % 7 :] + chunk[: i % 7])
 
 
 class Target:
     """Where both clients upload: host, port, user, key, known_hosts line, and the folder on local disk."""
 
-    def __init__(self, host: str, port: int, user: str, key_pem: str, known_hosts_line: str, remote_folder: str, local_folder: Path, stop) -> None:
+    def __init__(
+        self, host: str, port: int, user: str, key_pem: str, known_hosts_line: str, remote_folder: str, local_folder: Path, stop
+    ) -> None:
         self.host, self.port, self.user, self.key_pem = host, port, user, key_pem
         self.known_hosts_line, self.remote_folder, self.local_folder, self.stop = known_hosts_line, remote_folder, local_folder, stop
 
@@ -75,12 +77,13 @@ def asyncssh_target(work: Path) -> Target:
     from servers.sftp import start_sftp
 
     server = start_sftp(work / "asyncssh")
-    return Target("127.0.0.1", server.port, server.username, server.client_key_pem, server.host_key_line, "/", server.root, server.process.stop)
+    return Target(
+        "127.0.0.1", server.port, server.username, server.client_key_pem, server.host_key_line, "/", server.root, server.process.stop
+    )
 
 
 def openssh_target(work: Path) -> Target:
     import asyncssh
-
     from servers import free_port
     from servers._process import ServerProcess
 
@@ -98,8 +101,8 @@ def openssh_target(work: Path) -> Target:
     port = free_port()
     (base / "sshd_config").write_text(f"""Port {port}
 ListenAddress 127.0.0.1
-HostKey {base / 'host_key'}
-AuthorizedKeysFile {base / 'authorized_keys'}
+HostKey {base / "host_key"}
+AuthorizedKeysFile {base / "authorized_keys"}
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
@@ -137,8 +140,23 @@ def sftp_put(sftp: str, target: Target, work: Path, source: Path, name: str) -> 
     (work / "known_hosts").write_text(target.known_hosts_line + "\n")
     batch = work / "batch"
     batch.write_text(f"put {source} {target.remote_folder.rstrip('/')}/{name}\n")
-    command = [sftp, "-q", "-b", str(batch), "-i", str(key), "-o", f"UserKnownHostsFile={work / 'known_hosts'}",
-               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-P", str(target.port), f"{target.user}@{target.host}"]
+    command = [
+        sftp,
+        "-q",
+        "-b",
+        str(batch),
+        "-i",
+        str(key),
+        "-o",
+        f"UserKnownHostsFile={work / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-P",
+        str(target.port),
+        f"{target.user}@{target.host}",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -151,8 +169,14 @@ def sftp_put(sftp: str, target: Target, work: Path, source: Path, name: str) -> 
 def ferry_put(target: Target, source: Path, name: str) -> float:
     from blocks.sftp import SftpServer
 
-    block = SftpServer(host=target.host, port=target.port, username=target.user, private_key=target.key_pem,
-                       host_key=target.known_hosts_line, folder=target.remote_folder)
+    block = SftpServer(
+        host=target.host,
+        port=target.port,
+        username=target.user,
+        private_key=target.key_pem,
+        host_key=target.known_hosts_line,
+        folder=target.remote_folder,
+    )
     cpu = time.process_time()
     started = time.perf_counter()
     with open(source, "rb") as stream:
@@ -174,6 +198,7 @@ def main() -> int:
 
     sftp = ensure_debian_package("openssh-client", "sftp")
     import blocks.sftp  # noqa: F401 - imported before timing: Prefect's import is not upload time
+
     work = Path(tempfile.mkdtemp(prefix="ferry-sftp-bench-"))
     target = None
     try:
@@ -183,7 +208,7 @@ def main() -> int:
         target = asyncssh_target(work) if args.server == "asyncssh" else openssh_target(work)
         times: dict[str, list[float]] = {"sftp put": [], "ferry": []}
         for round_ in range(args.rounds):
-            for client in (("sftp put", "ferry") if round_ % 2 == 0 else ("ferry", "sftp put")):
+            for client in ("sftp put", "ferry") if round_ % 2 == 0 else ("ferry", "sftp put"):
                 name = f"upload-{client.replace(' ', '-')}-{round_}.bin"
                 seconds = sftp_put(sftp, target, work, source, name) if client == "sftp put" else ferry_put(target, source, name)
                 (target.local_folder / name).unlink()
@@ -193,11 +218,15 @@ def main() -> int:
         best = {client: min(values) for client, values in times.items()}
         ratio, best_ratio = medians["sftp put"] / medians["ferry"], best["sftp put"] / best["ferry"]
         load = os.getloadavg()[0]
-        print(f"\n{args.size_mb} MiB over loopback to the {args.server} server, {args.rounds} rounds "
-              f"(load average {load:.1f} on {os.cpu_count()} cores):")
+        print(
+            f"\n{args.size_mb} MiB over loopback to the {args.server} server, {args.rounds} rounds "
+            f"(load average {load:.1f} on {os.cpu_count()} cores):"
+        )
         for client in times:
-            print(f"  {client:8s} median {size / medians[client] / 1e6:7.1f} MB/s   best {size / best[client] / 1e6:7.1f} MB/s   "
-                  f"client CPU {statistics.median(CPU[client]) / (size / 1e9):5.2f} s per GB")
+            print(
+                f"  {client:8s} median {size / medians[client] / 1e6:7.1f} MB/s   best {size / best[client] / 1e6:7.1f} MB/s   "
+                f"client CPU {statistics.median(CPU[client]) / (size / 1e9):5.2f} s per GB"
+            )
         print(f"  ferry reaches {ratio:.0%} of sftp put by median, {best_ratio:.0%} best against best (target: at least 70%)")
         return 1 if args.check and ratio < 0.7 else 0
     finally:

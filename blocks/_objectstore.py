@@ -26,7 +26,10 @@ class ObjectStoreDestination(Destination):
     _block_type_name = "Ferry Object Store Destination"
 
     download_url_minutes: int | None = Field(
-        default=None, ge=1, le=7 * 24 * 60, title="Download URL lifetime (minutes)",
+        default=None,
+        ge=1,
+        le=7 * 24 * 60,
+        title="Download URL lifetime (minutes)",
         description="How long the signed download URL of a delivered file (S3 presigned, Azure SAS, GCS V4) stays valid, "
         "at most 7 days; empty: FERRY_DOWNLOAD_URL_MINUTES (default 15).",
     )
@@ -80,13 +83,13 @@ def key_in_folder(folder: str | None, name: str, what: str) -> str:
     if folder:
         if not name.startswith(folder + "/"):
             raise DestinationError(f"{name!r} is not inside folder {folder!r} of {what}.", "Was the file delivered to another folder?")
-        name = name[len(folder) + 1:]
+        name = name[len(folder) + 1 :]
     return str(clean_key(name))
 
 
 def relative_key(folder: str | None, name: str) -> str:
     folder = (folder or "").strip("/")
-    return name[len(folder) + 1:] if folder and name.startswith(folder + "/") else name
+    return name[len(folder) + 1 :] if folder and name.startswith(folder + "/") else name
 
 
 def list_prefix(folder: str | None, prefix: str) -> str:
@@ -107,7 +110,7 @@ def check_lifetime(expires: timedelta) -> int:
 def split_uri(location: str, scheme: str) -> tuple[str, str]:
     """``scheme://container/name`` -> (container, name)."""
     prefix = f"{scheme}://"
-    if not location.startswith(prefix) or "/" not in location[len(prefix):]:
+    if not location.startswith(prefix) or "/" not in location[len(prefix) :]:
         raise DestinationError(f"{location!r} is not a {scheme}:// location.", "Was the file delivered to another kind of destination?")
-    container, _, name = location[len(prefix):].partition("/")
+    container, _, name = location[len(prefix) :].partition("/")
     return container, str(PurePosixPath(name))

@@ -33,7 +33,7 @@ from pydantic import Field, PrivateAttr
 
 from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key
 from blocks.destination import Delivery, HashingReader, StoredFile
-from ferry.errors import DestinationError, TransientDestinationError
+from ferry.errors import DestinationError, SigningUnavailableError, TransientDestinationError
 
 MIB = 1 << 20
 
@@ -45,10 +45,23 @@ def _client_options() -> dict:
     """
     from azure.storage.blob import ExponentialRetry
 
-    return dict(retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
-                connection_timeout=10, read_timeout=120)
-AUTH_CODES = {"AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch", "AuthorizationSourceIPMismatch",
-              "InsufficientAccountPermissions", "AccountIsDisabled", "InvalidAuthenticationInfo", "NoAuthenticationInformation"}
+    return dict(
+        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2, random_jitter_range=1),
+        connection_timeout=10,
+        read_timeout=120,
+    )
+
+
+AUTH_CODES = {
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "AuthorizationSourceIPMismatch",
+    "InsufficientAccountPermissions",
+    "AccountIsDisabled",
+    "InvalidAuthenticationInfo",
+    "NoAuthenticationInformation",
+}
 TRANSIENT_CODES = {"ServerBusy", "InternalError", "OperationTimedOut"}
 
 
@@ -70,7 +83,10 @@ class AzureBlobDestination(ObjectStoreDestination):
         description="The prefect-azure Azure Blob Storage Container block: container name, base folder and credentials.",
     )
     block_size_mib: int = Field(
-        default=8, ge=1, le=4000, title="Block size (MiB)",
+        default=8,
+        ge=1,
+        le=4000,
+        title="Block size (MiB)",
         description="Size of each staged block; memory use is about one block.",
     )
 
@@ -121,11 +137,13 @@ class AzureBlobDestination(ObjectStoreDestination):
     def key_for(self, location: str) -> str:
         container_url = self.service().get_container_client(self._container_name).url.split("?", 1)[0].rstrip("/") + "/"
         if not location.startswith(container_url):
-            raise DestinationError(f"{location!r} is not in container {self._container_name!r} of {self.block_label()}.",
-                                   "Was the file delivered to another container?")
+            raise DestinationError(
+                f"{location!r} is not in container {self._container_name!r} of {self.block_label()}.",
+                "Was the file delivered to another container?",
+            )
         from urllib.parse import unquote
 
-        return key_in_folder(self._folder, unquote(location[len(container_url):].split("?")[0]), self.block_label())
+        return key_in_folder(self._folder, unquote(location[len(container_url) :].split("?")[0]), self.block_label())
 
     def matches_uri(self, netloc: str) -> bool:
         return netloc == self._container_name
@@ -140,20 +158,27 @@ class AzureBlobDestination(ObjectStoreDestination):
             credentials = self.container.credentials
             try:
                 if credentials.connection_string is not None:
-                    self._service = BlobServiceClient.from_connection_string(credentials.connection_string.get_secret_value(), **_client_options())
+                    self._service = BlobServiceClient.from_connection_string(
+                        credentials.connection_string.get_secret_value(), **_client_options()
+                    )
                 elif credentials.client_id is not None:
                     from azure.identity import ClientSecretCredential
 
-                    token = ClientSecretCredential(tenant_id=credentials.tenant_id, client_id=credentials.client_id,
-                                                   client_secret=credentials.client_secret.get_secret_value())
+                    token = ClientSecretCredential(
+                        tenant_id=credentials.tenant_id,
+                        client_id=credentials.client_id,
+                        client_secret=credentials.client_secret.get_secret_value(),
+                    )
                     self._service = BlobServiceClient(credentials.account_url, credential=token, **_client_options())
                 else:
                     from azure.identity import DefaultAzureCredential
 
                     self._service = BlobServiceClient(credentials.account_url, credential=DefaultAzureCredential(), **_client_options())
             except (ValueError, az.AzureError) as exc:
-                raise DestinationError(f"{self.block_label()}: the Azure credentials are not usable ({type(exc).__name__}).",
-                                       f"Check the connection string or account URL in {self._credentials_label()}.") from None
+                raise DestinationError(
+                    f"{self.block_label()}: the Azure credentials are not usable ({type(exc).__name__}).",
+                    f"Check the connection string or account URL in {self._credentials_label()}.",
+                ) from None
         return self._service
 
     def _blob(self, name: str) -> Any:
@@ -167,27 +192,43 @@ class AzureBlobDestination(ObjectStoreDestination):
             code = getattr(exc, "error_code", None) or ""
             code = str(getattr(code, "value", code))  # the SDK gives a StorageErrorCode enum or a string
             if status >= 500 or status in (408, 429) or code in TRANSIENT_CODES:
-                return TransientDestinationError(f"{label}: could not {action} {where}: the service answered {status} {code}.",
-                                                 "This is usually temporary; the delivery is retried.")
+                return TransientDestinationError(
+                    f"{label}: could not {action} {where}: the service answered {status} {code}.",
+                    "This is usually temporary; the delivery is retried.",
+                )
             if status in (401, 403) or code in AUTH_CODES or isinstance(exc, az.ClientAuthenticationError):
-                return DestinationError(f"{label}: permission denied to {action} {where} ({status} {code}).",
-                                        f"Check the account key or credentials in {self._credentials_label()}, and that they may "
-                                        f"read, write and delete blobs in container {self._container_name!r}.")
+                return DestinationError(
+                    f"{label}: permission denied to {action} {where} ({status} {code}).",
+                    f"Check the account key or credentials in {self._credentials_label()}, and that they may "
+                    f"read, write and delete blobs in container {self._container_name!r}.",
+                )
             if code == "ContainerNotFound":
-                return DestinationError(f"{label}: container {self._container_name!r} does not exist.",
-                                        "Check the container name in the Azure Blob Storage Container block.")
+                return DestinationError(
+                    f"{label}: container {self._container_name!r} does not exist.",
+                    "Check the container name in the Azure Blob Storage Container block.",
+                )
             if status == 404:
-                return DestinationError(f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup.")
-            return DestinationError(f"{label}: could not {action} {where}: the service answered {status} {code}.",
-                                    "Check the Azure Blob Storage Container block and its credentials.")
+                return DestinationError(
+                    f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup."
+                )
+            return DestinationError(
+                f"{label}: could not {action} {where}: the service answered {status} {code}.",
+                "Check the Azure Blob Storage Container block and its credentials.",
+            )
         if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, az.DecodeError, ConnectionError, TimeoutError)):
-            return TransientDestinationError(f"{label}: could not {action} {where}: {type(exc).__name__} talking to Azure.",
-                                             "The network or service dropped the request; the delivery is retried.")
+            return TransientDestinationError(
+                f"{label}: could not {action} {where}: {type(exc).__name__} talking to Azure.",
+                "The network or service dropped the request; the delivery is retried.",
+            )
         if isinstance(exc, az.AzureError) and "credential" in type(exc).__name__.lower():
-            return DestinationError(f"{label}: could not get an Azure token ({type(exc).__name__}).",
-                                    f"Check the service principal or managed identity behind {self._credentials_label()}.")
-        return DestinationError(f"{label}: could not {action} {where} ({type(exc).__name__}).",
-                                "Check the Azure Blob Storage Container block and its credentials.")
+            return DestinationError(
+                f"{label}: could not get an Azure token ({type(exc).__name__}).",
+                f"Check the service principal or managed identity behind {self._credentials_label()}.",
+            )
+        return DestinationError(
+            f"{label}: could not {action} {where} ({type(exc).__name__}).",
+            "Check the Azure Blob Storage Container block and its credentials.",
+        )
 
     def _call(self, action: str, name: str | None, fn, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -214,27 +255,39 @@ class AzureBlobDestination(ObjectStoreDestination):
             block_id = base64.b64encode(f"{session}-{len(blocks):08d}".encode()).decode()
             if chunk:
                 md5.update(chunk)
-                self._call(f"upload block {len(blocks) + 1} of", name, blob.stage_block, block_id, chunk, length=len(chunk),
-                           validate_content=True)
+                self._call(
+                    f"upload block {len(blocks) + 1} of", name, blob.stage_block, block_id, chunk, length=len(chunk), validate_content=True
+                )
                 blocks.append(BlobBlock(block_id=block_id))
             if len(chunk) < size:
                 break
         # Committing the block list publishes the blob at once; nothing is visible before.
-        self._call("commit", name, blob.commit_block_list, blocks,
-                   content_settings=ContentSettings(content_md5=bytearray(md5.digest()), content_type="application/octet-stream"),
-                   metadata={"sha256": reader.sha256.hexdigest()})
+        self._call(
+            "commit",
+            name,
+            blob.commit_block_list,
+            blocks,
+            content_settings=ContentSettings(content_md5=bytearray(md5.digest()), content_type="application/octet-stream"),
+            metadata={"sha256": reader.sha256.hexdigest()},
+        )
         properties = self._call("check", name, blob.get_blob_properties)
         if properties.size != reader.bytes:
             self._call("remove the corrupt upload at", name, blob.delete_blob)
-            raise TransientDestinationError(f"{self.block_label()}: {name} holds {properties.size} bytes, {reader.bytes} were sent; it was removed.",
-                                            "The delivery is retried.")
-        return Delivery(location=self._plain_url(name), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self._url_or_none(name, self.url_lifetime()))
+            raise TransientDestinationError(
+                f"{self.block_label()}: {name} holds {properties.size} bytes, {reader.bytes} were sent; it was removed.",
+                "The delivery is retried.",
+            )
+        return Delivery(
+            location=self._plain_url(name),
+            bytes=reader.bytes,
+            sha256=reader.sha256.hexdigest(),
+            url=self._url_or_none(name, self.url_lifetime()),
+        )
 
     def _url_or_none(self, name: str, expires: timedelta) -> str | None:
         try:
             return self._sign(name, expires)
-        except _CannotSign:
+        except SigningUnavailableError:
             return None
 
     def _sign(self, name: str, expires: timedelta) -> str:
@@ -247,15 +300,31 @@ class AzureBlobDestination(ObjectStoreDestination):
         credential = service.credential
         account_key = getattr(credential, "account_key", None)
         if account_key:
-            sas = generate_blob_sas(service.account_name, self._container_name, name, account_key=account_key,
-                                    permission=BlobSasPermissions(read=True), start=start, expiry=expiry)
+            sas = generate_blob_sas(
+                service.account_name,
+                self._container_name,
+                name,
+                account_key=account_key,
+                permission=BlobSasPermissions(read=True),
+                start=start,
+                expiry=expiry,
+            )
         elif hasattr(credential, "get_token"):
             delegation = self._call("get a user delegation key for", name, service.get_user_delegation_key, start, expiry)
-            sas = generate_blob_sas(service.account_name, self._container_name, name, user_delegation_key=delegation,
-                                    permission=BlobSasPermissions(read=True), start=start, expiry=expiry)
+            sas = generate_blob_sas(
+                service.account_name,
+                self._container_name,
+                name,
+                user_delegation_key=delegation,
+                permission=BlobSasPermissions(read=True),
+                start=start,
+                expiry=expiry,
+            )
         else:
-            raise _CannotSign(f"{self.block_label()}: cannot sign download URLs: its credentials hold neither an account key nor an Entra ID identity.",
-                              f"Use a connection string with an AccountKey in {self._credentials_label()}.")
+            raise SigningUnavailableError(
+                f"{self.block_label()}: cannot sign download URLs: its credentials hold neither an account key nor an Entra ID identity.",
+                f"Use a connection string with an AccountKey in {self._credentials_label()}.",
+            )
         return f"{self._plain_url(name)}?{sas}"
 
     def download_url(self, key: str, expires: timedelta) -> str:
@@ -287,14 +356,13 @@ class AzureBlobDestination(ObjectStoreDestination):
         try:
             for item in container.list_blobs(name_starts_with=scope or None):
                 modified = item.last_modified
-                yield StoredFile(key=relative_key(self._folder, item.name), bytes=item.size,
-                                 modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC))
+                yield StoredFile(
+                    key=relative_key(self._folder, item.name),
+                    bytes=item.size,
+                    modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC),
+                )
         except (az.AzureError, ConnectionError, TimeoutError) as exc:
             raise self._error(exc, "list", scope or None) from None
-
-
-class _CannotSign(DestinationError):
-    """The credentials cannot sign a SAS (e.g. a SAS-token connection string)."""
 
 
 class _Reader:

@@ -177,7 +177,7 @@ class HashingReader:
         readinto = getattr(self._source, "readinto", None)
         if readinto is None:
             chunk = self.read(len(buffer))
-            buffer[:len(chunk)] = chunk
+            buffer[: len(chunk)] = chunk
             return len(chunk)
         n = readinto(buffer) or 0
         with memoryview(buffer) as view:

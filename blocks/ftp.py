@@ -24,8 +24,7 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from blocks._remote import (SourceReader, from_source, is_transient_network_error, local_partial, location_path,
-                            partial_name, remote_join)
+from blocks._remote import SourceReader, from_source, is_transient_network_error, local_partial, location_path, partial_name, remote_join
 from blocks.destination import Delivery, Destination, StoredFile, clean_key
 from ferry.errors import DestinationError, TransientDestinationError
 
@@ -44,13 +43,20 @@ class FtpServer(Destination):
     port: int = Field(default=21, ge=1, le=65535, title="Port", description="TCP port of the control connection.")
     username: str = Field(default="anonymous", title="Username", description="Login name.")
     password: SecretStr = Field(default=SecretStr(""), title="Password", description="Password of the login.")
-    tls: bool = Field(default=True, title="FTPS (explicit TLS)", description="Encrypt the control and data connections with AUTH TLS and PROT P.")
+    tls: bool = Field(
+        default=True, title="FTPS (explicit TLS)", description="Encrypt the control and data connections with AUTH TLS and PROT P."
+    )
     ca_file: str | None = Field(
-        default=None, title="CA file",
+        default=None,
+        title="CA file",
         description="PEM file of the CA (or self-signed certificate) that signed the server's certificate; default: the system's CAs.",
     )
-    folder: str = Field(default="", title="Folder", description="Folder on the server for the files; relative to the login folder unless absolute.")
-    passive: bool = Field(default=True, title="Passive mode", description="Use passive data connections (needed behind most firewalls and NAT).")
+    folder: str = Field(
+        default="", title="Folder", description="Folder on the server for the files; relative to the login folder unless absolute."
+    )
+    passive: bool = Field(
+        default=True, title="Passive mode", description="Use passive data connections (needed behind most firewalls and NAT)."
+    )
     timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for each server reply.")
 
     @model_validator(mode="after")
@@ -71,8 +77,7 @@ class FtpServer(Destination):
     def matches_uri(self, netloc: str) -> bool:
         user, _, hostport = netloc.rpartition("@")
         host, _, port = hostport.partition(":")
-        return (host.lower() == self.host.lower() and (not port or port == str(self.port))
-                and (not user or user == self.username))
+        return host.lower() == self.host.lower() and (not port or port == str(self.port)) and (not user or user == self.username)
 
     # --- connection ---------------------------------------------------------
 
@@ -80,8 +85,10 @@ class FtpServer(Destination):
         try:
             return ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise DestinationError(f"{self.block_label()}: cannot read ca_file {self.ca_file!r}: {exc}.",
-                                   "Give the path of a PEM certificate file readable by the flow's process.") from None
+            raise DestinationError(
+                f"{self.block_label()}: cannot read ca_file {self.ca_file!r}: {exc}.",
+                "Give the path of a PEM certificate file readable by the flow's process.",
+            ) from None
 
     @contextmanager
     def _session(self, action: str) -> Iterator[ftplib.FTP]:
@@ -101,7 +108,7 @@ class FtpServer(Destination):
             yield ftp
         except DestinationError:
             raise
-        except Exception as exc:  # noqa: BLE001 - translated by type, below
+        except Exception as exc:
             if from_source(exc):
                 raise  # the source stream broke, not the server: let its error through unchanged
             raise self._translate(exc, action) from None
@@ -116,25 +123,36 @@ class FtpServer(Destination):
         where = f"{self.block_label()} ({self.host}:{self.port})"
         reply = str(exc).strip()
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return DestinationError(f"{where}: the server's TLS certificate is not trusted: {exc.verify_message}.",
-                                    "Set ca_file to the CA or self-signed certificate that signed it, and check that host matches the certificate.")
+            return DestinationError(
+                f"{where}: the server's TLS certificate is not trusted: {exc.verify_message}.",
+                "Set ca_file to the CA or self-signed certificate that signed it, and check that host matches the certificate.",
+            )
         if isinstance(exc, ftplib.error_perm):
             code = reply[:3]
             if code in ("530", "332"):
-                return DestinationError(f"{where}: the server refused the login of {self.username!r} ({reply}).",
-                                        "Check username and password in the block.")
+                return DestinationError(
+                    f"{where}: the server refused the login of {self.username!r} ({reply}).", "Check username and password in the block."
+                )
             if code in ("534", "533", "522"):
-                return DestinationError(f"{where}: the server refused TLS ({reply}).", "Check that the server supports FTPS (AUTH TLS), or turn tls off.")
-            return DestinationError(f"{where}: the server refused {action}: {reply}.",
-                                    f"Check that {self.username!r} may write, rename and read in folder {self.folder or '(login folder)'!r}.")
+                return DestinationError(
+                    f"{where}: the server refused TLS ({reply}).", "Check that the server supports FTPS (AUTH TLS), or turn tls off."
+                )
+            return DestinationError(
+                f"{where}: the server refused {action}: {reply}.",
+                f"Check that {self.username!r} may write, rename and read in folder {self.folder or '(login folder)'!r}.",
+            )
         if isinstance(exc, ftplib.error_temp):
             return TransientDestinationError(f"{where}: temporary failure while {action}: {reply}.", "Ferry retries this.")
         if isinstance(exc, ValueError):  # ftplib refuses names with line breaks
             return DestinationError(f"{where}: {action}: {exc}.", "Check the file name.")
         if is_transient_network_error(exc) or isinstance(exc, (ftplib.error_reply, ftplib.error_proto)):
-            return TransientDestinationError(f"{where}: connection failed while {action}: {type(exc).__name__}: {reply}.",
-                                             "The server or network may be down; Ferry retries this.")
-        return DestinationError(f"{where}: {action} failed: {type(exc).__name__}: {reply}.", "Check the server's log and the block's settings.")
+            return TransientDestinationError(
+                f"{where}: connection failed while {action}: {type(exc).__name__}: {reply}.",
+                "The server or network may be down; Ferry retries this.",
+            )
+        return DestinationError(
+            f"{where}: {action} failed: {type(exc).__name__}: {reply}.", "Check the server's log and the block's settings."
+        )
 
     # --- paths --------------------------------------------------------------
 
@@ -199,8 +217,10 @@ class FtpServer(Destination):
                 self._store(ftp, partial, reader)
                 size = ftp.size(partial)
                 if size is not None and size != reader.bytes:
-                    raise TransientDestinationError(f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
-                                                    "The upload was cut short; Ferry retries it.")
+                    raise TransientDestinationError(
+                        f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
+                        "The upload was cut short; Ferry retries it.",
+                    )
                 self._publish(ftp, partial, final)
             except BaseException:
                 _quietly_delete(ftp, partial)
@@ -273,8 +293,10 @@ class FtpServer(Destination):
         with self._session("mapping a location") as ftp:
             base = self._base(ftp).rstrip("/") + "/"
         if not path.startswith(base):
-            raise DestinationError(f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?")
-        return path[len(base):]
+            raise DestinationError(
+                f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?"
+            )
+        return path[len(base) :]
 
 
 def _quietly_delete(ftp: ftplib.FTP, path: str) -> None:

@@ -25,7 +25,16 @@ from typing import Any, BinaryIO, ClassVar
 from prefect_gcp.cloud_storage import GcsBucket
 from pydantic import Field, PrivateAttr
 
-from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
+from blocks._objectstore import (
+    ObjectStoreDestination,
+    check_lifetime,
+    key_in_folder,
+    list_prefix,
+    object_name,
+    read_full,
+    relative_key,
+    split_uri,
+)
 from blocks.destination import Delivery, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
@@ -50,11 +59,15 @@ class GcsDestination(ObjectStoreDestination):
         description="The prefect-gcp GCS Bucket block: bucket name, folder and GCP credentials.",
     )
     chunk_size_mib: int = Field(
-        default=8, ge=1, le=1024, title="Chunk size (MiB)",
+        default=8,
+        ge=1,
+        le=1024,
+        title="Chunk size (MiB)",
         description="Size of each resumable-upload chunk; memory use is about one chunk.",
     )
     emulator_host: str | None = Field(
-        default=None, title="Emulator address",
+        default=None,
+        title="Emulator address",
         description="Address of a GCS emulator such as http://127.0.0.1:9023; requests go there without authentication. Leave empty for Google Cloud Storage.",
     )
 
@@ -97,8 +110,10 @@ class GcsDestination(ObjectStoreDestination):
     def key_for(self, location: str) -> str:
         bucket, name = split_uri(location, "gs")
         if bucket != self.bucket.bucket:
-            raise DestinationError(f"{location!r} is not in bucket {self.bucket.bucket!r} of {self.block_label()}.",
-                                   "Was the file delivered to another bucket?")
+            raise DestinationError(
+                f"{location!r} is not in bucket {self.bucket.bucket!r} of {self.block_label()}.",
+                "Was the file delivered to another bucket?",
+            )
         return key_in_folder(self._folder, name, self.block_label())
 
     def matches_uri(self, netloc: str) -> bool:
@@ -111,8 +126,10 @@ class GcsDestination(ObjectStoreDestination):
         try:
             return self.bucket.gcp_credentials.get_credentials_from_service_account()
         except Exception as exc:  # noqa: BLE001 - google.auth raises several unrelated types
-            raise DestinationError(f"{self.block_label()}: the GCP credentials are not usable ({type(exc).__name__}).",
-                                   f"Check the service account JSON in {self._credentials_label()}.") from None
+            raise DestinationError(
+                f"{self.block_label()}: the GCP credentials are not usable ({type(exc).__name__}).",
+                f"Check the service account JSON in {self._credentials_label()}.",
+            ) from None
 
     def client(self) -> Any:
         if self._client is None:
@@ -122,8 +139,9 @@ class GcsDestination(ObjectStoreDestination):
 
             project = self.bucket.gcp_credentials.project or "ferry"
             if self._emulator():
-                self._client = storage.Client(project=project, credentials=AnonymousCredentials(),
-                                              client_options=ClientOptions(api_endpoint=self._emulator()))
+                self._client = storage.Client(
+                    project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=self._emulator())
+                )
             else:
                 self._client = storage.Client(project=project, credentials=self._signing_credentials())
         return self._client
@@ -151,29 +169,43 @@ class GcsDestination(ObjectStoreDestination):
         elif isinstance(exc, InvalidResponse) and getattr(exc, "response", None) is not None:
             status = int(getattr(exc.response, "status_code", 0) or 0)
         if isinstance(exc, DataCorruption):
-            return TransientDestinationError(f"{label}: {where} arrived corrupted (CRC32C mismatch) and was removed.", "The delivery is retried.")
+            return TransientDestinationError(
+                f"{label}: {where} arrived corrupted (CRC32C mismatch) and was removed.", "The delivery is retried."
+            )
         if status >= 500 or status in (408, 429):
-            return TransientDestinationError(f"{label}: could not {action} {where}: the service answered {status}.",
-                                             "This is usually temporary; the delivery is retried.")
+            return TransientDestinationError(
+                f"{label}: could not {action} {where}: the service answered {status}.",
+                "This is usually temporary; the delivery is retried.",
+            )
         if status in (401, 403) or isinstance(exc, auth_errors.RefreshError):
-            return DestinationError(f"{label}: permission denied to {action} {where} ({status or type(exc).__name__}).",
-                                    f"Check the service account in {self._credentials_label()} and that it may read, write "
-                                    f"and delete objects in bucket {self.bucket.bucket!r} (roles/storage.objectAdmin).")
+            return DestinationError(
+                f"{label}: permission denied to {action} {where} ({status or type(exc).__name__}).",
+                f"Check the service account in {self._credentials_label()} and that it may read, write "
+                f"and delete objects in bucket {self.bucket.bucket!r} (roles/storage.objectAdmin).",
+            )
         if status == 404:
             if name is None or "bucket" in str(getattr(exc, "message", "")).lower():
-                return DestinationError(f"{label}: bucket {self.bucket.bucket!r} or file {where} does not exist.",
-                                        "Check the bucket name in the GCS Bucket block, and the file name.")
-            return DestinationError(f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup.")
+                return DestinationError(
+                    f"{label}: bucket {self.bucket.bucket!r} or file {where} does not exist.",
+                    "Check the bucket name in the GCS Bucket block, and the file name.",
+                )
+            return DestinationError(
+                f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup."
+            )
         if status:
-            return DestinationError(f"{label}: could not {action} {where}: the service answered {status}.",
-                                    "Check the GCS Bucket block and its credentials.")
+            return DestinationError(
+                f"{label}: could not {action} {where}: the service answered {status}.", "Check the GCS Bucket block and its credentials."
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             return DestinationError(f"{label}: TLS to Google Cloud Storage failed.", "Check the network's proxy and CA settings.")
         if isinstance(exc, (requests.ConnectionError, requests.Timeout, auth_errors.TransportError, ConnectionError, TimeoutError)):
-            return TransientDestinationError(f"{label}: could not {action} {where}: {type(exc).__name__} talking to GCS.",
-                                             "The network or service dropped the request; the delivery is retried.")
-        return DestinationError(f"{label}: could not {action} {where} ({type(exc).__name__}).",
-                                "Check the GCS Bucket block and its credentials.")
+            return TransientDestinationError(
+                f"{label}: could not {action} {where}: {type(exc).__name__} talking to GCS.",
+                "The network or service dropped the request; the delivery is retried.",
+            )
+        return DestinationError(
+            f"{label}: could not {action} {where} ({type(exc).__name__}).", "Check the GCS Bucket block and its credentials."
+        )
 
     @staticmethod
     def _client_errors() -> tuple[type[BaseException], ...]:
@@ -182,8 +214,16 @@ class GcsDestination(ObjectStoreDestination):
         from google.api_core import exceptions as api
         from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
 
-        return (api.GoogleAPICallError, api.RetryError, InvalidResponse, DataCorruption, auth_errors.GoogleAuthError,
-                requests.RequestException, ConnectionError, TimeoutError)
+        return (
+            api.GoogleAPICallError,
+            api.RetryError,
+            InvalidResponse,
+            DataCorruption,
+            auth_errors.GoogleAuthError,
+            requests.RequestException,
+            ConnectionError,
+            TimeoutError,
+        )
 
     def _call(self, action: str, name: str | None, fn, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -202,14 +242,29 @@ class GcsDestination(ObjectStoreDestination):
         blob = self._blob(name)
         reader = HashingReader(source)
         # size=None + chunk_size: a resumable upload that reads one chunk at a time until the stream ends.
-        self._call("upload to", name, blob.upload_from_file, _ReplayableReader(reader), rewind=False, size=None,
-                   content_type="application/octet-stream", checksum="crc32c", retry=DEFAULT_RETRY.with_timeout(60.0))
+        self._call(
+            "upload to",
+            name,
+            blob.upload_from_file,
+            _ReplayableReader(reader),
+            rewind=False,
+            size=None,
+            content_type="application/octet-stream",
+            checksum="crc32c",
+            retry=DEFAULT_RETRY.with_timeout(60.0),
+        )
         if blob.size is not None and blob.size != reader.bytes:
             self._call("remove the corrupt upload at", name, blob.delete)
-            raise TransientDestinationError(f"{self.block_label()}: {name} holds {blob.size} bytes, {reader.bytes} were sent; it was removed.",
-                                            "The delivery is retried.")
-        return Delivery(location=self.location(key), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self.download_url(key, self.url_lifetime()))
+            raise TransientDestinationError(
+                f"{self.block_label()}: {name} holds {blob.size} bytes, {reader.bytes} were sent; it was removed.",
+                "The delivery is retried.",
+            )
+        return Delivery(
+            location=self.location(key),
+            bytes=reader.bytes,
+            sha256=reader.sha256.hexdigest(),
+            url=self.download_url(key, self.url_lifetime()),
+        )
 
     def download_url(self, key: str, expires: timedelta) -> str:
         name = object_name(self._folder, key)
@@ -223,8 +278,16 @@ class GcsDestination(ObjectStoreDestination):
 
             self._call("get a token to sign a URL for", name, credentials.refresh, google.auth.transport.requests.Request())
             extra.update(service_account_email=credentials.service_account_email, access_token=credentials.token)
-        return self._call("sign a download URL for", name, self._blob(name).generate_signed_url, version="v4",
-                          expiration=timedelta(seconds=seconds), method="GET", credentials=credentials, **extra)
+        return self._call(
+            "sign a download URL for",
+            name,
+            self._blob(name).generate_signed_url,
+            version="v4",
+            expiration=timedelta(seconds=seconds),
+            method="GET",
+            credentials=credentials,
+            **extra,
+        )
 
     @contextmanager
     def open_source(self, key: str) -> Iterator[BinaryIO]:
@@ -249,8 +312,9 @@ class GcsDestination(ObjectStoreDestination):
             self._blob(name).delete()
         except NotFound:  # a missing file is fine; a missing bucket is not
             if not self._call("check", None, self.client().bucket(self.bucket.bucket).exists):
-                raise DestinationError(f"{self.block_label()}: bucket {self.bucket.bucket!r} does not exist.",
-                                       "Check the bucket name in the GCS Bucket block.") from None
+                raise DestinationError(
+                    f"{self.block_label()}: bucket {self.bucket.bucket!r} does not exist.", "Check the bucket name in the GCS Bucket block."
+                ) from None
         except self._client_errors() as exc:
             raise self._error(exc, "delete", name) from None
 
@@ -259,8 +323,11 @@ class GcsDestination(ObjectStoreDestination):
         try:
             for item in self.client().list_blobs(self.bucket.bucket, prefix=scope or None):
                 modified = item.updated
-                yield StoredFile(key=relative_key(self._folder, item.name), bytes=item.size or 0,
-                                 modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC))
+                yield StoredFile(
+                    key=relative_key(self._folder, item.name),
+                    bytes=item.size or 0,
+                    modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC),
+                )
         except self._client_errors() as exc:
             raise self._error(exc, "list", scope or None) from None
 
@@ -291,7 +358,7 @@ class _ReplayableReader:
         end = self._buffer_start + len(self._buffer)
         if self._pos < end:  # resending part of the last chunk
             offset = self._pos - self._buffer_start
-            data = self._buffer[offset:] if size is None or size < 0 else self._buffer[offset:offset + size]
+            data = self._buffer[offset:] if size is None or size < 0 else self._buffer[offset : offset + size]
         else:
             data = self._source.read() if size is None or size < 0 else read_full(self._source, size)
             self._buffer, self._buffer_start = data, self._pos

@@ -38,7 +38,9 @@ class LocalDirectory(Destination):
         base = self._base()
         target = (base / clean_key(key)).resolve()
         if not target.is_relative_to(base):
-            raise DestinationError(f"Refusing file name {key!r}: it resolves outside {base}.", "Check the filename template and symlinks in the folder.")
+            raise DestinationError(
+                f"Refusing file name {key!r}: it resolves outside {base}.", "Check the filename template and symlinks in the folder."
+            )
         return target
 
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
@@ -67,7 +69,9 @@ class LocalDirectory(Destination):
         try:
             stream = open(target, "rb")
         except FileNotFoundError:
-            raise DestinationError(f"No file {key!r} in {self.describe()}.", "Check the file name; expired exports are removed by retention cleanup.") from None
+            raise DestinationError(
+                f"No file {key!r} in {self.describe()}.", "Check the file name; expired exports are removed by retention cleanup."
+            ) from None
         except OSError as exc:
             raise DestinationError(f"Cannot read {target}: {exc.strerror}.", "Check the path and its permissions.") from None
         with stream:

@@ -34,12 +34,14 @@ class ManagedStorage(Destination):
     _description = "Where exports go when no destination is named; files expire after the retention period."
 
     reference: str | None = Field(
-        default=None, title="Storage",
+        default=None,
+        title="Storage",
         description="Block reference (SLUG/NAME) of the storage; empty means the local folder below.",
     )
     folder: str = Field(title="Local folder", description="Folder used when no block reference is given.")
-    retention_days: int = Field(default=30, ge=1, le=3650, title="Retention (days)",
-                                description="Days a file stays before retention cleanup removes it.")
+    retention_days: int = Field(
+        default=30, ge=1, le=3650, title="Retention (days)", description="Days a file stays before retention cleanup removes it."
+    )
 
     _inner: Any = PrivateAttr(default=None)
 
@@ -48,8 +50,9 @@ class ManagedStorage(Destination):
         from ferry.settings import get_settings
 
         settings = get_settings()
-        return cls(reference=settings.managed_destination or None, folder=str(default_folder),
-                   retention_days=settings.managed_retention_days)
+        return cls(
+            reference=settings.managed_destination or None, folder=str(default_folder), retention_days=settings.managed_retention_days
+        )
 
     def inner(self) -> Destination:
         """The destination that holds the files (resolved once)."""
@@ -85,14 +88,18 @@ class ManagedStorage(Destination):
         inner = self.inner()
         missing = [c for c in ("list", "delete") if not inner.can(c)]
         if missing:
-            raise DestinationError(f"Managed storage {inner.describe()} cannot {' or '.join(missing)} files, so files cannot expire.",
-                                   "Point FERRY_MANAGED_DESTINATION at a local folder or an object-storage block.")
+            raise DestinationError(
+                f"Managed storage {inner.describe()} cannot {' or '.join(missing)} files, so files cannot expire.",
+                "Point FERRY_MANAGED_DESTINATION at a local folder or an object-storage block.",
+            )
         folder = getattr(inner, "_folder", None)
         if folder is None:
             folder = getattr(inner, "folder", None)
         if isinstance(folder, str) and folder.strip("/") == "" and not isinstance(getattr(inner, "path", None), str):
-            raise DestinationError(f"Managed storage {inner.describe()} is the root of its bucket or server.",
-                                   "Set a folder of its own in the block (e.g. ferry-exports): cleanup deletes every old file there.")
+            raise DestinationError(
+                f"Managed storage {inner.describe()} is the root of its bucket or server.",
+                "Set a folder of its own in the block (e.g. ferry-exports): cleanup deletes every old file there.",
+            )
 
     # --- the contract, delegated --------------------------------------------------------
 

@@ -1,14 +1,15 @@
 """Every destination Ferry knows, by block type slug: ``--dest SLUG/NAME`` loads the saved block NAME.
 
-Two kinds of entries, with the same face (``load(name)``, ``get_block_type_slug()``,
-``uri_schemes``):
+Every entry is :class:`Lazy`: its module (and a cloud SDK, ~1 s of imports
+each) loads only when a reference names it, and no block module imports this
+registry back at import time. Entries are of two kinds, with the same face
+(``load(name)``, ``get_block_type_slug()``, ``uri_schemes``):
 
-* Ferry's own destination blocks (the class itself);
+* Ferry's own destination blocks (``module:Class``);
 * blocks of Prefect's collections that Ferry delivers through (prefect-aws
   ``s3-bucket``, prefect-azure ``azure-blob-storage-container``, prefect-gcp
-  ``gcs-bucket``), plus Ferry's wrapper blocks that add delivery settings to
-  them. These are :class:`Lazy` entries: their module (and its cloud SDK,
-  ~1 s of imports each) loads only when a reference names them.
+  ``gcs-bucket``) through a factory (``module:Class.factory``), plus Ferry's
+  wrapper blocks that add delivery settings to them.
 """
 
 from __future__ import annotations
@@ -20,10 +21,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from blocks.destination import Destination
-from blocks.ftp import FtpServer
-from blocks.local_directory import LocalDirectory
-from blocks.sftp import SftpServer
-from blocks.webhook import Webhook
 from ferry.errors import DestinationError
 
 
@@ -64,13 +61,15 @@ class Lazy:
 
 
 DESTINATIONS: dict[str, DestinationKind] = {
-    LocalDirectory.get_block_type_slug(): LocalDirectory,
-    SftpServer.get_block_type_slug(): SftpServer,
-    FtpServer.get_block_type_slug(): FtpServer,
-    Webhook.get_block_type_slug(): Webhook,
+    "local-directory": Lazy("local-directory", "blocks.local_directory:LocalDirectory"),
+    "sftp": Lazy("sftp", "blocks.sftp:SftpServer", ("sftp",)),
+    "ftp": Lazy("ftp", "blocks.ftp:FtpServer", ("ftp", "ftps")),
+    "webhook-endpoint": Lazy("webhook-endpoint", "blocks.webhook:Webhook"),
     # Prefect collection blocks, used as they are (default delivery settings):
     "s3-bucket": Lazy("s3-bucket", "blocks.s3:S3Destination.for_bucket_block", ("s3",)),
-    "azure-blob-storage-container": Lazy("azure-blob-storage-container", "blocks.azure_blob:AzureBlobDestination.for_container_block", ("az",)),
+    "azure-blob-storage-container": Lazy(
+        "azure-blob-storage-container", "blocks.azure_blob:AzureBlobDestination.for_container_block", ("az",)
+    ),
     "gcs-bucket": Lazy("gcs-bucket", "blocks.gcs:GcsDestination.for_bucket_block", ("gs",)),
     # Ferry's wrappers around them (part size, URL lifetime, ...):
     "s3-destination": Lazy("s3-destination", "blocks.s3:S3Destination"),
@@ -92,11 +91,19 @@ def resolve_destination(reference: str | None, default_folder: Path) -> Destinat
             return DESTINATIONS[slug].load(name)
         except ValueError as exc:
             if "Unable to find block document" not in str(exc) and "not found" not in str(exc).lower():
-                raise DestinationError(f"The {slug} block {name!r} cannot be loaded: {type(exc).__name__}.",
-                                       "Check its fields (and those of the blocks it references) in the Prefect UI.") from None
-            raise DestinationError(f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug} {name} ...).") from None
+                raise DestinationError(
+                    f"The {slug} block {name!r} cannot be loaded: {type(exc).__name__}.",
+                    "Check its fields (and those of the blocks it references) in the Prefect UI.",
+                ) from None
+            raise DestinationError(
+                f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug} {name} ...)."
+            ) from None
     if match and not Path(match.group(1)).exists():
         # "s3-bukcet/exports" is a typo far more often than a new relative folder: do not write it to disk silently.
-        raise DestinationError(f"Unknown destination kind {match.group(1)!r} in {reference!r}.",
-                               f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}; for a new local folder write ./{reference}.")
+        raise DestinationError(
+            f"Unknown destination kind {match.group(1)!r} in {reference!r}.",
+            f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}; for a new local folder write ./{reference}.",
+        )
+    from blocks.local_directory import LocalDirectory
+
     return LocalDirectory(path=reference)

@@ -29,18 +29,44 @@ from botocore.config import Config
 from prefect_aws import S3Bucket
 from pydantic import Field, PrivateAttr
 
-from blocks._objectstore import ObjectStoreDestination, check_lifetime, key_in_folder, list_prefix, object_name, read_full, relative_key, split_uri
+from blocks._objectstore import (
+    ObjectStoreDestination,
+    check_lifetime,
+    key_in_folder,
+    list_prefix,
+    object_name,
+    read_full,
+    relative_key,
+    split_uri,
+)
 from blocks.destination import Delivery, HashingReader, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
 TRANSIENT_CODES = {
-    "InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling", "ThrottlingException",
-    "RequestLimitExceeded", "RequestThrottled", "TooManyRequestsException", "OperationAborted",
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "TooManyRequestsException",
+    "OperationAborted",
 }
 AUTH_CODES = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
-    "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess", "Forbidden",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidSecurity",
+    "UnauthorizedAccess",
+    "Forbidden",
 }
 
 
@@ -66,11 +92,15 @@ class S3Destination(ObjectStoreDestination):
         description="The prefect-aws S3 Bucket block: bucket name, folder and credentials (an endpoint URL in the credentials' client parameters reaches R2, MinIO and other S3-compatible servers).",
     )
     part_size_mib: int = Field(
-        default=8, ge=5, le=5 * 1024, title="Part size (MiB)",
+        default=8,
+        ge=5,
+        le=5 * 1024,
+        title="Part size (MiB)",
         description="Size of each uploaded part; memory use is about one part. S3 requires at least 5 MiB.",
     )
     server_checksums: bool = Field(
-        default=True, title="Server-side checksums",
+        default=True,
+        title="Server-side checksums",
         description="Send each part's SHA-256 for the server to verify and compare the stored object's checksum; turn off only for S3-compatible servers that reject checksum headers.",
     )
 
@@ -118,8 +148,10 @@ class S3Destination(ObjectStoreDestination):
     def key_for(self, location: str) -> str:
         bucket, name = split_uri(location, "s3")
         if bucket != self.bucket.bucket_name:
-            raise DestinationError(f"{location!r} is not in bucket {self.bucket.bucket_name!r} of {self.block_label()}.",
-                                   "Was the file delivered to another bucket?")
+            raise DestinationError(
+                f"{location!r} is not in bucket {self.bucket.bucket_name!r} of {self.block_label()}.",
+                "Was the file delivered to another bucket?",
+            )
         return key_in_folder(self._folder, name, self.block_label())
 
     def matches_uri(self, netloc: str) -> bool:
@@ -136,10 +168,12 @@ class S3Destination(ObjectStoreDestination):
             config = Config(
                 signature_version="s3v4",
                 retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=10, read_timeout=120,
+                connect_timeout=10,
+                read_timeout=120,
                 # boto3 >= 1.36 adds CRC32 checksums to every request by default, which several
                 # S3-compatible servers refuse; Ferry sends its own SHA-256 where it wants one.
-                request_checksum_calculation="when_required", response_checksum_validation="when_required",
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             )
             if user_config is not None:
                 config = config.merge(user_config)
@@ -159,35 +193,58 @@ class S3Destination(ObjectStoreDestination):
             code = str(error.get("Code", "Unknown"))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if status >= 500 or code in TRANSIENT_CODES or status == 429:
-                return TransientDestinationError(f"{label}: could not {action} {where}: the server answered {status} {code}.",
-                                                 "This is usually temporary; the delivery is retried.")
+                return TransientDestinationError(
+                    f"{label}: could not {action} {where}: the server answered {status} {code}.",
+                    "This is usually temporary; the delivery is retried.",
+                )
             if code in AUTH_CODES or status in (401, 403):
                 return DestinationError(
                     f"{label}: permission denied to {action} {where} ({status} {code}).",
                     f"Check the access key and secret in {self._credentials_label()} (endpoint {self._endpoint()}), "
-                    f"and that they may read, write and delete objects in bucket {self.bucket.bucket_name!r}.")
+                    f"and that they may read, write and delete objects in bucket {self.bucket.bucket_name!r}.",
+                )
             if code == "NoSuchBucket":
-                return DestinationError(f"{label}: bucket {self.bucket.bucket_name!r} does not exist at {self._endpoint()}.",
-                                        "Check the bucket name in the S3 Bucket block, and the region or endpoint URL of its credentials.")
+                return DestinationError(
+                    f"{label}: bucket {self.bucket.bucket_name!r} does not exist at {self._endpoint()}.",
+                    "Check the bucket name in the S3 Bucket block, and the region or endpoint URL of its credentials.",
+                )
             if code in ("NoSuchKey", "404", "NotFound"):
-                return DestinationError(f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup.")
+                return DestinationError(
+                    f"{label}: no file at {where}.", "Check the file name; expired exports are removed by retention cleanup."
+                )
             if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
-                return DestinationError(f"{label}: bucket {self.bucket.bucket_name!r} is in another region ({code}).",
-                                        f"Set region_name in {self._credentials_label()} to the bucket's region.")
-            return DestinationError(f"{label}: could not {action} {where}: the server answered {status} {code}.",
-                                    "Check the S3 Bucket block and its credentials.")
+                return DestinationError(
+                    f"{label}: bucket {self.bucket.bucket_name!r} is in another region ({code}).",
+                    f"Set region_name in {self._credentials_label()} to the bucket's region.",
+                )
+            return DestinationError(
+                f"{label}: could not {action} {where}: the server answered {status} {code}.",
+                "Check the S3 Bucket block and its credentials.",
+            )
         if isinstance(exc, (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError, boto_errors.CredentialRetrievalError)):
-            return DestinationError(f"{label}: no usable AWS credentials ({type(exc).__name__}).",
-                                    f"Fill in the access key and secret of {self._credentials_label()}.")
+            return DestinationError(
+                f"{label}: no usable AWS credentials ({type(exc).__name__}).",
+                f"Fill in the access key and secret of {self._credentials_label()}.",
+            )
         if isinstance(exc, boto_errors.SSLError):
-            return DestinationError(f"{label}: TLS to {self._endpoint()} failed (certificate or protocol).",
-                                    "Check the endpoint URL and the verify / CA bundle settings of the credentials' client parameters.")
-        if isinstance(exc, (boto_errors.ConnectionError, boto_errors.HTTPClientError, boto_errors.IncompleteReadError, ConnectionError, TimeoutError)):
-            return TransientDestinationError(f"{label}: could not {action} {where}: {type(exc).__name__} talking to {self._endpoint()}.",
-                                             "The network or server dropped the request; the delivery is retried.")
+            return DestinationError(
+                f"{label}: TLS to {self._endpoint()} failed (certificate or protocol).",
+                "Check the endpoint URL and the verify / CA bundle settings of the credentials' client parameters.",
+            )
+        if isinstance(
+            exc, (boto_errors.ConnectionError, boto_errors.HTTPClientError, boto_errors.IncompleteReadError, ConnectionError, TimeoutError)
+        ):
+            return TransientDestinationError(
+                f"{label}: could not {action} {where}: {type(exc).__name__} talking to {self._endpoint()}.",
+                "The network or server dropped the request; the delivery is retried.",
+            )
         if isinstance(exc, boto_errors.ParamValidationError):
-            return DestinationError(f"{label}: invalid request to {action} {where}.", "Check the bucket name and folder of the S3 Bucket block.")
-        return DestinationError(f"{label}: could not {action} {where} ({type(exc).__name__}).", "Check the S3 Bucket block and its credentials.")
+            return DestinationError(
+                f"{label}: invalid request to {action} {where}.", "Check the bucket name and folder of the S3 Bucket block."
+            )
+        return DestinationError(
+            f"{label}: could not {action} {where} ({type(exc).__name__}).", "Check the S3 Bucket block and its credentials."
+        )
 
     def _call(self, action: str, name: str | None, method: str, **kwargs: Any) -> Any:
         try:
@@ -214,8 +271,12 @@ class S3Destination(ObjectStoreDestination):
             answer, expected = self._multipart(reader, pending, name, part_size)
         if self.server_checksums:
             self._verify(name, expected, answer.get("ChecksumSHA256"))
-        return Delivery(location=self.location(key), bytes=reader.bytes, sha256=reader.sha256.hexdigest(),
-                        url=self.download_url(key, self.url_lifetime()))
+        return Delivery(
+            location=self.location(key),
+            bytes=reader.bytes,
+            sha256=reader.sha256.hexdigest(),
+            url=self.download_url(key, self.url_lifetime()),
+        )
 
     def _multipart(self, reader: HashingReader, pending: list, name: str, part_size: int) -> tuple[dict, str]:
         """Upload the part in ``pending`` and the rest of ``reader``.
@@ -234,14 +295,30 @@ class S3Destination(ObjectStoreDestination):
                 number = len(parts) + 1
                 digest = hashlib.sha256(chunk).digest()
                 extra = {"ChecksumSHA256": _b64(digest)} if self.server_checksums else {}
-                answer = self._call(f"upload part {number} to", name, "upload_part", Bucket=bucket, Key=name, UploadId=upload_id,
-                                    PartNumber=number, Body=chunk, **extra)
+                answer = self._call(
+                    f"upload part {number} to",
+                    name,
+                    "upload_part",
+                    Bucket=bucket,
+                    Key=name,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    **extra,
+                )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"], **extra})
                 digests.append(digest)
                 chunk = b""  # drop this part before reading the next: memory stays at one part
                 chunk = read_full(reader, part_size, mutable=True)
-            answer = self._call("complete the upload to", name, "complete_multipart_upload", Bucket=bucket, Key=name,
-                                UploadId=upload_id, MultipartUpload={"Parts": parts})
+            answer = self._call(
+                "complete the upload to",
+                name,
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
         except BaseException:
             # Nothing was published: drop the parts so they neither cost storage nor linger.
             try:
@@ -260,8 +337,11 @@ class S3Destination(ObjectStoreDestination):
         """
         if stored is not None and stored.split("-")[0] != expected:
             self._call("remove the corrupt upload at", name, "delete_object", Bucket=self.bucket.bucket_name, Key=name)
-            raise TransientDestinationError(f"{self.block_label()}: s3://{self.bucket.bucket_name}/{name} does not match what was sent "
-                                            "(the server's SHA-256 differs); it was removed.", "The delivery is retried.")
+            raise TransientDestinationError(
+                f"{self.block_label()}: s3://{self.bucket.bucket_name}/{name} does not match what was sent "
+                "(the server's SHA-256 differs); it was removed.",
+                "The delivery is retried.",
+            )
 
     @contextmanager
     def open_source(self, key: str) -> Iterator[BinaryIO]:
@@ -276,7 +356,9 @@ class S3Destination(ObjectStoreDestination):
         name = object_name(self._folder, key)
         seconds = check_lifetime(expires)
         try:
-            return self.client().generate_presigned_url("get_object", Params={"Bucket": self.bucket.bucket_name, "Key": name}, ExpiresIn=seconds)
+            return self.client().generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket.bucket_name, "Key": name}, ExpiresIn=seconds
+            )
         except (boto_errors.BotoCoreError, boto_errors.ClientError) as exc:
             raise self._error(exc, "sign a download URL for", name) from None
 
@@ -303,8 +385,11 @@ class S3Destination(ObjectStoreDestination):
             for page in pages:
                 for item in page.get("Contents", []):
                     modified = item["LastModified"]
-                    yield StoredFile(key=relative_key(self._folder, item["Key"]), bytes=item["Size"],
-                                     modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC))
+                    yield StoredFile(
+                        key=relative_key(self._folder, item["Key"]),
+                        bytes=item["Size"],
+                        modified=modified.astimezone(UTC) if modified.tzinfo else modified.replace(tzinfo=UTC),
+                    )
         except (boto_errors.BotoCoreError, boto_errors.ClientError, ConnectionError, TimeoutError) as exc:
             raise self._error(exc, "list", scope or None) from None
 

@@ -33,8 +33,7 @@ from urllib.parse import quote
 import paramiko
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from blocks._remote import (SourceReader, from_source, is_transient_network_error, local_partial, location_path,
-                            partial_name, remote_join)
+from blocks._remote import SourceReader, from_source, is_transient_network_error, local_partial, location_path, partial_name, remote_join
 from blocks.destination import Delivery, Destination, StoredFile, clean_key
 from ferry.errors import DestinationError, TransientDestinationError
 
@@ -123,16 +122,21 @@ class SftpServer(Destination):
     username: str = Field(title="Username", description="Login name on the server.")
     password: SecretStr | None = Field(default=None, title="Password", description="Password, when the server uses password login.")
     private_key: SecretStr | None = Field(
-        default=None, title="Private key",
+        default=None,
+        title="Private key",
         description="Private key text (OpenSSH or PEM format: Ed25519, ECDSA or RSA) for key login; preferred over the password.",
     )
-    private_key_passphrase: SecretStr | None = Field(default=None, title="Private key passphrase", description="Passphrase of an encrypted private key.")
+    private_key_passphrase: SecretStr | None = Field(
+        default=None, title="Private key passphrase", description="Passphrase of an encrypted private key."
+    )
     host_key: str = Field(
         title="Pinned host key",
         description="The server's host key, as a known_hosts line (`ssh-keyscan -p PORT HOST` prints it) or a `SHA256:` "
         "fingerprint; several lines allowed during key rotation. Connections to a server with any other key are refused.",
     )
-    folder: str = Field(default="", title="Folder", description="Folder on the server for the files; relative to the login folder unless absolute.")
+    folder: str = Field(
+        default="", title="Folder", description="Folder on the server for the files; relative to the login folder unless absolute."
+    )
     timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for each server reply.")
 
     @field_validator("host_key")
@@ -161,8 +165,7 @@ class SftpServer(Destination):
         if host.startswith("["):
             host, _, port = hostport[1:].partition("]")
             port = port.lstrip(":")
-        return (host.lower() == self.host.lower() and (not port or port == str(self.port))
-                and (not user or user == self.username))
+        return host.lower() == self.host.lower() and (not port or port == str(self.port)) and (not user or user == self.username)
 
     # --- connection ---------------------------------------------------------
 
@@ -173,11 +176,15 @@ class SftpServer(Destination):
             try:
                 return key_class.from_private_key(io.StringIO(text), password=passphrase)
             except paramiko.PasswordRequiredException:
-                raise DestinationError(f"{self.block_label()}: the private key is encrypted.", "Set private_key_passphrase in the block.") from None
+                raise DestinationError(
+                    f"{self.block_label()}: the private key is encrypted.", "Set private_key_passphrase in the block."
+                ) from None
             except (paramiko.SSHException, ValueError, TypeError):
                 continue
-        raise DestinationError(f"{self.block_label()}: the private key cannot be read (or its passphrase is wrong).",
-                               "Check private_key (OpenSSH or PEM text of an Ed25519, ECDSA or RSA key) and private_key_passphrase.")
+        raise DestinationError(
+            f"{self.block_label()}: the private key cannot be read (or its passphrase is wrong).",
+            "Check private_key (OpenSSH or PEM text of an Ed25519, ECDSA or RSA key) and private_key_passphrase.",
+        )
 
     def _verify_host_key(self, key: paramiko.PKey) -> None:
         """Refuse any server whose key is not pinned (unknown hosts are never trusted)."""
@@ -221,7 +228,7 @@ class SftpServer(Destination):
             yield sftp
         except DestinationError:
             raise
-        except Exception as exc:  # noqa: BLE001 - translated by type, below
+        except Exception as exc:
             if from_source(exc):
                 raise  # the source stream broke, not the server: let its error through unchanged
             lost = transport is not None and not transport.is_active()  # the session died under us
@@ -248,19 +255,27 @@ class SftpServer(Destination):
     def _translate(self, exc: Exception, action: str, lost: bool = False) -> DestinationError:
         where = f"{self.block_label()} ({self.host}:{self.port})"
         if isinstance(exc, paramiko.AuthenticationException):
-            return DestinationError(f"{where}: the server refused the login of {self.username!r} while {action}.",
-                                    "Check username and the password or private_key in the block.")
+            return DestinationError(
+                f"{where}: the server refused the login of {self.username!r} while {action}.",
+                "Check username and the password or private_key in the block.",
+            )
         if isinstance(exc, PermissionError):
-            return DestinationError(f"{where}: permission denied while {action}: {exc.strerror or exc}.",
-                                    f"Check that {self.username!r} may write and rename files in folder {self.folder or '(login folder)'!r}.")
+            return DestinationError(
+                f"{where}: permission denied while {action}: {exc.strerror or exc}.",
+                f"Check that {self.username!r} may write and rename files in folder {self.folder or '(login folder)'!r}.",
+            )
         if isinstance(exc, FileNotFoundError):
             return DestinationError(f"{where}: not found while {action}: {exc.strerror or exc}.", "Check the folder and file name.")
         if isinstance(exc, socket.gaierror) and not is_transient_network_error(exc):
             return DestinationError(f"{where}: cannot resolve host {self.host!r}.", "Check host in the block.")
         if lost or is_transient_network_error(exc) or isinstance(exc, paramiko.SSHException):
-            return TransientDestinationError(f"{where}: connection failed while {action}: {type(exc).__name__}: {exc}.",
-                                             "The server or network may be down; Ferry retries this.")
-        return DestinationError(f"{where}: {action} failed: {type(exc).__name__}: {exc}.", "Check the server's log and the block's settings.")
+            return TransientDestinationError(
+                f"{where}: connection failed while {action}: {type(exc).__name__}: {exc}.",
+                "The server or network may be down; Ferry retries this.",
+            )
+        return DestinationError(
+            f"{where}: {action} failed: {type(exc).__name__}: {exc}.", "Check the server's log and the block's settings."
+        )
 
     # --- paths --------------------------------------------------------------
 
@@ -293,7 +308,7 @@ class SftpServer(Destination):
     def _write_size(sftp: paramiko.SFTPClient) -> int:
         """Largest write request the server takes: its ``limits@openssh.com`` answer, else the 32 KiB every server takes."""
         try:
-            kind, message = sftp._request(paramiko.sftp.CMD_EXTENDED, "limits@openssh.com")  # noqa: SLF001 - paramiko has no public call
+            kind, message = sftp._request(paramiko.sftp.CMD_EXTENDED, "limits@openssh.com")
         except (OSError, paramiko.SSHException):
             return REQUEST
         if kind != paramiko.sftp.CMD_EXTENDED_REPLY:
@@ -343,11 +358,13 @@ class SftpServer(Destination):
                     while chunk := reader.read(request * 4):  # whole requests per read
                         view = memoryview(chunk)
                         for start in range(0, len(chunk), request):  # one SFTP write request each, no re-slicing of big buffers
-                            remote.write(bytes(view[start:start + request]))
+                            remote.write(bytes(view[start : start + request]))
                 size = sftp.stat(partial).st_size
                 if size != reader.bytes:
-                    raise TransientDestinationError(f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
-                                                    "The upload was cut short; Ferry retries it.")
+                    raise TransientDestinationError(
+                        f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
+                        "The upload was cut short; Ferry retries it.",
+                    )
                 self._publish(sftp, partial, final)
             except BaseException:
                 _quietly_remove(sftp, partial)
@@ -406,8 +423,10 @@ class SftpServer(Destination):
         with self._session("mapping a location") as sftp:
             base = self._base(sftp).rstrip("/") + "/"
         if not path.startswith(base):
-            raise DestinationError(f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?")
-        return path[len(base):]
+            raise DestinationError(
+                f"{location!r} is outside the folder of {self.describe()}.", "Was the file delivered through another block?"
+            )
+        return path[len(base) :]
 
 
 def _quietly_remove(sftp: paramiko.SFTPClient, path: str) -> None:

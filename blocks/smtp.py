@@ -20,13 +20,7 @@ from prefect_email.credentials import SMTPServer, SMTPType
 from pydantic import Field
 
 from blocks._remote import is_transient_network_error
-from ferry.errors import NotificationError
-
-
-class TransientNotificationError(NotificationError):
-    """Sending failed in a way that retrying may fix (timeouts, resets, 4xx SMTP replies)."""
-
-    transient = True
+from ferry.errors import NotificationError, TransientNotificationError
 
 
 def block_label(block: EmailServerCredentials) -> str:
@@ -50,21 +44,29 @@ class SmtpServer(EmailServerCredentials):
     _block_type_slug = "smtp-server"
     _description = "An SMTP server (SSL, STARTTLS) and the From address Ferry's notification e-mails use."
 
-    smtp_server: Union[SMTPServer, str] = Field(title="SMTP Server", description="Host name of the SMTP server, or a known provider key such as 'gmail'.")
+    smtp_server: Union[SMTPServer, str] = Field(
+        title="SMTP Server", description="Host name of the SMTP server, or a known provider key such as 'gmail'."
+    )
     sender: str = Field(title="From", description="The From address of notification e-mails, e.g. `Ferry <ferry@example.com>`.")
-    ca_file: str | None = Field(default=None, title="CA file", description="PEM file of the CA (or self-signed certificate) of the server; default: the system's CAs.")
+    ca_file: str | None = Field(
+        default=None,
+        title="CA file",
+        description="PEM file of the CA (or self-signed certificate) of the server; default: the system's CAs.",
+    )
     timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for each server reply.")
 
     def get_server(self) -> smtplib.SMTP:
         """A connected, TLS-secured (per smtp_type) and logged-in SMTP session."""
         host, port, kind = _host(self), _port(self), SMTPType(self.smtp_type)
         if self.username and (kind == SMTPType.INSECURE or not self.verify):
-            raise NotificationError(f"{block_label(self)}: refusing to send the SMTP password over a connection that is not "
-                                    "encrypted and verified.", "Use smtp_type STARTTLS or SSL with verify on (and ca_file for a private CA).")
+            raise NotificationError(
+                f"{block_label(self)}: refusing to send the SMTP password over a connection that is not encrypted and verified.",
+                "Use smtp_type STARTTLS or SSL with verify on (and ca_file for a private CA).",
+            )
         if self.verify:
             context = ssl.create_default_context(cafile=self.ca_file)
         else:
-            context = ssl._create_unverified_context(protocol=ssl.PROTOCOL_TLS_CLIENT)  # noqa: SLF001 - the block's explicit choice
+            context = ssl._create_unverified_context(protocol=ssl.PROTOCOL_TLS_CLIENT)
         if kind == SMTPType.SSL:
             server: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=context)
         else:
@@ -95,14 +97,19 @@ def send_email(block: EmailServerCredentials, to: list[str], subject: str, text:
     except NotificationError:
         raise
     except smtplib.SMTPAuthenticationError as exc:
-        raise NotificationError(f"{where}: the server refused the login of {block.username!r} (SMTP {exc.smtp_code}).",
-                                "Check username and password in the block.") from None
+        raise NotificationError(
+            f"{where}: the server refused the login of {block.username!r} (SMTP {exc.smtp_code}).",
+            "Check username and password in the block.",
+        ) from None
     except smtplib.SMTPRecipientsRefused as exc:
-        raise NotificationError(f"{where}: the server refused the recipient(s) {', '.join(exc.recipients)}.",
-                                "Check the notification address.") from None
+        raise NotificationError(
+            f"{where}: the server refused the recipient(s) {', '.join(exc.recipients)}.", "Check the notification address."
+        ) from None
     except ssl.SSLCertVerificationError as exc:
-        raise NotificationError(f"{where}: the server's TLS certificate is not trusted: {exc.verify_message}.",
-                                "Set ca_file to the CA that signed it, and check the host name.") from None
+        raise NotificationError(
+            f"{where}: the server's TLS certificate is not trusted: {exc.verify_message}.",
+            "Set ca_file to the CA that signed it, and check the host name.",
+        ) from None
     except smtplib.SMTPNotSupportedError as exc:
         raise NotificationError(f"{where}: {exc}.", "Check smtp_type (SSL, STARTTLS) against what the server offers.") from None
     except smtplib.SMTPResponseException as exc:
@@ -113,7 +120,9 @@ def send_email(block: EmailServerCredentials, to: list[str], subject: str, text:
     except OSError as exc:
         if is_transient_network_error(exc):
             raise TransientNotificationError(f"{where}: the connection failed: {type(exc).__name__}.", "Ferry retries this.") from None
-        raise NotificationError(f"{where}: sending failed: {type(exc).__name__}: {exc.strerror or exc}.", "Check smtp_server and smtp_port.") from None
+        raise NotificationError(
+            f"{where}: sending failed: {type(exc).__name__}: {exc.strerror or exc}.", "Check smtp_server and smtp_port."
+        ) from None
     finally:
         if server is not None:
             try:

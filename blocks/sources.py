@@ -38,6 +38,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import urllib3
 
+from ferry.checks import is_remote_source, shown_url
 from ferry.errors import FerryError, SourceError, TransientSourceError
 from ferry.settings import FerrySettings, get_settings
 
@@ -48,9 +49,18 @@ REDIRECTS = (301, 302, 303, 307, 308)
 # Addresses of cloud instance-metadata services. Most are link-local or unique-local anyway;
 # Azure's wireserver is a public address, so it is listed by name. Only an allow-list entry for
 # the exact address (not a wider network) lets a URL import reach one.
-METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
-    "169.254.169.254", "169.254.170.2", "169.254.169.253", "fd00:ec2::254", "fd00:ec2::23", "100.100.100.200", "168.63.129.16",
-))
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in (
+        "169.254.169.254",
+        "169.254.170.2",
+        "169.254.169.253",
+        "fd00:ec2::254",
+        "fd00:ec2::23",
+        "100.100.100.200",
+        "168.63.129.16",
+    )
+)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 # scheme -> block type slug, for blocks that do not declare ``uri_schemes`` themselves.
@@ -104,7 +114,9 @@ def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
-            raise TransientSourceError(f"Cannot resolve {host!r} for {shown_url} right now.", "DNS may be down; Ferry retries this.") from None
+            raise TransientSourceError(
+                f"Cannot resolve {host!r} for {shown_url} right now.", "DNS may be down; Ferry retries this."
+            ) from None
         raise SourceError(f"Cannot resolve host {host!r} of {shown_url}.", "Check the URL.") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
     for ip in addresses:
@@ -117,19 +129,6 @@ def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str
     if not addresses:
         raise SourceError(f"Host {host!r} of {shown_url} has no address.", "Check the URL.")
     return addresses
-
-
-def shown(url: str) -> str:
-    """A URL fit for messages and logs: no userinfo, query or fragment (they may hold tokens)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 # --- URL download ----------------------------------------------------------------------
@@ -149,15 +148,19 @@ def _target(url: str) -> _Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise SourceError(f"{shown(url)!r} is not a valid URL.", "Check the URL.") from None
+        raise SourceError(f"{shown_url(url)!r} is not a valid URL.", "Check the URL.") from None
     if parts.scheme not in ("http", "https"):
-        raise SourceError(f"Refusing to fetch {shown(url)}: only http and https URLs can be imported, not {parts.scheme or 'no scheme'!r}.",
-                          "Give an http(s) URL.")
+        raise SourceError(
+            f"Refusing to fetch {shown_url(url)}: only http and https URLs can be imported, not {parts.scheme or 'no scheme'!r}.",
+            "Give an http(s) URL.",
+        )
     if parts.username is not None or parts.password is not None:
-        raise SourceError(f"Refusing to fetch {shown(url)}: the URL carries credentials.",
-                          "Credentials do not belong in an import URL (they end up in logs); use a signed URL or a block.")
+        raise SourceError(
+            f"Refusing to fetch {shown_url(url)}: the URL carries credentials.",
+            "Credentials do not belong in an import URL (they end up in logs); use a signed URL or a block.",
+        )
     if not parts.hostname:
-        raise SourceError(f"{shown(url)!r} has no host.", "Check the URL.")
+        raise SourceError(f"{shown_url(url)!r} has no host.", "Check the URL.")
     port = port or (443 if parts.scheme == "https" else 80)
     host = parts.hostname
     default = (parts.scheme == "https" and port == 443) or (parts.scheme == "http" and port == 80)
@@ -171,10 +174,16 @@ def _filename(url: str, content_type: str | None) -> str:
     name = PurePosixPath(unquote(urlsplit(url).path)).name
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:120] or "download"
     if "." not in name and content_type:
-        extension = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl",
-                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
-                     "application/vnd.ms-excel": ".xls", "application/xml": ".xml", "text/xml": ".xml",
-                     "text/tab-separated-values": ".tsv"}.get(content_type.split(";")[0].strip().lower())
+        extension = {
+            "text/csv": ".csv",
+            "application/json": ".json",
+            "application/x-ndjson": ".jsonl",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+            "application/vnd.ms-excel": ".xls",
+            "application/xml": ".xml",
+            "text/xml": ".xml",
+            "text/tab-separated-values": ".tsv",
+        }.get(content_type.split(";")[0].strip().lower())
         name += extension or ""
     return name
 
@@ -188,27 +197,31 @@ def fetch_url(url: str, folder: Path, settings: FerrySettings | None = None, ca_
     current = url
     for _hop in range(settings.import_url_max_redirects + 1):
         target = _target(current)
-        addresses = resolve_checked(target.host, target.port, allowed, shown(current))
+        addresses = resolve_checked(target.host, target.port, allowed, shown_url(current))
         pool, response = _connect(target, addresses, timeout, ca_file, current)
         try:
             try:
                 if response.status in REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
-                        raise SourceError(f"{shown(current)} answered HTTP {response.status} without a Location.", "Check the URL.")
+                        raise SourceError(f"{shown_url(current)} answered HTTP {response.status} without a Location.", "Check the URL.")
                     current = urljoin(current, location.strip())
                     continue
                 if response.status == 429 or response.status >= 500:
-                    raise TransientSourceError(f"{shown(current)} answered HTTP {response.status}.", "The server is failing or busy; Ferry retries this.")
+                    raise TransientSourceError(
+                        f"{shown_url(current)} answered HTTP {response.status}.", "The server is failing or busy; Ferry retries this."
+                    )
                 if response.status != 200:
-                    raise SourceError(f"{shown(current)} answered HTTP {response.status}.",
-                                      "Check that the URL is right and still valid (signed URLs expire).")
+                    raise SourceError(
+                        f"{shown_url(current)} answered HTTP {response.status}.",
+                        "Check that the URL is right and still valid (signed URLs expire).",
+                    )
                 return _save(response, current, folder, settings.import_url_max_bytes, deadline)
             finally:
                 response.release_conn()
         finally:
             pool.close()
-    raise SourceError(f"{shown(url)} redirected more than {settings.import_url_max_redirects} times.", "Give the final URL.")
+    raise SourceError(f"{shown_url(url)} redirected more than {settings.import_url_max_redirects} times.", "Give the final URL.")
 
 
 def _connect(target: _Target, addresses: list[Address], timeout: urllib3.Timeout, ca_file: str | None, url: str):
@@ -217,26 +230,46 @@ def _connect(target: _Target, addresses: list[Address], timeout: urllib3.Timeout
     for ip in addresses:
         pool = _pool(target, ip, timeout, ca_file)
         try:
-            response = pool.urlopen("GET", target.request_path, redirect=False, retries=False, preload_content=False,
-                                    headers={"Host": target.host_header, "User-Agent": USER_AGENT, "Accept-Encoding": "gzip, identity"})
+            response = pool.urlopen(
+                "GET",
+                target.request_path,
+                redirect=False,
+                retries=False,
+                preload_content=False,
+                headers={"Host": target.host_header, "User-Agent": USER_AGENT, "Accept-Encoding": "gzip, identity"},
+            )
             return pool, response
         except urllib3.exceptions.SSLError as exc:
             pool.close()
-            raise SourceError(f"TLS to {shown(url)} failed: {_reason(exc)}.", "The server's certificate is not trusted for this host.") from None
+            raise SourceError(
+                f"TLS to {shown_url(url)} failed: {_reason(exc)}.", "The server's certificate is not trusted for this host."
+            ) from None
         except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
             pool.close()
             failure = exc  # try the host's next address
         except urllib3.exceptions.HTTPError as exc:
             pool.close()
-            raise TransientSourceError(f"Fetching {shown(url)} failed: {_reason(exc)}.", "The server may be down or slow; Ferry retries this.") from None
-    raise TransientSourceError(f"Fetching {shown(url)} failed: {_reason(failure)}.", "The server may be down or slow; Ferry retries this.") from None
+            raise TransientSourceError(
+                f"Fetching {shown_url(url)} failed: {_reason(exc)}.", "The server may be down or slow; Ferry retries this."
+            ) from None
+    raise TransientSourceError(
+        f"Fetching {shown_url(url)} failed: {_reason(failure)}.", "The server may be down or slow; Ferry retries this."
+    ) from None
 
 
 def _pool(target: _Target, ip: Address, timeout: urllib3.Timeout, ca_file: str | None) -> urllib3.HTTPConnectionPool:
     """A pool that connects to the checked address ``ip`` but speaks (Host, SNI, certificate) to the host name."""
     if target.scheme == "https":
-        return urllib3.HTTPSConnectionPool(str(ip), target.port, timeout=timeout, retries=False, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=ca_file, server_hostname=target.host, assert_hostname=target.host)
+        return urllib3.HTTPSConnectionPool(
+            str(ip),
+            target.port,
+            timeout=timeout,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_file,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+        )
     return urllib3.HTTPConnectionPool(str(ip), target.port, timeout=timeout, retries=False)
 
 
@@ -256,8 +289,10 @@ def _reason(exc: BaseException) -> str:
 def _save(response: urllib3.BaseHTTPResponse, url: str, folder: Path, cap: int, deadline: float) -> Path:
     length = response.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > cap:
-        raise SourceError(f"{shown(url)} is {int(length):,} bytes, more than the import limit of {cap:,}.",
-                          "Split the file, or ask an operator to raise FERRY_IMPORT_URL_MAX_BYTES.")
+        raise SourceError(
+            f"{shown_url(url)} is {int(length):,} bytes, more than the import limit of {cap:,}.",
+            "Split the file, or ask an operator to raise FERRY_IMPORT_URL_MAX_BYTES.",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / _filename(url, response.headers.get("Content-Type"))
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
@@ -273,19 +308,30 @@ def _save(response: urllib3.BaseHTTPResponse, url: str, folder: Path, cap: int, 
                     chunk = response.read1(CHUNK, decode_content=True)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     if time.monotonic() >= deadline:
-                        raise SourceError(f"Downloading {shown(url)} took longer than the import limit.", "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS, or use a faster source.") from None
-                    raise TransientSourceError(f"Downloading {shown(url)} broke off after {written:,} bytes: {_reason(exc)}.", "Ferry retries this.") from None
+                        raise SourceError(
+                            f"Downloading {shown_url(url)} took longer than the import limit.",
+                            "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS, or use a faster source.",
+                        ) from None
+                    raise TransientSourceError(
+                        f"Downloading {shown_url(url)} broke off after {written:,} bytes: {_reason(exc)}.", "Ferry retries this."
+                    ) from None
                 if not chunk:
                     break
                 written += len(chunk)
                 if written > cap:
-                    raise SourceError(f"{shown(url)} is larger than the import limit of {cap:,} bytes.",
-                                      "Split the file, or ask an operator to raise FERRY_IMPORT_URL_MAX_BYTES.")
+                    raise SourceError(
+                        f"{shown_url(url)} is larger than the import limit of {cap:,} bytes.",
+                        "Split the file, or ask an operator to raise FERRY_IMPORT_URL_MAX_BYTES.",
+                    )
                 out.write(chunk)
         if time.monotonic() >= deadline:
-            raise SourceError(f"Downloading {shown(url)} took longer than the import limit.", "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS.")
+            raise SourceError(
+                f"Downloading {shown_url(url)} took longer than the import limit.", "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS."
+            )
         if length and length.isdigit() and "Content-Encoding" not in response.headers and written != int(length):
-            raise TransientSourceError(f"{shown(url)} sent {written:,} of {int(length):,} bytes.", "The download was cut short; Ferry retries this.")
+            raise TransientSourceError(
+                f"{shown_url(url)} sent {written:,} of {int(length):,} bytes.", "The download was cut short; Ferry retries this."
+            )
         partial.replace(target)
         return target
     finally:
@@ -310,7 +356,6 @@ def scheme_blocks() -> dict[str, list[type]]:
 
 def _saved_names(slug: str) -> list[str]:
     from prefect.client.orchestration import get_client
-
     from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
@@ -346,29 +391,23 @@ def block_for_uri(uri: str):
                 matches.append((name, block))
     if not matches:
         slug = classes[0].get_block_type_slug()
-        raise SourceError(f"No saved {scheme} block named or pointing at {netloc!r}.",
-                          f"Create one first: ferry blocks create {slug} NAME --host ... (then use {scheme}://NAME/{key}).")
+        raise SourceError(
+            f"No saved {scheme} block named or pointing at {netloc!r}.",
+            f"Create one first: ferry blocks create {slug} NAME --host ... (then use {scheme}://NAME/{key}).",
+        )
     if len(matches) > 1:
-        raise SourceError(f"Several saved blocks point at {netloc!r}: {', '.join(n for n, _ in matches)}.",
-                          f"Name one in the URI: {scheme}://NAME/{key}.")
+        raise SourceError(
+            f"Several saved blocks point at {netloc!r}: {', '.join(n for n, _ in matches)}.", f"Name one in the URI: {scheme}://NAME/{key}."
+        )
     block = matches[0][1]
     folder = str(getattr(block, "folder", "") or "").strip("/")
     if folder and key.startswith(folder + "/"):
-        key = key[len(folder) + 1:]  # the URI gave the server path; the block's folder is already applied
+        key = key[len(folder) + 1 :]  # the URI gave the server path; the block's folder is already applied
     return block, key
 
 
 def supported_schemes() -> list[str]:
     return sorted({"http", "https", *scheme_blocks()})
-
-
-def is_remote_source(source: str | Path) -> bool:
-    """True for ``scheme://...`` sources (URLs and block URIs), which :func:`resolve_source` downloads first.
-
-    Parameter checks use it to skip the local "file exists" test for such sources
-    (the download itself checks them, with errors that say which block or URL failed).
-    """
-    return bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(source)))
 
 
 def resolve_source(source: str | Path, spool_dir: Path, settings: FerrySettings | None = None, allow_local: bool = True) -> Path:

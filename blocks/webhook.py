@@ -110,18 +110,43 @@ class Webhook(Destination):
     _description = "An HTTP(S) endpoint receiving signed POSTs of export files and run notifications."
 
     url: str = Field(title="URL", description="The endpoint that receives the POSTs (https in production).")
-    secret: SecretStr | None = Field(default=None, title="Signing secret", description="Key of the HMAC-SHA256 signature sent in the X-Ferry-Signature header.")
-    bearer_token: SecretStr | None = Field(default=None, title="Bearer token", description="Sent as `Authorization: Bearer ...` when the endpoint wants one.")
-    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=0, title="Largest file to POST", description="Files up to this size are POSTed; larger files go to large_files and only a notice is POSTed.")
+    secret: SecretStr | None = Field(
+        default=None, title="Signing secret", description="Key of the HMAC-SHA256 signature sent in the X-Ferry-Signature header."
+    )
+    bearer_token: SecretStr | None = Field(
+        default=None, title="Bearer token", description="Sent as `Authorization: Bearer ...` when the endpoint wants one."
+    )
+    max_file_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=0,
+        title="Largest file to POST",
+        description="Files up to this size are POSTed; larger files go to large_files and only a notice is POSTed.",
+    )
     large_files: str | None = Field(
-        default=None, title="Destination for large files",
+        default=None,
+        title="Destination for large files",
         description="Block reference (e.g. `s3-bucket/NAME`) that stores files above max_file_bytes; the notice carries its download URL.",
     )
-    ca_file: str | None = Field(default=None, title="CA file", description="PEM file of the CA that signed the endpoint's certificate; default: the system's CAs.")
+    ca_file: str | None = Field(
+        default=None, title="CA file", description="PEM file of the CA that signed the endpoint's certificate; default: the system's CAs."
+    )
     timeout: float = Field(default=30.0, gt=0, title="Timeout (s)", description="Seconds to wait for connecting and for the response.")
-    max_attempts: int = Field(default=5, ge=1, le=20, title="Attempts", description="Tries per POST, counting the first; only 5xx, 429, timeouts and resets are retried.")
-    backoff_seconds: float = Field(default=1.0, ge=0, title="Backoff (s)", description="First pause between tries; doubles each time (with jitter).")
-    max_wait_seconds: float = Field(default=300.0, ge=0, title="Longest pause (s)", description="Longest pause between tries, including a server's Retry-After; a longer Retry-After ends the retries.")
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        title="Attempts",
+        description="Tries per POST, counting the first; only 5xx, 429, timeouts and resets are retried.",
+    )
+    backoff_seconds: float = Field(
+        default=1.0, ge=0, title="Backoff (s)", description="First pause between tries; doubles each time (with jitter)."
+    )
+    max_wait_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        title="Longest pause (s)",
+        description="Longest pause between tries, including a server's Retry-After; a longer Retry-After ends the retries.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -167,15 +192,25 @@ class Webhook(Destination):
             for attempt in range(1, self.max_attempts + 1):
                 headers = self._headers(body, content_type, extra_headers or {})  # fresh timestamp each try
                 try:
-                    response = session.post(self.url, data=body, headers=headers, timeout=(self.timeout, self.timeout),
-                                            allow_redirects=False, verify=self.ca_file or True)
+                    response = session.post(
+                        self.url,
+                        data=body,
+                        headers=headers,
+                        timeout=(self.timeout, self.timeout),
+                        allow_redirects=False,
+                        verify=self.ca_file or True,
+                    )
                 except requests.exceptions.SSLError:
-                    raise DestinationError(f"{where}: TLS to the endpoint failed (certificate not trusted, or wrong host name).",
-                                           "Set ca_file for a private CA, or check url's host name.") from None
+                    raise DestinationError(
+                        f"{where}: TLS to the endpoint failed (certificate not trusted, or wrong host name).",
+                        "Set ca_file for a private CA, or check url's host name.",
+                    ) from None
                 except (requests.ConnectionError, requests.Timeout) as exc:
                     kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or the connection dropped"
-                    error: DestinationError = TransientDestinationError(f"{where}: sending {what} {kind} (attempt {attempt} of {self.max_attempts}).",
-                                                                        "Check that the endpoint is up; Ferry retries this.")
+                    error: DestinationError = TransientDestinationError(
+                        f"{where}: sending {what} {kind} (attempt {attempt} of {self.max_attempts}).",
+                        "Check that the endpoint is up; Ferry retries this.",
+                    )
                     wait = self._backoff(attempt)
                 except requests.RequestException as exc:
                     raise DestinationError(f"{where}: sending {what} failed: {type(exc).__name__}.", "Check url in the block.") from None
@@ -184,22 +219,33 @@ class Webhook(Destination):
                     if 200 <= status < 300:
                         return response
                     if status == 429 or status >= 500:
-                        error = TransientDestinationError(f"{where}: the endpoint answered HTTP {status} to {what} (attempt {attempt} of {self.max_attempts}).",
-                                                          "The endpoint is overloaded or failing; Ferry retries this.")
+                        error = TransientDestinationError(
+                            f"{where}: the endpoint answered HTTP {status} to {what} (attempt {attempt} of {self.max_attempts}).",
+                            "The endpoint is overloaded or failing; Ferry retries this.",
+                        )
                         told = retry_after_seconds(response.headers.get("Retry-After"))
                         if told is not None and told > self.max_wait_seconds:
-                            raise TransientDestinationError(f"{where}: the endpoint answered HTTP {status} and asked to wait {told:.0f} s, "
-                                                            f"longer than max_wait_seconds={self.max_wait_seconds:.0f}.", "Try again later.")
+                            raise TransientDestinationError(
+                                f"{where}: the endpoint answered HTTP {status} and asked to wait {told:.0f} s, "
+                                f"longer than max_wait_seconds={self.max_wait_seconds:.0f}.",
+                                "Try again later.",
+                            )
                         wait = told if told is not None else self._backoff(attempt)
                     elif status in (401, 403):
-                        raise DestinationError(f"{where}: the endpoint refused {what} with HTTP {status}.",
-                                               "Check the block's secret and bearer_token against what the endpoint expects.")
+                        raise DestinationError(
+                            f"{where}: the endpoint refused {what} with HTTP {status}.",
+                            "Check the block's secret and bearer_token against what the endpoint expects.",
+                        )
                     elif 300 <= status < 400:
-                        raise DestinationError(f"{where}: the endpoint answered {what} with a redirect (HTTP {status}); POSTs are not redirected.",
-                                               "Set url to the endpoint's final address.")
+                        raise DestinationError(
+                            f"{where}: the endpoint answered {what} with a redirect (HTTP {status}); POSTs are not redirected.",
+                            "Set url to the endpoint's final address.",
+                        )
                     else:
-                        raise DestinationError(f"{where}: the endpoint rejected {what} with HTTP {status}.",
-                                               "Check url and what the endpoint accepts; this is not retried.")
+                        raise DestinationError(
+                            f"{where}: the endpoint rejected {what} with HTTP {status}.",
+                            "Check url and what the endpoint accepts; this is not retried.",
+                        )
                 if attempt == self.max_attempts:
                     raise error
                 time.sleep(wait)
@@ -217,20 +263,32 @@ class Webhook(Destination):
         head = _read_up_to(source, self.max_file_bytes + 1)
         if len(head) <= self.max_file_bytes:
             digest = hashlib.sha256(head).hexdigest()
-            self.post(head, "application/octet-stream", f"file {name}",
-                      {"X-Ferry-Filename": name, "X-Ferry-SHA256": digest})
+            self.post(head, "application/octet-stream", f"file {name}", {"X-Ferry-Filename": name, "X-Ferry-SHA256": digest})
             return Delivery(location=f"{self.safe_url()}#{name}", bytes=len(head), sha256=digest)
         if not self.large_files:
-            raise DestinationError(f"{self.describe()}: {name} is larger than max_file_bytes={self.max_file_bytes}.",
-                                   "Set large_files to a destination block (e.g. s3-bucket/NAME) that stores big files, or raise max_file_bytes.")
+            raise DestinationError(
+                f"{self.describe()}: {name} is larger than max_file_bytes={self.max_file_bytes}.",
+                "Set large_files to a destination block (e.g. s3-bucket/NAME) that stores big files, or raise max_file_bytes.",
+            )
         from blocks.registry import DESTINATIONS, resolve_destination
         from ferry.settings import get_settings
 
         if self.large_files.partition("/")[0] not in DESTINATIONS or "/" not in self.large_files:
-            raise DestinationError(f"{self.describe()}: large_files={self.large_files!r} is not a block reference.",
-                                   f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}.")
+            raise DestinationError(
+                f"{self.describe()}: large_files={self.large_files!r} is not a block reference.",
+                f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}.",
+            )
         store = resolve_destination(self.large_files, get_settings().exports_dir)
         delivery = store.deliver(_Prefixed(head, source), key)
-        self.send({"event": "export.file", "filename": name, "bytes": delivery.bytes, "sha256": delivery.sha256,
-                   "location": delivery.location, "url": delivery.url}, f"the notice for {name}")
+        self.send(
+            {
+                "event": "export.file",
+                "filename": name,
+                "bytes": delivery.bytes,
+                "sha256": delivery.sha256,
+                "location": delivery.location,
+                "url": delivery.url,
+            },
+            f"the notice for {name}",
+        )
         return delivery

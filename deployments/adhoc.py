@@ -42,20 +42,26 @@ def export_via_deployment(request, timeout: float | None = None) -> ExportRecord
     """Run ``request`` as a run of export-data/default and wait for its record; None when that is not possible."""
     from prefect.deployments import run_deployment
 
-    from deployments.ledger import read_record
+    from ferry.runs import read_record
 
     if not adhoc_deployment_ready():
         return None
     parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    flow_run = run_deployment(project.ADHOC_EXPORT_DEPLOYMENT, parameters=parameters, timeout=timeout, poll_interval=1,
-                              as_subflow=False)
+    flow_run = run_deployment(project.ADHOC_EXPORT_DEPLOYMENT, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False)
     record = read_record(flow_run)
     if record is not None:
         return record
     state = flow_run.state
     return ExportRecord(
-        run_id=str(flow_run.id), status="failed", resource=request.resource, workspace=request.workspace,
-        format=request.format, started_at=flow_run.start_time or datetime.now(UTC),
-        error=(f"run {flow_run.id} ended {state.name}: {state.message}" if state and state.is_final()
-               else f"run {flow_run.id} has not finished ({state.name if state else 'no state'}); follow it with `ferry runs show {flow_run.id}`"),
+        run_id=str(flow_run.id),
+        status="failed",
+        resource=request.resource,
+        workspace=request.workspace,
+        format=request.format,
+        started_at=flow_run.start_time or datetime.now(UTC),
+        error=(
+            f"run {flow_run.id} ended {state.name}: {state.message}"
+            if state and state.is_final()
+            else f"run {flow_run.id} has not finished ({state.name if state else 'no state'}); follow it with `ferry runs show {flow_run.id}`"
+        ),
     )

@@ -7,7 +7,7 @@ A job *is* a deployment of the ``export-data`` flow named ``export-data/<job nam
 * its cron schedule and timezone are the deployment's schedule;
 * ``active`` is the deployment's paused flag (the UI's toggle);
 * its notifications are Prefect automations on the deployment's run states;
-* its runs are the deployment's flow runs (see :mod:`deployments.ledger`).
+* its runs are the deployment's flow runs (see :mod:`ferry.runs`).
 
 Nothing is stored anywhere else, so a job edited in the Prefect UI reads back
 here as edited, and a job created here can be run from the UI or the API.
@@ -25,17 +25,33 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from deployments import project
-from deployments.ledger import JobRun, job_run, list_runs, read_record
-from ferry.errors import FerryError, ParameterError, Problem
+from ferry.errors import FerryError, InvalidJobError, JobExistsError, JobNotFoundError, ParameterError, Problem
 from ferry.params import DEFAULT_FILENAME, ExportRequest, FieldFilter, Format
+from ferry.runs import JobRun, job_run, list_runs, read_record
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 #: Names taken by the deployments prefect.yaml declares for the export flow.
 RESERVED_NAMES = ("default",)
 #: ExportRequest fields a job sets from its own attributes (not through ``options``).
-_JOB_OWNED = {"workspace", "resource", "fields", "filters", "product_schema", "catalog", "dimension_scope",
-              "include_variants", "segment", "lists", "activity_types", "format", "gzip", "filename",
-              "destination", "incremental", "actor"}
+_JOB_OWNED = {
+    "workspace",
+    "resource",
+    "fields",
+    "filters",
+    "product_schema",
+    "catalog",
+    "dimension_scope",
+    "include_variants",
+    "segment",
+    "lists",
+    "activity_types",
+    "format",
+    "gzip",
+    "filename",
+    "destination",
+    "incremental",
+    "actor",
+}
 NotifyOn = Literal["success", "failed"]
 
 
@@ -83,18 +99,30 @@ class ExportJob(_Camel):
     scope: JobScope
     schedule: JobSchedule | None = Field(default=None, description="Cron schedule; none = run on demand only.")
     compress: bool = Field(default=False, description="gzip the file (adds `.gz`).")
-    filename_template: str = Field(default=DEFAULT_FILENAME, description="File name; placeholders {date} {resource} {workspace} {run_id} {format}.")
+    filename_template: str = Field(
+        default=DEFAULT_FILENAME, description="File name; placeholders {date} {resource} {workspace} {run_id} {format}."
+    )
     notifications: list[JobNotification] = Field(default_factory=list)
     active: bool = Field(default=True, description="False = paused: the schedule fires no runs.")
     incremental: bool = Field(default=False, description="Export only rows created or changed since the last successful run.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Other export options by their ExportRequest names, e.g. delimiter, date_format, labels.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Other export options by their ExportRequest names, e.g. delimiter, date_format, labels."
+    )
 
     # --- to and from the deployment's parameters -------------------------------------------
 
     def request_data(self) -> dict[str, Any]:
         scope = self.scope.model_dump(exclude_defaults=True)
-        return {**self.options, **scope, "format": self.format, "gzip": self.compress, "filename": self.filename_template,
-                "destination": self.destination, "incremental": self.incremental, "actor": f"job:{self.name}"}
+        return {
+            **self.options,
+            **scope,
+            "format": self.format,
+            "gzip": self.compress,
+            "filename": self.filename_template,
+            "destination": self.destination,
+            "incremental": self.incremental,
+            "actor": f"job:{self.name}",
+        }
 
     def to_request(self) -> ExportRequest:
         return ExportRequest.model_validate(self.request_data())
@@ -108,7 +136,9 @@ class ExportJob(_Camel):
     def problems(self) -> list[Problem]:
         problems: list[Problem] = []
         if not re.fullmatch(NAME_PATTERN, self.name):
-            problems.append(Problem("name", self.name, "use letters, digits, '.', '_' or '-' (at most 100), starting with a letter or digit"))
+            problems.append(
+                Problem("name", self.name, "use letters, digits, '.', '_' or '-' (at most 100), starting with a letter or digit")
+            )
         elif self.name in RESERVED_NAMES:
             problems.append(Problem("name", self.name, "is reserved for ad-hoc exports (export-data/default); pick another name"))
         if self.schedule is not None:
@@ -143,8 +173,13 @@ def _job_field(loc: tuple) -> str:
     match = re.match(r"([A-Za-z_]+)(.*)", head)  # catalog problems name paths as one string: "fields[0]"
     if match:
         head, rest = match.group(1), match.group(2) + rest
-    renamed = {"gzip": "compress", "filename": "filenameTemplate", "format": "format", "destination": "destination",
-               "incremental": "incremental"}
+    renamed = {
+        "gzip": "compress",
+        "filename": "filenameTemplate",
+        "format": "format",
+        "destination": "destination",
+        "incremental": "incremental",
+    }
     if head in renamed:
         return renamed[head] + rest
     scope_names = {n: (f.alias or to_camel(n)) for n, f in JobScope.model_fields.items()}
@@ -182,14 +217,6 @@ class JobView(ExportJob):
         return self.model_dump(mode="json", by_alias=True)
 
 
-class JobNotFoundError(FerryError):
-    pass
-
-
-class JobExistsError(FerryError):
-    pass
-
-
 # --- the service ---------------------------------------------------------------------------
 
 
@@ -217,8 +244,9 @@ class JobService:
         from prefect.exceptions import ObjectNotFound
 
         try:
-            deployment = client.read_deployment(uuid.UUID(ref)) if _is_uuid(ref) else \
-                client.read_deployment_by_name(f"{project.EXPORT_FLOW}/{ref}")
+            deployment = (
+                client.read_deployment(uuid.UUID(ref)) if _is_uuid(ref) else client.read_deployment_by_name(f"{project.EXPORT_FLOW}/{ref}")
+            )
         except ObjectNotFound:
             deployment = None
         if deployment is None or project.JOB_TAG not in (deployment.tags or []):
@@ -230,21 +258,32 @@ class JobService:
         try:
             parsed = ExportRequest.model_validate(request)
         except ValidationError as exc:  # edited into something invalid outside Ferry (UI, API)
-            raise FerryError(f"Job {deployment.name!r} has parameters that no longer validate ({exc.error_count()} problem(s)).",
-                             f"Fix them with `ferry jobs update {deployment.name} ...` (or in the Prefect UI).") from None
+            raise InvalidJobError(
+                f"Job {deployment.name!r} has parameters that no longer validate ({exc.error_count()} problem(s)).",
+                f"Fix them with `ferry jobs update {deployment.name} ...` (or in the Prefect UI).",
+            ) from None
         data = parsed.model_dump(exclude_defaults=True)
         scope = {k: data.pop(k) for k in list(data) if k in JobScope.model_fields}
         scope.setdefault("workspace", parsed.workspace)
         scope.setdefault("resource", parsed.resource)
         cron = next((s.schedule for s in deployment.schedules or [] if getattr(s.schedule, "cron", None)), None)
         return JobView(
-            id=str(deployment.id), deployment=f"{project.EXPORT_FLOW}/{deployment.name}", name=deployment.name,
-            description=deployment.description or None, destination=parsed.destination, format=parsed.format,
-            scope=JobScope(**scope), schedule=JobSchedule(cron=cron.cron, timezone=cron.timezone or "UTC") if cron else None,
-            compress=parsed.gzip, filename_template=parsed.filename, incremental=parsed.incremental,
-            notifications=_read_notifications(client, deployment.id), active=not deployment.paused,
+            id=str(deployment.id),
+            deployment=f"{project.EXPORT_FLOW}/{deployment.name}",
+            name=deployment.name,
+            description=deployment.description or None,
+            destination=parsed.destination,
+            format=parsed.format,
+            scope=JobScope(**scope),
+            schedule=JobSchedule(cron=cron.cron, timezone=cron.timezone or "UTC") if cron else None,
+            compress=parsed.gzip,
+            filename_template=parsed.filename,
+            incremental=parsed.incremental,
+            notifications=_read_notifications(client, deployment.id),
+            active=not deployment.paused,
             options={k: v for k, v in parsed.model_dump(mode="json", exclude_defaults=True).items() if k not in _JOB_OWNED},
-            created_at=deployment.created, updated_at=deployment.updated,
+            created_at=deployment.created,
+            updated_at=deployment.updated,
             next_run_at=None if deployment.paused else _next_run(client, deployment, cron),
         )
 
@@ -284,8 +323,10 @@ class JobService:
             except ObjectNotFound:
                 pass
             else:
-                raise JobExistsError(f"An export job (or deployment) named {job.name!r} already exists.",
-                                     "Pick another name, or change it with `ferry jobs update`.")
+                raise JobExistsError(
+                    f"An export job (or deployment) named {job.name!r} already exists.",
+                    "Pick another name, or change it with `ferry jobs update`.",
+                )
             deployment_id = self._write(client, job)
             return self._view(client, client.read_deployment(deployment_id))
 
@@ -295,8 +336,9 @@ class JobService:
         with _client() as client:
             current = self._deployment(client, ref)
             if current.name != job.name:
-                raise ParameterError([Problem("name", job.name, f"a job cannot be renamed (it is {current.name!r}); "
-                                                                 "create a new job and delete this one")])
+                raise ParameterError(
+                    [Problem("name", job.name, f"a job cannot be renamed (it is {current.name!r}); create a new job and delete this one")]
+                )
             deployment_id = self._write(client, job)
             _drop_pending_runs(client, deployment_id, late_only=False)
             return self._view(client, client.read_deployment(deployment_id))
@@ -310,7 +352,9 @@ class JobService:
         _check_notification_blocks(client, job)
         schedules = []
         if job.schedule is not None:
-            schedules = [DeploymentScheduleCreate(schedule=CronSchedule(cron=job.schedule.cron, timezone=job.schedule.timezone), active=True)]
+            schedules = [
+                DeploymentScheduleCreate(schedule=CronSchedule(cron=job.schedule.cron, timezone=job.schedule.timezone), active=True)
+            ]
         deployment_id = client.create_deployment(
             flow_id=client.create_flow_from_name(project.EXPORT_FLOW),
             name=job.name,
@@ -360,8 +404,9 @@ class JobService:
         from prefect.deployments import run_deployment
 
         job = self.get(ref)
-        flow_run = run_deployment(job.deployment, timeout=(timeout if wait else 0), poll_interval=1, as_subflow=False,
-                                  tags=["ferry-run-now"])
+        flow_run = run_deployment(
+            job.deployment, timeout=(timeout if wait else 0), poll_interval=1, as_subflow=False, tags=["ferry-run-now"]
+        )
         return job_run(flow_run, read_record(flow_run))
 
 
@@ -377,12 +422,15 @@ def _scheduled_runs(client, deployment_id):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.sorting import FlowRunSort
 
-    from deployments.ledger import _deployment_filter
+    from ferry.runs import deployment_filter
 
     return client.read_flow_runs(
         # PENDING: a runner prefetches runs due within seconds; claimed is not started, so pause drops those too.
         flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=["SCHEDULED", "PENDING"]))),
-        deployment_filter=_deployment_filter(deployment_id), sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC, limit=200)
+        deployment_filter=deployment_filter(deployment_id),
+        sort=FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC,
+        limit=200,
+    )
 
 
 def _next_run(client, deployment, cron) -> datetime | None:
@@ -414,8 +462,11 @@ def _drop_pending_runs(client, deployment_id, late_only: bool) -> int:
     dropped = 0
     now = datetime.now(UTC)
     while True:
-        pending = [r for r in _scheduled_runs(client, deployment_id) if r.auto_scheduled
-                   and (not late_only or (r.next_scheduled_start_time or r.expected_start_time) <= now)]
+        pending = [
+            r
+            for r in _scheduled_runs(client, deployment_id)
+            if r.auto_scheduled and (not late_only or (r.next_scheduled_start_time or r.expected_start_time) <= now)
+        ]
         if not pending:
             return dropped
         for run in pending:
@@ -452,11 +503,11 @@ def settle_paused(client, deployment_id, quiet_checks: int = 2, max_seconds: flo
 def _delete_runs(client, deployment_id) -> int:
     from prefect.exceptions import ObjectNotFound
 
-    from deployments.ledger import _deployment_filter
+    from ferry.runs import deployment_filter
 
     deleted = 0
     while True:
-        runs = client.read_flow_runs(deployment_filter=_deployment_filter(deployment_id), limit=200)
+        runs = client.read_flow_runs(deployment_filter=deployment_filter(deployment_id), limit=200)
         if not runs:
             return deleted
         for run in runs:
@@ -482,8 +533,13 @@ def _check_notification_blocks(client, job: ExportJob) -> None:
     problems = []
     for i, notification in enumerate(job.notifications):
         if _block_document(client, notification.block) is None:
-            problems.append(Problem(f"notifications[{i}].block", notification.block,
-                                    "no such Prefect block; create it first (Prefect UI > Blocks, or `prefect block create`)"))
+            problems.append(
+                Problem(
+                    f"notifications[{i}].block",
+                    notification.block,
+                    "no such Prefect block; create it first (Prefect UI > Blocks, or `prefect block create`)",
+                )
+            )
     if problems:
         raise ParameterError(problems)
 
@@ -514,21 +570,28 @@ def _write_notifications(client, deployment_id, job: ExportJob) -> None:
         events = {_EVENTS[on] for on in notification.on}
         if "failed" in notification.on:
             events |= set(_EXTRA_FAILED)
-        body = (f"Ferry export job {job.name!r}: run {{{{ flow_run.name }}}} ended {{{{ flow_run.state.name }}}}.\n"
-                f"{{{{ flow_run.state.message }}}}\nRun id: {{{{ flow_run.id }}}}")
-        client.create_automation(AutomationCore(
-            name=_automation_name(deployment_id, i),
-            description=f"Ferry job {job.name}: notify {notification.block} on {', '.join(notification.on)}",
-            enabled=True,
-            owner_resource=f"prefect.deployment.{deployment_id}",  # found again via the deployment, deleted with it
-            trigger=EventTrigger(
-                expect=events,
-                match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
-                posture=Posture.Reactive, threshold=1, within=0,
-            ),
-            actions=[SendNotification(block_document_id=block.id, subject=f"Ferry job {job.name}: {{{{ flow_run.state.name }}}}",
-                                      body=body)],
-        ))
+        body = (
+            f"Ferry export job {job.name!r}: run {{{{ flow_run.name }}}} ended {{{{ flow_run.state.name }}}}.\n"
+            f"{{{{ flow_run.state.message }}}}\nRun id: {{{{ flow_run.id }}}}"
+        )
+        client.create_automation(
+            AutomationCore(
+                name=_automation_name(deployment_id, i),
+                description=f"Ferry job {job.name}: notify {notification.block} on {', '.join(notification.on)}",
+                enabled=True,
+                owner_resource=f"prefect.deployment.{deployment_id}",  # found again via the deployment, deleted with it
+                trigger=EventTrigger(
+                    expect=events,
+                    match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
+                    posture=Posture.Reactive,
+                    threshold=1,
+                    within=0,
+                ),
+                actions=[
+                    SendNotification(block_document_id=block.id, subject=f"Ferry job {job.name}: {{{{ flow_run.state.name }}}}", body=body)
+                ],
+            )
+        )
 
 
 def _read_notifications(client, deployment_id) -> list[JobNotification]:

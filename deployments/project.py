@@ -27,9 +27,7 @@ EXPORT_ENTRYPOINT = "flows/export.py:export_data"
 ADHOC_EXPORT_DEPLOYMENT = f"{EXPORT_FLOW}/default"
 
 CODE_DIR_VARIABLE = "FERRY_CODE_DIR"
-PULL_STEPS: list[dict[str, Any]] = [
-    {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $" + CODE_DIR_VARIABLE + " }}"}}
-]
+PULL_STEPS: list[dict[str, Any]] = [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $" + CODE_DIR_VARIABLE + " }}"}}]
 
 _RESULT_SETTINGS = (
     "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
@@ -85,8 +83,13 @@ def ensure_work_pool(client, name: str = WORK_POOL) -> None:
     except ObjectNotFound:
         pass
     try:
-        client.create_work_pool(WorkPoolCreate(name=name, type=ProcessWorker.type,
-                                               base_job_template=ProcessWorker.get_default_base_job_template(),
-                                               description="Ferry's runs: `ferry serve`, `ferry worker` or `prefect worker start --pool ferry`."))
+        client.create_work_pool(
+            WorkPoolCreate(
+                name=name,
+                type=ProcessWorker.type,
+                base_job_template=ProcessWorker.get_default_base_job_template(),
+                description="Ferry's runs: `ferry serve`, `ferry worker` or `prefect worker start --pool ferry`.",
+            )
+        )
     except ObjectAlreadyExists:  # created meanwhile by another process
         pass

@@ -70,12 +70,19 @@ def load_project_deployments(path: Path = project.PREFECT_YAML) -> list[ProjectD
     deployments = []
     for entry in document.get("deployments") or []:
         pool = (entry.get("work_pool") or {}).get("name") or project.WORK_POOL
-        deployments.append(ProjectDeployment(
-            name=entry["name"], entrypoint=entry["entrypoint"], description=entry.get("description") or "",
-            tags=list(entry.get("tags") or []), parameters=dict(entry.get("parameters") or {}),
-            schedules=list(entry.get("schedules") or []), work_pool=pool, pull_steps=entry.get("pull") or pull,
-            enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
-        ))
+        deployments.append(
+            ProjectDeployment(
+                name=entry["name"],
+                entrypoint=entry["entrypoint"],
+                description=entry.get("description") or "",
+                tags=list(entry.get("tags") or []),
+                parameters=dict(entry.get("parameters") or {}),
+                schedules=list(entry.get("schedules") or []),
+                work_pool=pool,
+                pull_steps=entry.get("pull") or pull,
+                enforce_parameter_schema=entry.get("enforce_parameter_schema", True),
+            )
+        )
     return deployments
 
 
@@ -84,8 +91,13 @@ def schedule_create(spec: dict[str, Any]):
     from prefect.client.schemas.actions import DeploymentScheduleCreate
     from prefect.client.schemas.schedules import construct_schedule
 
-    schedule = construct_schedule(cron=spec.get("cron"), interval=spec.get("interval"), rrule=spec.get("rrule"),
-                                  anchor_date=spec.get("anchor_date"), timezone=spec.get("timezone"))
+    schedule = construct_schedule(
+        cron=spec.get("cron"),
+        interval=spec.get("interval"),
+        rrule=spec.get("rrule"),
+        anchor_date=spec.get("anchor_date"),
+        timezone=spec.get("timezone"),
+    )
     return DeploymentScheduleCreate(schedule=schedule, active=spec.get("active", True), parameters=spec.get("parameters") or {})
 
 
@@ -107,11 +119,18 @@ def apply_project_deployments(client, deployments: list[ProjectDeployment] | Non
         except ObjectNotFound:
             paused = False
         ids[full_name] = client.create_deployment(
-            flow_id=client.create_flow_from_name(flow.name), name=spec.name, description=spec.description,
-            parameters=spec.parameters, parameter_openapi_schema=parameter_schema(flow).model_dump(),
-            enforce_parameter_schema=spec.enforce_parameter_schema, schedules=[schedule_create(s) for s in spec.schedules],
-            paused=paused, tags=sorted(set(spec.tags) | {project.FERRY_TAG}), work_pool_name=spec.work_pool,
-            entrypoint=spec.entrypoint, pull_steps=spec.pull_steps,
+            flow_id=client.create_flow_from_name(flow.name),
+            name=spec.name,
+            description=spec.description,
+            parameters=spec.parameters,
+            parameter_openapi_schema=parameter_schema(flow).model_dump(),
+            enforce_parameter_schema=spec.enforce_parameter_schema,
+            schedules=[schedule_create(s) for s in spec.schedules],
+            paused=paused,
+            tags=sorted(set(spec.tags) | {project.FERRY_TAG}),
+            work_pool_name=spec.work_pool,
+            entrypoint=spec.entrypoint,
+            pull_steps=spec.pull_steps,
         )
     return ids
 
@@ -126,19 +145,23 @@ async def ferry_deployments(client) -> list:
 class FerryServe:
     """A Prefect Runner serving every Ferry deployment, discovering new jobs as they appear."""
 
-    def __init__(self, limit: int | None = 4, sync_seconds: float = 10.0, poll_seconds: float | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, limit: int | None = 4, sync_seconds: float = 10.0, poll_seconds: float | None = None, name: str | None = None
+    ) -> None:
         from prefect.runner import Runner
 
-        self.runner = Runner(name=name or f"ferry-serve-{socket.gethostname()}", pause_on_shutdown=False, limit=limit,
-                             query_seconds=poll_seconds)
+        self.runner = Runner(
+            name=name or f"ferry-serve-{socket.gethostname()}", pause_on_shutdown=False, limit=limit, query_seconds=poll_seconds
+        )
         # The Runner keeps the deployments it polls for in a registry; ``add_deployment`` would also
         # re-apply (rewrite) each one, which is exactly what must not happen to jobs. Registering the
         # ids is all polling needs: each run then loads its flow through the deployment's pull step.
         self._registry = getattr(self.runner, "_deployment_registry", None)
         if self._registry is None or not hasattr(self._registry, "register_deployment"):
-            raise FerryError("This Prefect version's Runner has no deployment registry; ferry serve needs Prefect 3.8.",
-                             "Install the Prefect version pyproject.toml pins, or use `ferry worker`.")
+            raise FerryError(
+                "This Prefect version's Runner has no deployment registry; ferry serve needs Prefect 3.8.",
+                "Install the Prefect version pyproject.toml pins, or use `ferry worker`.",
+            )
         self.sync_seconds = sync_seconds
         self.served: dict[uuid.UUID, str] = {}
 

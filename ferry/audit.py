@@ -9,13 +9,22 @@ from sqlalchemy import Engine, insert, select
 from ferry.store.schema import audit_log, workspaces
 
 
-def write_audit(engine: Engine, *, workspace: str, actor: str, action: str, resource: str, run_id: str | None,
-                details: dict, payload_bytes: int | None) -> None:
+def write_audit(
+    engine: Engine, *, workspace: str, actor: str, action: str, resource: str, run_id: str | None, details: dict, payload_bytes: int | None
+) -> None:
     with engine.begin() as conn:
         ws = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).scalar_one_or_none()
         if ws is None:  # nothing was read from a workspace that does not exist; nothing to attribute
             return
-        conn.execute(insert(audit_log).values(
-            workspace_id=ws, actor=actor, action=action, resource=resource, run_id=run_id,
-            details=details, payload_bytes=payload_bytes, created_at=datetime.now(UTC).replace(tzinfo=None),
-        ))
+        conn.execute(
+            insert(audit_log).values(
+                workspace_id=ws,
+                actor=actor,
+                action=action,
+                resource=resource,
+                run_id=run_id,
+                details=details,
+                payload_bytes=payload_bytes,
+                created_at=datetime.now(UTC).replace(tzinfo=None),
+            )
+        )

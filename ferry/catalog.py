@@ -88,15 +88,9 @@ class Field:
     def columns(self) -> list[Column]:
         if self.type is FieldType.MULTI_VALUE:
             item = self.item_type or FieldType.TEXT
-            return [
-                Column(f"{self.slug}.{v}", f"{self.label} ({v})", item, f"{self.slug}_{v}", self.slug, v)
-                for v in self.value_types
-            ]
+            return [Column(f"{self.slug}.{v}", f"{self.label} ({v})", item, f"{self.slug}_{v}", self.slug, v) for v in self.value_types]
         if self.type is FieldType.ADDRESS:
-            return [
-                Column(f"{self.slug}.{p}", f"{self.label} ({p})", FieldType.TEXT, f"{self.slug}_{p}", self.slug, p)
-                for p in self.parts
-            ]
+            return [Column(f"{self.slug}.{p}", f"{self.label} ({p})", FieldType.TEXT, f"{self.slug}_{p}", self.slug, p) for p in self.parts]
         store = f"{self.slug}_id" if self.type is FieldType.REFERENCE else self.slug
         return [Column(self.slug, self.label, self.type, store, self.slug)]
 
@@ -153,25 +147,40 @@ CONTACTS = Resource(
     key_fields=("email",),
     fields=(
         _ID,
-        _f("external_id", "External ID", unique=True,
-           aliases=("record id", "contact id", "customer id", "vendor id", "hubspot id", "salesforce id", "id in crm"),
-           description="The record's id in the system it came from."),
-        _f("email", "E-mail", T.EMAIL, required=True, unique=True,
-           aliases=("email address", "e-mail address", "mail", "email_address")),
+        _f(
+            "external_id",
+            "External ID",
+            unique=True,
+            aliases=("record id", "contact id", "customer id", "vendor id", "hubspot id", "salesforce id", "id in crm"),
+            description="The record's id in the system it came from.",
+        ),
+        _f("email", "E-mail", T.EMAIL, required=True, unique=True, aliases=("email address", "e-mail address", "mail", "email_address")),
         _f("first_name", "First name", aliases=("firstname", "given name", "fname", "first")),
         _f("last_name", "Last name", aliases=("lastname", "surname", "family name", "lname", "last")),
         _f("full_name", "Full name", aliases=("name", "contact name", "display name")),
-        _f("phone", "Phone", T.MULTI_VALUE, item_type=T.PHONE, value_types=PHONE_TYPES,
-           aliases=("phone number", "telephone", "tel")),
-        _f("company", "Company", T.REFERENCE, reference="accounts",
-           aliases=("company name", "account", "organization", "organisation", "employer")),
+        _f("phone", "Phone", T.MULTI_VALUE, item_type=T.PHONE, value_types=PHONE_TYPES, aliases=("phone number", "telephone", "tel")),
+        _f(
+            "company",
+            "Company",
+            T.REFERENCE,
+            reference="accounts",
+            aliases=("company name", "account", "organization", "organisation", "employer"),
+        ),
         _f("job_title", "Job title", aliases=("title", "position", "role")),
         _f("address", "Address", T.ADDRESS, parts=ADDRESS_PARTS, aliases=("mailing address", "postal address")),
-        _f("lifecycle_stage", "Lifecycle stage", T.ENUM,
-           enum=("subscriber", "lead", "opportunity", "customer", "evangelist", "other"),
-           aliases=("lifecycle", "stage", "status")),
-        _f("email_consent", "E-mail consent", T.BOOLEAN,
-           aliases=("email opt in", "subscribed", "accepts marketing", "email marketing consent")),
+        _f(
+            "lifecycle_stage",
+            "Lifecycle stage",
+            T.ENUM,
+            enum=("subscriber", "lead", "opportunity", "customer", "evangelist", "other"),
+            aliases=("lifecycle", "stage", "status"),
+        ),
+        _f(
+            "email_consent",
+            "E-mail consent",
+            T.BOOLEAN,
+            aliases=("email opt in", "subscribed", "accepts marketing", "email marketing consent"),
+        ),
         _f("sms_consent", "SMS consent", T.BOOLEAN, aliases=("sms opt in", "accepts sms marketing")),
         _f("tags", "Tags", T.JSON, aliases=("labels",), description="A JSON array of tag names."),
         _f("notes", "Notes", aliases=("note", "comments", "description")),
@@ -289,8 +298,13 @@ SEGMENTS = Resource(
         _ID,
         _f("key", "Audience key", required=True, unique=True, aliases=("audience key", "segment key")),
         _f("name", "Name", required=True),
-        _f("rule", "Rule", T.JSON, required=True,
-           description='A JSON list of filters, e.g. [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}].'),
+        _f(
+            "rule",
+            "Rule",
+            T.JSON,
+            required=True,
+            description='A JSON list of filters, e.g. [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}].',
+        ),
         _CREATED,
     ),
 )
@@ -398,8 +412,19 @@ AUDIT_LOG = Resource(
 RESOURCES: dict[str, Resource] = {
     r.slug: r
     for r in (
-        CONTACTS, ACCOUNTS, EVENTS, SURVEY_RESPONSES, LISTS, LIST_MEMBERSHIPS, SEGMENTS,
-        CATALOGS, SCHEMAS, PRODUCTS, VARIANTS, ANALYTICS, AUDIT_LOG,
+        CONTACTS,
+        ACCOUNTS,
+        EVENTS,
+        SURVEY_RESPONSES,
+        LISTS,
+        LIST_MEMBERSHIPS,
+        SEGMENTS,
+        CATALOGS,
+        SCHEMAS,
+        PRODUCTS,
+        VARIANTS,
+        ANALYTICS,
+        AUDIT_LOG,
     )
 }
 

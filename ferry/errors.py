@@ -3,7 +3,14 @@
 Every error carries a message a user can act on: what was wrong, with which
 value, and what to do. Errors never carry customer data (Prefect pickles
 exceptions into run states and shows them in the UI), and they stay small and
-picklable. ``transient`` tells the retry machinery whether trying again can help.
+picklable.
+
+Errors are told apart by type, never by message text. Whether trying again can
+help is a marker, as in dlt's ``TransientException``: an error class that also
+derives from :class:`TransientError` is retried (with backoff) by the tasks
+that talk to the outside world; every other error fails the run at once.
+Classes are pickled by their path (``ferry.errors.X``) into Prefect's run
+states, so they live here and keep their names.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from dataclasses import dataclass
 class FerryError(Exception):
     """Base of every error Ferry raises on purpose."""
 
+    #: True for :class:`TransientError` subclasses: trying again may help.
     transient: bool = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
@@ -30,6 +38,19 @@ def _rebuild(cls: type[FerryError], state: dict) -> FerryError:
     Exception.__init__(err, state.get("message"))
     err.__dict__.update(state)
     return err
+
+
+class TransientError(FerryError):
+    """Marker: the failure may go away if the same call is tried again (timeouts, resets, 5xx, 429)."""
+
+    transient = True
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying ``exc`` can help: Ferry's transient errors, and network timeouts and resets from libraries."""
+    if isinstance(exc, FerryError):
+        return isinstance(exc, TransientError)
+    return isinstance(exc, (ConnectionError, TimeoutError))
 
 
 @dataclass(frozen=True)
@@ -59,12 +80,76 @@ class ParameterError(FerryError):
         )
 
 
+def problems_from_validation(errors: list[dict], field_name=None) -> list[Problem]:
+    """pydantic's ``ValidationError.errors()`` as Problems (every error at once), secret values withheld.
+
+    ``field_name(loc)`` names a location the way the caller's users know it (a
+    job names request fields as job fields); the default joins the location
+    with dots and brackets: ``filters[0].op``.
+    """
+    problems = []
+    for error in errors:
+        loc = tuple(error.get("loc") or ())
+        name = field_name(loc) if field_name else location(loc)
+        value = error.get("input")
+        if _looks_secret(name):
+            value = "***"
+        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(Problem(name, value, reason))
+    return problems
+
+
+def location(loc: tuple) -> str:
+    """``("filters", 0, "op")`` -> ``"filters[0].op"``."""
+    name = ""
+    for part in loc:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "request"
+
+
+def _looks_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in ("password", "secret", "token", "passphrase", "private_key", "api_key"))
+
+
 class UnknownResourceError(FerryError):
     """A resource slug that the catalog does not know."""
 
 
+class RunNotFoundError(FerryError):
+    """No flow run with that id in this Prefect server's history (or not one of the kind asked for)."""
+
+
+class RunStateError(FerryError):
+    """The run exists but cannot give what was asked: not finished yet, failed, or its record is unreadable."""
+
+
+class JobNotFoundError(FerryError):
+    """No export job (a Ferry-tagged deployment) by that name or id."""
+
+
+class JobExistsError(FerryError):
+    """A job or deployment of that name exists already."""
+
+
+class InvalidJobError(FerryError):
+    """A job's stored parameters no longer validate (edited outside Ferry)."""
+
+
+class ConfigurationError(FerryError):
+    """This installation cannot do what was asked (a Prefect version, a missing deployment or server)."""
+
+
+class DeploymentUnavailableError(ConfigurationError):
+    """A large import was to run as a deployment run, but no deployment or server could take it."""
+
+
 class StoreError(FerryError):
     """The store cannot be reached or is not initialised."""
+
+
+class UnknownWorkspaceError(StoreError):
+    """A workspace name that the store does not hold."""
 
 
 class DataValidationError(FerryError):
@@ -83,21 +168,33 @@ class DestinationError(FerryError):
     """A destination refused or failed a delivery."""
 
 
-class TransientDestinationError(DestinationError):
+class TransientDestinationError(DestinationError, TransientError):
     """A delivery failed in a way that retrying may fix (timeouts, resets, 5xx)."""
 
-    transient = True
+
+class SigningUnavailableError(DestinationError):
+    """The destination's credentials cannot sign download URLs (e.g. a SAS without an account key)."""
 
 
 class SourceError(FerryError):
     """An import source (a URL or a file behind a block) cannot be read, or is refused."""
 
 
-class TransientSourceError(SourceError):
+class TransientSourceError(SourceError, TransientError):
     """Reading a source failed in a way that retrying may fix (timeouts, resets, 5xx)."""
 
-    transient = True
+
+class ImportConflictError(FerryError):
+    """Rows of the file conflict with stored records in a way the chosen strategy cannot settle."""
+
+
+class RollbackError(FerryError):
+    """An import cannot be undone (unknown run, already rolled back, or its records changed since)."""
 
 
 class NotificationError(FerryError):
     """A completion/failure notice (e-mail, webhook) could not be sent."""
+
+
+class TransientNotificationError(NotificationError, TransientError):
+    """Sending a notice failed in a way that retrying may fix (connection refused, timeouts, 4xx SMTP replies)."""

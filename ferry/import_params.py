@@ -8,7 +8,7 @@ pass. :func:`build_plan` turns a valid request plus the file's header into an
 :class:`ImportPlan`: the exact source column -> store column routing every
 later stage reads.
 
-Mapping entries use the JSON names of ``tasks.import_mapping.ColumnMapping``
+Mapping entries use the JSON names of ``tasks.imports.map.ColumnMapping``
 (``sourceColumn``, ``targetFieldSlug``, ``valueType``, ``addressPart``,
 ``confidence``) so a mapping file written by ``ferry import suggest-mapping``
 can be passed back unchanged.
@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ferry.catalog import RESOURCES, Column, FieldType, Resource, get_resource
+from ferry.checks import is_remote_source
 from ferry.errors import ParameterError, Problem, UnknownResourceError
 
 DuplicateStrategy = Literal["skip", "update", "create"]
@@ -35,24 +36,12 @@ INLINE_MAX_BYTES = 100 * 1024 * 1024
 IMPORT_DEPLOYMENT = "import-data/default"
 
 
-def _remote(source: str) -> bool:
-    from blocks.sources import is_remote_source
-
-    return is_remote_source(source)
-
-
 def _source_and_notification_problems(request: ImportRequest) -> list[Problem]:
-    """A remote source's scheme must be readable (the download checks the rest); notification fields as for exports."""
-    from blocks.sources import shown, supported_schemes
+    """Notification fields as for exports (a remote source's scheme is checked by the fetch stage, which knows the blocks)."""
     from ferry.notifications import notification_problems
     from ferry.settings import get_settings
 
-    problems = []
-    if _remote(request.source):
-        scheme = request.source.split("://", 1)[0].lower()
-        if scheme not in supported_schemes():
-            problems.append(Problem("source", shown(request.source), f"no block reads {scheme}:// sources; use one of {', '.join(supported_schemes())}"))
-    return problems + notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
+    return notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
 
 
 class MappingEntry(BaseModel):
@@ -61,10 +50,13 @@ class MappingEntry(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     source_column: str = Field(alias="sourceColumn", description="Header of the column in the file.")
-    target_field_slug: str | None = Field(default=None, alias="targetFieldSlug",
-                                          description="Field slug (or column key such as `phone.mobile`); null ignores the column.")
+    target_field_slug: str | None = Field(
+        default=None, alias="targetFieldSlug", description="Field slug (or column key such as `phone.mobile`); null ignores the column."
+    )
     value_type: str | None = Field(default=None, alias="valueType", description="Multi-value fields: mobile, work, home or fax.")
-    address_part: str | None = Field(default=None, alias="addressPart", description="Address fields: street, street2, city, state, zip or country.")
+    address_part: str | None = Field(
+        default=None, alias="addressPart", description="Address fields: street, street2, city, state, zip or country."
+    )
     confidence: float | None = Field(default=None, description="How sure auto-mapping was (0-1); informational.")
 
     @classmethod
@@ -82,26 +74,47 @@ class ImportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    source: str = Field(min_length=1, description="The file to import (CSV, TSV, XLSX, JSON, ... as the parser knows): a local path, "
-                        "an http(s) URL (the seeds' `sourceUrl`), or a block URI such as `sftp://NAME/path` or `s3://BUCKET/key`.")
+    source: str = Field(
+        min_length=1,
+        description="The file to import (CSV, TSV, XLSX, JSON, ... as the parser knows): a local path, "
+        "an http(s) URL (the seeds' `sourceUrl`), or a block URI such as `sftp://NAME/path` or `s3://BUCKET/key`.",
+    )
     resource: str = Field(description="Resource slug or alias, e.g. `contacts` (or `profiles`).")
     workspace: str = Field(min_length=1, description="Workspace the rows go into; nothing crosses workspaces.")
     mapping: list[MappingEntry] | None = Field(default=None, description="Source column -> field; omit with auto_map=true.")
     auto_map: bool = Field(default=False, description="Suggest the mapping from the header and sample rows (and remember it).")
-    duplicates: DuplicateStrategy = Field(default="skip", description="What a row that matches an existing record (or an earlier row) does.")
-    match: list[str] | None = Field(default=None, description="Fields that identify a record; default the resource's key (contacts: email).")
-    merge: MergeMode = Field(default="prefer_import", description="How duplicates=update combines values: fill_empty, overwrite or prefer_import.")
-    static_values: dict[str, Any] = Field(default_factory=dict, description="Column key -> value applied to every row, e.g. {\"source\": \"fair-2026\"}.")
-    create_missing_references: bool = Field(default=False, description="Create referenced records that do not exist (e.g. a company's account).")
-    skip_validation: bool = Field(default=False, description="Load values that fail checks as empty instead of rejecting rows. Loud: every run warns.")
+    duplicates: DuplicateStrategy = Field(
+        default="skip", description="What a row that matches an existing record (or an earlier row) does."
+    )
+    match: list[str] | None = Field(
+        default=None, description="Fields that identify a record; default the resource's key (contacts: email)."
+    )
+    merge: MergeMode = Field(
+        default="prefer_import", description="How duplicates=update combines values: fill_empty, overwrite or prefer_import."
+    )
+    static_values: dict[str, Any] = Field(
+        default_factory=dict, description='Column key -> value applied to every row, e.g. {"source": "fair-2026"}.'
+    )
+    create_missing_references: bool = Field(
+        default=False, description="Create referenced records that do not exist (e.g. a company's account)."
+    )
+    skip_validation: bool = Field(
+        default=False, description="Load values that fail checks as empty instead of rejecting rows. Loud: every run warns."
+    )
     dry_run: bool = Field(default=False, description="Run every step but the commit and report what would happen.")
     processing: ProcessingMode = Field(default="auto", description="auto: inline below the size limit, else a deployment run.")
     inline_max_bytes: int = Field(default=INLINE_MAX_BYTES, gt=0, description="Size above which processing=auto starts a deployment run.")
-    max_errors: int = Field(default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file.")
+    max_errors: int = Field(
+        default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file."
+    )
     data_quality: bool = Field(default=True, description="Attach a great-expectations data-quality summary (on a sample) to the run.")
     actor: str = Field(default="ferry", description="Who asked for the import (audit log).")
-    notify_email: str | None = Field(default=None, description="E-mail address(es), comma-separated, told when the import finishes or fails (the seeds' `confirmEmail`).")
-    notify_webhook: str | None = Field(default=None, description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the import ends.")
+    notify_email: str | None = Field(
+        default=None, description="E-mail address(es), comma-separated, told when the import finishes or fails (the seeds' `confirmEmail`)."
+    )
+    notify_webhook: str | None = Field(
+        default=None, description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the import ends."
+    )
     notify_smtp: str | None = Field(default=None, description="SMTP block for notify_email; default FERRY_SMTP_BLOCK.")
 
     @field_validator("match", mode="before")
@@ -142,7 +155,7 @@ class ImportRequest(BaseModel):
         problems: list[Problem] = []
         path = self.source_path
         problems += _source_and_notification_problems(self)
-        if not _remote(self.source) and not path.is_file():
+        if not is_remote_source(self.source) and not path.is_file():
             problems.append(Problem("source", self.source, "no such file"))
         try:
             resource = self.resource_def
@@ -151,7 +164,13 @@ class ImportRequest(BaseModel):
         if not resource.importable:
             problems.append(Problem("resource", self.resource, f"{resource.slug} is export-only"))
         if not resource.has_field("id"):
-            problems.append(Problem("resource", self.resource, f"{resource.slug} has no record id, so an import could not be rolled back; not importable yet"))
+            problems.append(
+                Problem(
+                    "resource",
+                    self.resource,
+                    f"{resource.slug} has no record id, so an import could not be rolled back; not importable yet",
+                )
+            )
         if self.mapping is None and not self.auto_map:
             problems.append(Problem("mapping", None, "give a mapping, or set auto_map=true"))
         if self.mapping is not None and self.auto_map:
@@ -159,9 +178,14 @@ class ImportRequest(BaseModel):
         for i, name in enumerate(self.match_fields()):
             if not resource.has_field(name):
                 problems.append(Problem(f"match[{i}]", name, f"not a field of {resource.slug}"))
-            elif (len(resource.get_field(name).columns()) != 1 or resource.get_field(name).readonly
-                  or resource.get_field(name).type in (FieldType.REFERENCE, FieldType.JSON)):
-                problems.append(Problem(f"match[{i}]", name, "match fields must be single-column, importable fields (not references or JSON)"))
+            elif (
+                len(resource.get_field(name).columns()) != 1
+                or resource.get_field(name).readonly
+                or resource.get_field(name).type in (FieldType.REFERENCE, FieldType.JSON)
+            ):
+                problems.append(
+                    Problem(f"match[{i}]", name, "match fields must be single-column, importable fields (not references or JSON)")
+                )
         if self.mapping is not None:
             _, mapping_problems, _ = route_mapping(resource, self.mapping)
             problems += mapping_problems
@@ -301,7 +325,9 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
     for key in request.static_values:
         col = target_column(resource, key)
         if col is not None and col.key in routes:
-            problems.append(Problem(f"static_values.{key}", request.static_values[key], f"{col.key} is also mapped from column {routes[col.key]!r}"))
+            problems.append(
+                Problem(f"static_values.{key}", request.static_values[key], f"{col.key} is also mapped from column {routes[col.key]!r}")
+            )
     if problems:
         raise ParameterError(problems)
     planned: list[PlannedColumn] = []
@@ -312,31 +338,50 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
         static_key = col.key if col.key in request.static_values else None
         if col.key not in routes and static_key is None:
             continue
-        planned.append(PlannedColumn(
-            key=col.key, store_column=col.store_column, type=col.type, field_slug=col.field_slug,
-            source=routes.get(col.key), static=request.static_values.get(col.key) if static_key else None,
-            required=fdef.required and len(fdef.columns()) == 1, unique=fdef.unique and len(fdef.columns()) == 1,
-            enum=fdef.enum, reference=fdef.reference,
-        ))
+        planned.append(
+            PlannedColumn(
+                key=col.key,
+                store_column=col.store_column,
+                type=col.type,
+                field_slug=col.field_slug,
+                source=routes.get(col.key),
+                static=request.static_values.get(col.key) if static_key else None,
+                required=fdef.required and len(fdef.columns()) == 1,
+                unique=fdef.unique and len(fdef.columns()) == 1,
+                enum=fdef.enum,
+                reference=fdef.reference,
+            )
+        )
     mapped_fields = {c.field_slug for c in planned}
     for fdef in resource.fields:
         if fdef.required and not fdef.readonly and fdef.slug not in mapped_fields:
-            warnings.append(f"Required field {fdef.slug!r} is not mapped: rows that would create a new record are rejected; "
-                            "rows that update an existing record are fine.")
+            warnings.append(
+                f"Required field {fdef.slug!r} is not mapped: rows that would create a new record are rejected; "
+                "rows that update an existing record are fine."
+            )
     used = set(routes.values())
     for name in source_columns:
         if name not in used:
             warnings.append(f"Column {name!r} is not mapped and is ignored.")
     missing_match = [m for m in request.match_fields() if m not in mapped_fields]
     if missing_match and request.duplicates != "create":
-        warnings.append(f"Match field(s) {', '.join(missing_match)} are not mapped: no row can match an existing record, every row creates one.")
+        warnings.append(
+            f"Match field(s) {', '.join(missing_match)} are not mapped: no row can match an existing record, every row creates one."
+        )
     if request.skip_validation:
         warnings.append("skip_validation is on: values that fail checks are loaded as empty instead of rejecting their rows.")
     return ImportPlan(
-        resource=resource.slug, workspace=request.workspace, columns=tuple(planned), source_columns=tuple(source_columns),
-        match=tuple(request.match_fields()), duplicates=request.duplicates, merge=request.merge,
-        create_missing_references=request.create_missing_references, skip_validation=request.skip_validation,
-        dry_run=request.dry_run, warnings=tuple(warnings),
+        resource=resource.slug,
+        workspace=request.workspace,
+        columns=tuple(planned),
+        source_columns=tuple(source_columns),
+        match=tuple(request.match_fields()),
+        duplicates=request.duplicates,
+        merge=request.merge,
+        create_missing_references=request.create_missing_references,
+        skip_validation=request.skip_validation,
+        dry_run=request.dry_run,
+        warnings=tuple(warnings),
         mapping=tuple(e.model_dump(by_alias=True) for e in mapping),
     )
 

@@ -20,8 +20,9 @@ def email_addresses(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def notification_problems(notify_email: str | None, notify_webhook: str | None, notify_smtp: str | None,
-                          default_smtp: str | None) -> list[Problem]:
+def notification_problems(
+    notify_email: str | None, notify_webhook: str | None, notify_smtp: str | None, default_smtp: str | None
+) -> list[Problem]:
     """Every problem with the notification parameters, found before any data moves."""
     problems = []
     if notify_email is not None:
@@ -32,8 +33,13 @@ def notification_problems(notify_email: str | None, notify_webhook: str | None, 
             if not EMAIL.match(address):
                 problems.append(Problem("notify_email", address, "is not an e-mail address"))
         if not (notify_smtp or default_smtp):
-            problems.append(Problem("notify_email", notify_email, "no SMTP block to send it: set notify_smtp or FERRY_SMTP_BLOCK "
-                                    "(create one with `ferry blocks create smtp NAME ...`)"))
+            problems.append(
+                Problem(
+                    "notify_email",
+                    notify_email,
+                    "no SMTP block to send it: set notify_smtp or FERRY_SMTP_BLOCK (create one with `ferry blocks create smtp NAME ...`)",
+                )
+            )
     for field, ref, slugs in (("notify_webhook", notify_webhook, WEBHOOK_SLUGS), ("notify_smtp", notify_smtp, SMTP_SLUGS)):
         if ref is None:
             continue

@@ -34,8 +34,18 @@ ANALYTICS_DIMENSIONS = ("date", "event_type")
 ANALYTICS_MEASURES = ("count", "unique_contacts")
 #: Column types that text operators (contains, starts_with) apply to.
 TEXT_LIKE = (FieldType.TEXT, FieldType.EMAIL, FieldType.PHONE, FieldType.URL, FieldType.ENUM, FieldType.JSON, FieldType.REFERENCE)
-ORDERED = (FieldType.INTEGER, FieldType.NUMBER, FieldType.DATE, FieldType.DATETIME, FieldType.TEXT, FieldType.EMAIL,
-           FieldType.PHONE, FieldType.URL, FieldType.ENUM, FieldType.REFERENCE)
+ORDERED = (
+    FieldType.INTEGER,
+    FieldType.NUMBER,
+    FieldType.DATE,
+    FieldType.DATETIME,
+    FieldType.TEXT,
+    FieldType.EMAIL,
+    FieldType.PHONE,
+    FieldType.URL,
+    FieldType.ENUM,
+    FieldType.REFERENCE,
+)
 
 
 class FieldFilter(BaseModel):
@@ -68,7 +78,9 @@ class ExportRequest(BaseModel):
         description="Columns to export, in this order: field slugs (`phone`), column keys (`phone.mobile`) "
         "or JSON keys (`properties.amount`). Default: every column of the resource.",
     )
-    date_from: datetime | date | None = Field(default=None, alias="from", description="Start of the window on the resource's time column (inclusive).")
+    date_from: datetime | date | None = Field(
+        default=None, alias="from", description="Start of the window on the resource's time column (inclusive)."
+    )
     date_to: datetime | date | None = Field(default=None, alias="to", description="End of the window (a date includes that whole day).")
     segment: str | None = Field(default=None, description="Audience key of a saved segment; only its contacts are exported.")
     lists: list[str] = Field(default_factory=list, description="List keys; adds one 1/0 membership column per list (contacts).")
@@ -76,7 +88,9 @@ class ExportRequest(BaseModel):
     catalog: str | None = Field(default=None, description="Catalog key (products).")
     product_schema: str | None = Field(default=None, alias="schema", description="Schema key (products).")
     include_variants: bool = Field(default=False, description="One row per product variant, with `variant.*` columns (products).")
-    dimension_scope: dict[str, str] = Field(default_factory=dict, description='Localized values to use, e.g. {"language": "en"} (products).')
+    dimension_scope: dict[str, str] = Field(
+        default_factory=dict, description='Localized values to use, e.g. {"language": "en"} (products).'
+    )
     filters: list[FieldFilter] = Field(default_factory=list, description="Simple field filters, all of which must hold.")
     sort: SortSpec | None = Field(default=None, description="Sort order, e.g. `created_at:desc`.")
     limit: int | None = Field(default=None, gt=0, description="At most this many rows.")
@@ -87,17 +101,35 @@ class ExportRequest(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict, description="Custom header names: column key -> label.")
     neutralize_formulas: bool = Field(default=True, description="Prefix spreadsheet formula triggers with `'` in CSV/TSV/XLSX.")
     on_invalid: Literal["fail", "warn"] = Field(default="fail", description="What to do when the store holds rows that break the catalog.")
-    destination: str | None = Field(default=None, description="A folder path, or a block reference `local-directory/NAME`. Default: managed exports folder.")
-    filename: str = Field(default=DEFAULT_FILENAME, description="File name template; placeholders: {date} {resource} {workspace} {run_id} {format}.")
+    destination: str | None = Field(
+        default=None, description="A folder path, or a block reference `local-directory/NAME`. Default: managed exports folder."
+    )
+    filename: str = Field(
+        default=DEFAULT_FILENAME, description="File name template; placeholders: {date} {resource} {workspace} {run_id} {format}."
+    )
     title: str | None = Field(default=None, description="Title of a PDF export.")
     description: str | None = Field(default=None, description="Description printed under a PDF export's title.")
     actor: str = Field(default="ferry", description="Who asked for the export (audit log).")
-    notify_email: str | None = Field(default=None, description="E-mail address(es), comma-separated, told when the export finishes or fails (the seeds' `confirmEmail`).")
-    notify_webhook: str | None = Field(default=None, description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the export finishes or fails.")
-    notify_smtp: str | None = Field(default=None, description="SMTP block (`NAME`, `smtp-server/NAME` or `email-server-credentials/NAME`) for notify_email; default FERRY_SMTP_BLOCK.")
+    notify_email: str | None = Field(
+        default=None, description="E-mail address(es), comma-separated, told when the export finishes or fails (the seeds' `confirmEmail`)."
+    )
+    notify_webhook: str | None = Field(
+        default=None,
+        description="Webhook block (`NAME` or `webhook-endpoint/NAME`) that gets a signed JSON notice when the export finishes or fails.",
+    )
+    notify_smtp: str | None = Field(
+        default=None,
+        description="SMTP block (`NAME`, `smtp-server/NAME` or `email-server-credentials/NAME`) for notify_email; default FERRY_SMTP_BLOCK.",
+    )
     # Incremental exports (scheduled export jobs, issue 5): see change_column().
-    incremental: bool = Field(default=False, description="Export only rows created or changed since the job's last successful run (that run record's start time, read from Prefect's run history); the first run exports everything.")
-    since: datetime | None = Field(default=None, description="Export only rows created or changed at or after this instant (UTC when naive). Incremental runs fill it in from the run ledger.")
+    incremental: bool = Field(
+        default=False,
+        description="Export only rows created or changed since the job's last successful run (that run record's start time, read from Prefect's run history); the first run exports everything.",
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="Export only rows created or changed at or after this instant (UTC when naive). Incremental runs fill it in from the run ledger.",
+    )
 
     @field_validator("sort", mode="before")
     @classmethod
@@ -206,8 +238,14 @@ class ExportRequest(BaseModel):
         span = resource.max_span_days
         if span and start and end and (end - start) > timedelta(days=span):
             days = (end - start).total_seconds() / 86_400
-            return [Problem("to", self.date_to, f"the window {start.isoformat()} to {end.isoformat()} (end exclusive) spans {days:g} days; "
-                            f"{resource.slug} exports span at most {span} days. Split the export into smaller windows")]
+            return [
+                Problem(
+                    "to",
+                    self.date_to,
+                    f"the window {start.isoformat()} to {end.isoformat()} (end exclusive) spans {days:g} days; "
+                    f"{resource.slug} exports span at most {span} days. Split the export into smaller windows",
+                )
+            ]
         return []
 
     def _analytics_problems(self, columns: list[OutputColumn]) -> list[Problem]:
@@ -228,7 +266,12 @@ class ExportRequest(BaseModel):
             problems.append(Problem("lists", self.lists, "list membership columns apply to contacts only"))
         if self.activity_types and resource.slug not in ("events", "analytics"):
             problems.append(Problem("activity_types", self.activity_types, "activity types apply to events and analytics only"))
-        for name, value in (("catalog", self.catalog), ("schema", self.product_schema), ("include_variants", self.include_variants or None), ("dimension_scope", self.dimension_scope or None)):
+        for name, value in (
+            ("catalog", self.catalog),
+            ("schema", self.product_schema),
+            ("include_variants", self.include_variants or None),
+            ("dimension_scope", self.dimension_scope or None),
+        ):
             if value is not None and resource.slug != "products":
                 problems.append(Problem(name, value, "applies to products only"))
         return problems
@@ -254,9 +297,13 @@ def filename_problems(template: str) -> list[Problem]:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         return [Problem("filename", template, f"not a valid template: {exc}")]
-    for literal, name, spec, conversion in parsed:
+    for _literal, name, spec, conversion in parsed:
         if name is not None and name not in FILENAME_PLACEHOLDERS:
-            problems.append(Problem("filename", template, f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)}"))
+            problems.append(
+                Problem(
+                    "filename", template, f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)}"
+                )
+            )
         elif spec or conversion:
             problems.append(Problem("filename", template, f"placeholder {{{name}}} takes no format spec or conversion"))
     # Placeholder values are sanitised to plain names (never "", "." or ".."), so a sample rendering
@@ -399,10 +446,7 @@ def output_columns(request: ExportRequest) -> list[OutputColumn]:
         seen.add(col.key)
     if problems:
         raise ParameterError(problems)
-    return [
-        OutputColumn(c.key, request.labels.get(c.key, c.key), c.type, c.json_path, c.list_key, c.source)
-        for c in chosen
-    ]
+    return [OutputColumn(c.key, request.labels.get(c.key, c.key), c.type, c.json_path, c.list_key, c.source) for c in chosen]
 
 
 # --- filters ---------------------------------------------------------------

@@ -88,8 +88,14 @@ class ConsoleProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
         self.enabled = enabled
-        self._progress = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=console, transient=True)
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
         self._tasks: dict[str, object] = {}
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:

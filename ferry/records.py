@@ -51,7 +51,9 @@ class ImportRecord(BaseModel):
     rejected_rows_path: str | None = Field(default=None, description="CSV of every rejected row: its original cells plus its errors.")
     warnings: list[str] = Field(default_factory=list)
     reference_warnings: list[dict] = Field(default_factory=list, description="Unresolved references: field, resource, rows, values.")
-    created_references: dict[str, int] = Field(default_factory=dict, description="Records created by create_missing_references, per resource.")
+    created_references: dict[str, int] = Field(
+        default_factory=dict, description="Records created by create_missing_references, per resource."
+    )
     samples: dict[str, list[dict]] = Field(default_factory=dict, description="First rows to create, update, skip and reject.")
     data_quality: list[dict] = Field(default_factory=list, description="great-expectations summary on a sample of the file.")
     mapping: list[dict] = Field(default_factory=list, description="The mapping used (ColumnMapping JSON).")

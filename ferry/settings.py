@@ -29,9 +29,7 @@ class FerrySettings(BaseSettings):
         default=None,
         description="Name of a prefect-sqlalchemy SqlAlchemyConnector block holding the store URL.",
     )
-    batch_rows: int = Field(
-        default=65_536, ge=1_000, description="Rows per Arrow record batch on streaming paths."
-    )
+    batch_rows: int = Field(default=65_536, ge=1_000, description="Rows per Arrow record batch on streaming paths.")
     # URL imports (blocks/sources.py): the SSRF guard and its limits.
     import_url_allow: str = Field(
         default="",
@@ -39,18 +37,26 @@ class FerrySettings(BaseSettings):
         "link-local or otherwise non-public (e.g. `10.1.2.0/24`). Empty: public addresses only.",
     )
     import_url_max_bytes: int = Field(default=2 * 1024**3, ge=1, description="Largest file a URL import downloads (bytes).")
-    import_url_timeout_seconds: float = Field(default=30.0, gt=0, description="Seconds to connect, and to wait for each read, of a URL import.")
+    import_url_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Seconds to connect, and to wait for each read, of a URL import."
+    )
     import_url_max_seconds: float = Field(default=1800.0, gt=0, description="Longest a whole URL download may take (seconds).")
     import_url_max_redirects: int = Field(default=5, ge=0, description="Redirects a URL import follows (each hop is checked again).")
-    smtp_block: str | None = Field(default=None, description="Name of the SMTP block (`ferry blocks create smtp NAME`) that sends notification e-mails.")
+    smtp_block: str | None = Field(
+        default=None, description="Name of the SMTP block (`ferry blocks create smtp NAME`) that sends notification e-mails."
+    )
     # Managed storage (blocks/managed.py): where exports go when no destination is named, and for how long.
     managed_destination: str | None = Field(
         default=None,
         description="Block reference (e.g. `s3-bucket/exports`) for managed storage; empty: the local folder data_dir/exports. "
         "Give it a folder of its own: retention cleanup deletes every file there older than the retention period.",
     )
-    managed_retention_days: int = Field(default=30, ge=1, le=3650, description="Days a file stays in managed storage before cleanup removes it.")
-    download_url_minutes: int = Field(default=15, ge=1, le=7 * 24 * 60, description="Lifetime of download URLs (S3, Azure SAS, GCS) unless a block sets its own.")
+    managed_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="Days a file stays in managed storage before cleanup removes it."
+    )
+    download_url_minutes: int = Field(
+        default=15, ge=1, le=7 * 24 * 60, description="Lifetime of download URLs (S3, Azure SAS, GCS) unless a block sets its own."
+    )
 
     @field_validator("import_url_allow")
     @classmethod

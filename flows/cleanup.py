@@ -70,7 +70,8 @@ def clean(retention_days: int | None = None, dry_run: bool = False, now: datetim
 def report_markdown(report: CleanupReport) -> str:
     verb = "Would delete" if report.dry_run else "Deleted"
     lines = [
-        "# Managed storage cleanup", "",
+        "# Managed storage cleanup",
+        "",
         f"{verb} **{report.expired if report.dry_run else report.deleted}** file(s) "
         f"({report.bytes_freed:,} bytes) older than {report.retention_days} days from {report.storage}; kept {report.kept}.",
     ]
@@ -86,9 +87,18 @@ def cleanup_managed_exports(retention_days: int | None = None, dry_run: bool = F
     logger = get_run_logger()
     report = clean(retention_days, dry_run)
     create_markdown_artifact(report_markdown(report), key="managed-storage-cleanup", description="Managed storage cleanup")
-    logger.info("Cleanup of %s: %d expired, %d deleted (%d bytes), %d kept, %d failed",
-                report.storage, report.expired, report.deleted, report.bytes_freed, report.kept, len(report.failures))
+    logger.info(
+        "Cleanup of %s: %d expired, %d deleted (%d bytes), %d kept, %d failed",
+        report.storage,
+        report.expired,
+        report.deleted,
+        report.bytes_freed,
+        report.kept,
+        len(report.failures),
+    )
     if report.failures:
-        raise DestinationError(f"{len(report.failures)} expired file(s) in {report.storage} could not be deleted; first: {report.failures[0]}",
-                               "Check the storage's permissions; the next cleanup run tries again.")
+        raise DestinationError(
+            f"{len(report.failures)} expired file(s) in {report.storage} could not be deleted; first: {report.failures[0]}",
+            "Check the storage's permissions; the next cleanup run tries again.",
+        )
     return report

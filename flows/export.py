@@ -14,21 +14,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 
 from blocks.registry import resolve_destination
 from ferry.errors import FerryError
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord
+from ferry.runs import incremental_cursor
 from ferry.settings import get_settings
-from tasks.deliver import deliver, render_filename
-from tasks.extract import extract
-from tasks.ledger import ledger
+from tasks.export.deliver import deliver, render_filename
+from tasks.export.extract import extract
+from tasks.export.ledger import ledger
+from tasks.export.serialize import serialize
+from tasks.export.transform import transform
+from tasks.export.validate import validate
 from tasks.notify import send_notifications
-from tasks.serialize import serialize
-from tasks.transform import transform
-from tasks.validate import validate
 
 
 def _now() -> datetime:
@@ -39,6 +40,26 @@ def _run_id() -> str:
     return str(flow_run.get_id() or uuid.uuid4())
 
 
+def with_incremental_cursor(request: ExportRequest, run_id: str, logger) -> ExportRequest:
+    """An incremental run of a deployment exports rows created or changed since its last successful run started.
+
+    Windows overlap by the previous run's own duration: a row changed while that
+    run was extracting is shipped again - at least once, never lost. A first
+    run, or an incremental request outside any deployment, exports everything.
+    """
+    if not request.incremental or request.since is not None:
+        return request
+    if not deployment.id:
+        logger.info("Incremental export outside a deployment: no run history to continue from, exporting all rows.")
+        return request
+    cursor = incremental_cursor(deployment.id, run_id)
+    if cursor is None:
+        logger.info("Incremental export: first successful run of this job, exporting all rows.")
+        return request
+    logger.info("Incremental export: rows created or changed since %s (start of run %s).", cursor.started_at.isoformat(), cursor.run_id)
+    return request.model_copy(update={"since": cursor.started_at})
+
+
 @flow(name="export-data", persist_result=True, validate_parameters=True)
 def export_data(request: ExportRequest):
     """Export one resource of one workspace as a file at a destination."""
@@ -47,8 +68,9 @@ def export_data(request: ExportRequest):
     run_id = _run_id()
     settings = get_settings()
     spool_dir = settings.spool_dir / run_id
-    record = ExportRecord(run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace,
-                          format=request.format, started_at=started)
+    record = ExportRecord(
+        run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace, format=request.format, started_at=started
+    )
     preview: Path | None = None
     try:
         request = request.validated()
@@ -57,22 +79,30 @@ def export_data(request: ExportRequest):
         key = render_filename(request, run_id, started)  # bad templates fail before any data moves
         logger.info("Exporting %s of workspace %s as %s to %s", record.resource, request.workspace, key, destination.describe())
 
+        request = with_incremental_cursor(request, run_id, logger)
         extracted = extract(request, spool_dir)
         report = validate(extracted.spool, extracted.columns, request.resource_def, request.on_invalid)
         preview = transform(extracted.spool, request, extracted.columns)
         file = serialize(preview, request)
         delivery = deliver(file.path, destination, key)
 
-        record = record.model_copy(update={
-            "status": "success", "record_count": file.rows, "file_size": delivery.bytes,
-            "destination_path": delivery.location, "url": delivery.url, "sha256": delivery.sha256,
-            "completed_at": _now(), "validation_failures": report.summary(),
-        })
+        record = record.model_copy(
+            update={
+                "status": "success",
+                "record_count": file.rows,
+                "file_size": delivery.bytes,
+                "destination_path": delivery.location,
+                "url": delivery.url,
+                "sha256": delivery.sha256,
+                "completed_at": _now(),
+                "validation_failures": report.summary(),
+            }
+        )
         ledger(record, request, preview)
         logger.info("Exported %d rows (%d bytes) to %s", record.record_count, record.file_size, record.destination_path)
         send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)
         return record
-    except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
+    except Exception as exc:
         if isinstance(exc, FerryError):
             error = str(exc)
             logger.error("Export failed: %s", exc)

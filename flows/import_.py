@@ -31,25 +31,21 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from ferry.audit import write_audit
-from ferry.errors import FerryError
+from ferry.checks import is_remote_source, shown_url
+from ferry.errors import DeploymentUnavailableError, FerryError
 from ferry.import_params import IMPORT_DEPLOYMENT, ImportPlan, ImportRequest, MappingEntry, build_plan
 from ferry.progress import Progress
 from ferry.records import ImportRecord
 from ferry.settings import get_settings
 from ferry.spool import read_spool, write_spool
 from ferry.store.engine import get_engine
-from blocks.sources import is_remote_source, shown
-from tasks.fetch_source import fetch_source
-from tasks.import_load import check_create_missing, load_rows
+from tasks.imports.fetch import check_source, fetch_source
+from tasks.imports.load import check_create_missing, load_rows
+from tasks.imports.transform import static_scalars, transform_rows
+from tasks.imports.validate import ERROR_SCHEMA, ROW, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 from tasks.notify import send_notifications
-from tasks.import_transform import static_scalars, transform_rows
-from tasks.import_validate import ERROR_SCHEMA, ROW, finish_quality_summary, first_errors, start_quality_summary, validate_rows
 
 ERROR_TABLE_ROWS = 20
-
-
-class DeploymentUnavailableError(FerryError):
-    """A large import was to run as a deployment run, but no deployment or server could take it."""
 
 
 def _now() -> datetime:
@@ -92,8 +88,8 @@ class Parsed:
 
 def auto_mapping(info, request: ImportRequest, engine, workspace: str | None = "") -> list[MappingEntry]:
     """Suggest the mapping from the header and 200 sample rows (a mapping accepted before in the workspace wins)."""
-    from tasks.import_mapping import suggest_mapping
-    from tasks.import_parse import sample
+    from tasks.imports.map import suggest_mapping
+    from tasks.imports.parse import sample
 
     rows, _, _, _ = sample(info, 200)
     ws = request.workspace if workspace == "" else workspace
@@ -108,7 +104,7 @@ def parse_source(request: ImportRequest, spool_dir: Path) -> Parsed:
     The plan (mapping, static values, references) is checked against the header
     before a single data row is read, so a bad mapping costs nothing.
     """
-    from tasks.import_parse import iter_batches, sniff
+    from tasks.imports.parse import iter_batches, sniff
 
     info = sniff(request.source_path)
     mapping = auto_mapping(info, request, get_engine()) if request.auto_map else list(request.mapping or [])
@@ -151,8 +147,7 @@ def write_rejected(source: Path, error_spools: list[Path], target: Path, columns
     if not tables:
         return 0
     errors = pa.concat_tables(tables)
-    label = pc.if_else(pc.equal(errors["field"], ""), errors["error"],
-                       pc.binary_join_element_wise(errors["field"], errors["error"], ": "))
+    label = pc.if_else(pc.equal(errors["field"], ""), errors["error"], pc.binary_join_element_wise(errors["field"], errors["error"], ": "))
     messages = _messages_by_row(errors["row"], label)
     message_rows = messages[ROW].to_numpy()
     names = list(columns)
@@ -172,8 +167,9 @@ def write_rejected(source: Path, error_spools: list[Path], target: Path, columns
             found = messages.slice(start, stop - start)
             part = batch.filter(pc.is_in(rows, value_set=found[ROW]))
             if not part.column(ROW).equals(found[ROW].combine_chunks()):
-                raise RuntimeError("Rejected rows and their errors did not line up (row numbers out of order); "
-                                   "the rejected-rows file is incomplete.")
+                raise RuntimeError(
+                    "Rejected rows and their errors did not line up (row numbers out of order); the rejected-rows file is incomplete."
+                )
             out = pa.table([*(part.column(c) for c in names), found[ROW], found["ferry_errors"]], schema=schema)
             writer.write_table(out)
             written += out.num_rows
@@ -188,12 +184,16 @@ def summary_markdown(record: ImportRecord) -> str:
     if record.status == "failed":
         return f"# {title} failed\n\n**{record.resource}** into workspace **{record.workspace}** from `{record.source}`\n\n```\n{record.error}\n```\n"
     if record.status == "submitted":
-        return (f"# {title} submitted\n\n{record.file_size:,} bytes of {record.resource} go to workspace **{record.workspace}** "
-                f"in deployment run `{record.deployment_run_id}`.\n")
+        return (
+            f"# {title} submitted\n\n{record.file_size:,} bytes of {record.resource} go to workspace **{record.workspace}** "
+            f"in deployment run `{record.deployment_run_id}`.\n"
+        )
     verb = "would be" if record.dry_run else "were"
     lines = [
-        f"# {title} of {record.resource}", "",
-        "| | |", "|---|---|",
+        f"# {title} of {record.resource}",
+        "",
+        "| | |",
+        "|---|---|",
         f"| Workspace | {record.workspace} |",
         f"| File | `{record.source}` ({record.file_size:,} bytes, {record.file_type}) |",
         f"| Rows in the file | {record.total_rows:,} |",
@@ -210,29 +210,49 @@ def summary_markdown(record: ImportRecord) -> str:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in record.warnings]
     if record.reference_warnings:
         lines += ["", "## Unresolved references", "", "| field | resource | rows | values (first) |", "|---|---|---|---|"]
-        lines += [f"| {w['field']} | {w['resource']} | {w['rows']} | {', '.join(str(v['value']) for v in w['values'][:5])} |" for w in record.reference_warnings]
+        lines += [
+            f"| {w['field']} | {w['resource']} | {w['rows']} | {', '.join(str(v['value']) for v in w['values'][:5])} |"
+            for w in record.reference_warnings
+        ]
     if record.error_summary:
         lines += ["", "## Errors by field and check", "", "| field:check | errors |", "|---|---|"]
         lines += [f"| {k} | {v:,} |" for k, v in record.error_summary.items()]
     if record.data_quality:
         lines += ["", "## Data quality (great-expectations, sample)", "", "| expectation | column | ok | unexpected |", "|---|---|---|---|"]
-        lines += [f"| {d['expectation']} | {d['column']} | {'yes' if d['success'] else 'no'} | {d['unexpected_count']} ({d['unexpected_percent']}%) |"
-                  for d in record.data_quality]
+        lines += [
+            f"| {d['expectation']} | {d['column']} | {'yes' if d['success'] else 'no'} | {d['unexpected_count']} ({d['unexpected_percent']}%) |"
+            for d in record.data_quality
+        ]
     return "\n".join(lines) + "\n"
 
 
 def audit_details(record: ImportRecord) -> dict:
-    return {"source": Path(record.source).name, "dry_run": record.dry_run, "processing_mode": record.processing_mode,
-            "options": record.options, "created": record.created_rows, "updated": record.updated_rows,
-            "skipped": record.skipped_rows, "rejected": record.error_rows}
+    return {
+        "source": Path(record.source).name,
+        "dry_run": record.dry_run,
+        "processing_mode": record.processing_mode,
+        "options": record.options,
+        "created": record.created_rows,
+        "updated": record.updated_rows,
+        "skipped": record.skipped_rows,
+        "rejected": record.error_rows,
+    }
 
 
 @task(name="import-ledger", cache_policy=NONE, persist_result=False)
 def import_ledger(record: ImportRecord, actor: str) -> None:
     """Audit-log entry, markdown summary and a table of the first errors for one import run."""
     action = f"import.{'dry_run' if record.dry_run and record.status == 'success' else record.status}"
-    write_audit(get_engine(), workspace=record.workspace, actor=actor, action=action, resource=record.resource,
-                run_id=record.run_id, details=audit_details(record), payload_bytes=record.file_size)
+    write_audit(
+        get_engine(),
+        workspace=record.workspace,
+        actor=actor,
+        action=action,
+        resource=record.resource,
+        run_id=record.run_id,
+        details=audit_details(record),
+        payload_bytes=record.file_size,
+    )
     create_markdown_artifact(summary_markdown(record), key="import-summary", description="Import run record")
     if record.errors:
         rows = [{k: ("" if v is None else str(v)) for k, v in e.items()} for e in record.errors[:ERROR_TABLE_ROWS]]
@@ -262,8 +282,10 @@ def dispatch(request: ImportRequest) -> str:
             "Deploy it (`prefect deploy --all` with prefect.yaml) and start a worker for its pool, or run with processing='inline'.",
         ) from None
     except Exception as exc:  # noqa: BLE001 - any API failure means: no deployment run was created
-        raise DeploymentUnavailableError(f"Could not start a run of {IMPORT_DEPLOYMENT!r}: {type(exc).__name__}: {exc}",
-                                         "Check that a Prefect server is reachable (PREFECT_API_URL), or run with processing='inline'.") from None
+        raise DeploymentUnavailableError(
+            f"Could not start a run of {IMPORT_DEPLOYMENT!r}: {type(exc).__name__}: {exc}",
+            "Check that a Prefect server is reachable (PREFECT_API_URL), or run with processing='inline'.",
+        ) from None
     return str(run.id)
 
 
@@ -271,15 +293,21 @@ def dispatch(request: ImportRequest) -> str:
 
 
 def _options(request: ImportRequest) -> dict:
-    return {"duplicates": request.duplicates, "match": request.match_fields() if _resource_ok(request) else request.match,
-            "merge": request.merge, "static_values": request.static_values, "create_missing_references": request.create_missing_references,
-            "skip_validation": request.skip_validation, "auto_map": request.auto_map, "dry_run": request.dry_run}
+    return {
+        "duplicates": request.duplicates,
+        "match": request.match_fields() if _resource_ok(request) else request.match,
+        "merge": request.merge,
+        "static_values": request.static_values,
+        "create_missing_references": request.create_missing_references,
+        "skip_validation": request.skip_validation,
+        "auto_map": request.auto_map,
+        "dry_run": request.dry_run,
+    }
 
 
 def _resource_ok(request: ImportRequest) -> bool:
     try:
-        request.resource_def
-        return True
+        return request.resource_def is not None
     except FerryError:
         return False
 
@@ -291,12 +319,20 @@ def import_data(request: ImportRequest):
     run_id = _run_id()
     settings = get_settings()
     spool_dir = settings.spool_dir / f"import-{run_id}"
-    record = ImportRecord(run_id=run_id, status="failed", resource=request.resource, workspace=request.workspace,
-                          source=shown(request.source) if is_remote_source(request.source) else request.source,  # no URL tokens
-                          dry_run=request.dry_run, started_at=_now(), options=_options(request))
+    record = ImportRecord(
+        run_id=run_id,
+        status="failed",
+        resource=request.resource,
+        workspace=request.workspace,
+        source=shown_url(request.source) if is_remote_source(request.source) else request.source,  # no URL tokens
+        dry_run=request.dry_run,
+        started_at=_now(),
+        options=_options(request),
+    )
     quality = None
     try:
         request = request.validated()
+        check_source(request.source)
         record.resource = request.resource_def.slug
         remote = request if is_remote_source(request.source) else None  # a deployment run fetches it again itself
         if remote:
@@ -306,17 +342,26 @@ def import_data(request: ImportRequest):
         if mode == "deployment":
             try:
                 deployment_run = dispatch(remote or request)
-                record = record.model_copy(update={"status": "submitted", "processing_mode": "deployment",
-                                                   "deployment_run_id": deployment_run, "completed_at": _now()})
-                logger.info("Import of %s bytes handed to deployment %s: run %s", f"{record.file_size:,}", IMPORT_DEPLOYMENT, deployment_run)
+                record = record.model_copy(
+                    update={
+                        "status": "submitted",
+                        "processing_mode": "deployment",
+                        "deployment_run_id": deployment_run,
+                        "completed_at": _now(),
+                    }
+                )
+                logger.info(
+                    "Import of %s bytes handed to deployment %s: run %s", f"{record.file_size:,}", IMPORT_DEPLOYMENT, deployment_run
+                )
                 import_ledger(record, request.actor)
                 send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
                 return record
             except DeploymentUnavailableError as exc:
                 if request.processing == "deployment":
                     raise
-                record.warnings.append(f"The file is {record.file_size:,} bytes (above {request.inline_max_bytes:,}), "
-                                       f"but it ran inline: {exc.message}")
+                record.warnings.append(
+                    f"The file is {record.file_size:,} bytes (above {request.inline_max_bytes:,}), but it ran inline: {exc.message}"
+                )
                 logger.warning("Running a large import inline: %s", exc)
         if request.skip_validation:
             logger.warning("skip_validation is on: values that fail checks are loaded as EMPTY instead of rejecting their rows")
@@ -355,21 +400,40 @@ def import_data(request: ImportRequest):
             error_summary[key] = error_summary.get(key, 0) + n
         samples = dict(loaded.samples)
         samples["reject"] = errors[:5]
-        record = record.model_copy(update={
-            "status": "success", "total_rows": parsed.rows, "processed_rows": parsed.rows,
-            "created_rows": loaded.created_rows, "updated_rows": loaded.updated_rows, "skipped_rows": loaded.skipped_rows,
-            "error_rows": validated.error_rows + loaded.rejected_rows, "errors": errors,
-            "error_count": validated.error_count + loaded.error_count, "error_summary": dict(sorted(error_summary.items())),
-            "rejected_rows_path": str(rejected_path) if rejected else None,
-            "reference_warnings": loaded.reference_warnings, "created_references": loaded.created_references,
-            "samples": samples, "data_quality": summary, "completed_at": _now(), "timings": clock.laps,
-        })
+        record = record.model_copy(
+            update={
+                "status": "success",
+                "total_rows": parsed.rows,
+                "processed_rows": parsed.rows,
+                "created_rows": loaded.created_rows,
+                "updated_rows": loaded.updated_rows,
+                "skipped_rows": loaded.skipped_rows,
+                "error_rows": validated.error_rows + loaded.rejected_rows,
+                "errors": errors,
+                "error_count": validated.error_count + loaded.error_count,
+                "error_summary": dict(sorted(error_summary.items())),
+                "rejected_rows_path": str(rejected_path) if rejected else None,
+                "reference_warnings": loaded.reference_warnings,
+                "created_references": loaded.created_references,
+                "samples": samples,
+                "data_quality": summary,
+                "completed_at": _now(),
+                "timings": clock.laps,
+            }
+        )
         if request.auto_map and not request.dry_run:
             _remember(request, plan, record)
         import_ledger(record, request.actor)
         what = "Would import" if request.dry_run else "Imported"
-        logger.info("%s %s: %d created, %d updated, %d skipped, %d rejected", what, record.resource,
-                    record.created_rows, record.updated_rows, record.skipped_rows, record.error_rows)
+        logger.info(
+            "%s %s: %d created, %d updated, %d skipped, %d rejected",
+            what,
+            record.resource,
+            record.created_rows,
+            record.updated_rows,
+            record.skipped_rows,
+            record.error_rows,
+        )
         send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return record
     except FerryError as exc:
@@ -378,10 +442,12 @@ def import_data(request: ImportRequest):
         import_ledger(record, request.actor)
         send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return Failed(message=str(exc), data=record)
-    except Exception as exc:  # noqa: BLE001 - unexpected: still a failed record (nothing was committed), no customer data
+    except Exception as exc:
         first_line = (str(exc).splitlines() or [""])[0][:300]
-        message = (f"Unexpected {type(exc).__name__}: {first_line}. Nothing was written (the load is one transaction); "
-                   "the run can be retried. Details are in the run's logs.")
+        message = (
+            f"Unexpected {type(exc).__name__}: {first_line}. Nothing was written (the load is one transaction); "
+            "the run can be retried. Details are in the run's logs."
+        )
         logger.exception("Import failed unexpectedly")
         record = record.model_copy(update={"status": "failed", "error": message, "completed_at": _now()})
         import_ledger(record, request.actor)
@@ -396,76 +462,19 @@ def import_data(request: ImportRequest):
 
 def _remember(request: ImportRequest, plan: ImportPlan, record: ImportRecord) -> None:
     try:
-        from tasks.import_mapping import ColumnMapping, remember_mapping
+        from tasks.imports.map import ColumnMapping, remember_mapping
 
-        remember_mapping(get_engine(), request.workspace, request.resource_def.slug,
-                         [ColumnMapping.from_json(m) for m in plan.mapping])
+        remember_mapping(get_engine(), request.workspace, request.resource_def.slug, [ColumnMapping.from_json(m) for m in plan.mapping])
     except FerryError as exc:
         record.warnings.append(f"The mapping was used but not remembered: {exc}")
-
-
-# --- history --------------------------------------------------------------------------
-
-
-def import_history(resource: str, workspace: str | None = None, limit: int = 20) -> list[ImportRecord]:
-    """The import runs of ``resource``, newest first, with their result records."""
-    from ferry.catalog import get_resource
-
-    slug = get_resource(resource).slug
-    return [r for r in _history_records(limit * 5) if r.resource == slug and (workspace is None or r.workspace == workspace)][:limit]
-
-
-def _history_records(scan: int) -> list[ImportRecord]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
-    from prefect.client.schemas.sorting import FlowRunSort
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["import-data"])),
-                                     sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=scan)
-    records: list[ImportRecord] = []
-    for run in runs:
-        record = _record_of(run)
-        if record is not None:
-            records.append(record)
-    return records
-
-
-def _record_of(run) -> ImportRecord | None:
-    params = (run.parameters or {}).get("request") or {}
-    result = None
-    if run.state is not None and (run.state.is_completed() or run.state.is_failed()):
-        try:
-            result = run.state.result(raise_on_failure=False)
-        except Exception:  # noqa: BLE001 - a result that cannot be read back is shown from its parameters
-            result = None
-    if isinstance(result, ImportRecord):
-        return result
-    if isinstance(result, dict) and "run_id" in result:
-        return ImportRecord.model_validate(result)
-    if not params:
-        return None
-    try:
-        from ferry.catalog import get_resource
-
-        slug = get_resource(params.get("resource", "")).slug
-    except FerryError:
-        slug = params.get("resource", "")
-    state = run.state.type.value.lower() if run.state else "unknown"
-    return ImportRecord(
-        run_id=str(run.id), status="failed" if state in ("failed", "crashed", "cancelled") else "submitted",
-        resource=slug, workspace=params.get("workspace", ""), source=params.get("source", ""),
-        dry_run=bool(params.get("dry_run")), started_at=run.start_time or run.expected_start_time or run.created,
-        error=None if state not in ("failed", "crashed", "cancelled") else f"run {state}; its result record could not be read",
-        warnings=[f"Run state: {run.state.name if run.state else 'unknown'}"],
-    )
 
 
 # --- validation only (``ferry import validate``) ---------------------------------------------
 
 
-def validate_file(source: str | Path, resource: str, mapping: list | None = None, auto_map: bool = False,
-                  max_errors: int = 100, **options) -> dict:
+def validate_file(
+    source: str | Path, resource: str, mapping: list | None = None, auto_map: bool = False, max_errors: int = 100, **options
+) -> dict:
     """Every check of a real import but against an empty, throw-away store, without Prefect.
 
     Without a workspace nothing can match existing records or resolve references,
@@ -476,13 +485,22 @@ def validate_file(source: str | Path, resource: str, mapping: list | None = None
 
     from ferry.store.engine import ensure_workspace, make_engine
     from ferry.store.migrate import upgrade
-    from tasks.import_load import check_create_missing, load_spool
-    from tasks.import_parse import iter_batches, sniff
-    from tasks.import_transform import transform_spool
-    from tasks.import_validate import validate_spool
+    from tasks.imports.load import check_create_missing, load_spool
+    from tasks.imports.parse import iter_batches, sniff
+    from tasks.imports.transform import transform_spool
+    from tasks.imports.validate import validate_spool
 
-    request = ImportRequest(source=str(source), resource=resource, workspace="validate", mapping=mapping, auto_map=auto_map,
-                            dry_run=True, data_quality=False, max_errors=max_errors, **options).validated()
+    request = ImportRequest(
+        source=str(source),
+        resource=resource,
+        workspace="validate",
+        mapping=mapping,
+        auto_map=auto_map,
+        dry_run=True,
+        data_quality=False,
+        max_errors=max_errors,
+        **options,
+    ).validated()
     with tempfile.TemporaryDirectory(prefix="ferry-validate-") as tmp:
         folder = Path(tmp)
         info = sniff(request.source_path)
@@ -516,8 +534,16 @@ def validate_file(source: str | Path, resource: str, mapping: list | None = None
             summary[key] = summary.get(key, 0) + n
         error_rows = validated.error_rows + loaded.rejected_rows
         return {
-            "source": str(source), "resource": plan.resource, "fileType": info.file_type, "totalRows": rows,
-            "validRows": rows - error_rows, "errorRows": error_rows, "errorCount": validated.error_count + loaded.error_count,
-            "duplicateRows": loaded.skipped_rows, "errorSummary": dict(sorted(summary.items())), "errors": errors,
-            "warnings": list(info.warnings) + list(plan.warnings) + notes, "mapping": list(plan.mapping),
+            "source": str(source),
+            "resource": plan.resource,
+            "fileType": info.file_type,
+            "totalRows": rows,
+            "validRows": rows - error_rows,
+            "errorRows": error_rows,
+            "errorCount": validated.error_count + loaded.error_count,
+            "duplicateRows": loaded.skipped_rows,
+            "errorSummary": dict(sorted(summary.items())),
+            "errors": errors,
+            "warnings": list(info.warnings) + list(plan.warnings) + notes,
+            "mapping": list(plan.mapping),
         }

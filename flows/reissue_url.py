@@ -19,10 +19,8 @@ from datetime import UTC, datetime, timedelta
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from ferry.errors import DestinationError, FerryError, ParameterError, Problem
-from ferry.records import ExportRecord
-
-EXPORT_FLOW = "export-data"
+from ferry.errors import DestinationError, FerryError, ParameterError, Problem, RunStateError
+from ferry.runs import read_export_run
 
 
 class DownloadLink(BaseModel):
@@ -45,34 +43,6 @@ def _problems(run_id: str, expires_minutes: int | None) -> list[Problem]:
     return problems
 
 
-def read_export_run(run_id: str) -> tuple[ExportRecord, dict]:
-    """The record and parameters of export run ``run_id``, or a FerryError saying why not."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(uuid.UUID(run_id))
-        except ObjectNotFound:
-            raise FerryError(f"No run {run_id} in this Prefect server's history.",
-                             "Check the run id (ferry export prints it; the Prefect UI lists runs).") from None
-        flow_name = client.read_flow(run.flow_id).name
-    if flow_name != EXPORT_FLOW:
-        raise FerryError(f"Run {run_id} is a {flow_name!r} run, not an export.", "Give the id of an export-data run.")
-    if run.state is None or not run.state.is_final():
-        raise FerryError(f"Export run {run_id} has not finished ({run.state.name if run.state else 'no state'}).",
-                         "Wait for it to finish, then ask again.")
-    try:
-        record = run.state.result(raise_on_failure=False)
-    except Exception as exc:  # noqa: BLE001 - missing or unreadable result storage: say what to check
-        raise FerryError(f"The record of export run {run_id} cannot be read back ({type(exc).__name__}).",
-                         "Results must live in storage this process can read: run on the machine that ran the export, "
-                         "or configure shared result storage (PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK).") from None
-    if not isinstance(record, ExportRecord):
-        raise FerryError(f"Export run {run_id} left no run record (it ended {run.state.name}).", "Run the export again.")
-    return record, dict(run.parameters or {})
-
-
 def fresh_link(run_id: str, expires_minutes: int | None = None) -> DownloadLink:
     """The work of the flow, callable without one (tests, other flows)."""
     from blocks.registry import resolve_destination
@@ -85,21 +55,27 @@ def fresh_link(run_id: str, expires_minutes: int | None = None) -> DownloadLink:
     lifetime = timedelta(minutes=expires_minutes or settings.download_url_minutes)
     record, parameters = read_export_run(run_id)
     if record.status != "success" or not record.destination_path:
-        raise FerryError(f"Export run {run_id} failed, so it has no file to download.", "Run the export again.")
+        raise RunStateError(f"Export run {run_id} failed, so it has no file to download.", "Run the export again.")
     request = parameters.get("request") or {}
     destination = resolve_destination(request.get("destination") if isinstance(request, dict) else None, settings.exports_dir)
     key = destination.key_for(record.destination_path)
     if not destination.can("delete"):  # "delete" bundles exists(); without it we cannot tell whether the file is still there
-        raise DestinationError(f"{destination.describe()} cannot tell whether {record.destination_path} still exists.",
-                               "Download URLs can be reissued only for object storage and managed storage.")
+        raise DestinationError(
+            f"{destination.describe()} cannot tell whether {record.destination_path} still exists.",
+            "Download URLs can be reissued only for object storage and managed storage.",
+        )
     if not destination.exists(key):
-        raise DestinationError(f"The file of export run {run_id} is gone: {record.destination_path} no longer exists "
-                               f"(managed exports are kept {settings.managed_retention_days} days).",
-                               "Run the export again to get a new file.")
+        raise DestinationError(
+            f"The file of export run {run_id} is gone: {record.destination_path} no longer exists "
+            f"(managed exports are kept {settings.managed_retention_days} days).",
+            "Run the export again to get a new file.",
+        )
     url = destination.download_url(key, lifetime)
     if not url:
-        raise DestinationError(f"{destination.describe()} cannot give download URLs; the file is at {record.destination_path}.",
-                               "Use an S3, Azure Blob or GCS destination (or managed storage on one) for download links.")
+        raise DestinationError(
+            f"{destination.describe()} cannot give download URLs; the file is at {record.destination_path}.",
+            "Use an S3, Azure Blob or GCS destination (or managed storage on one) for download links.",
+        )
     return DownloadLink(run_id=run_id, location=record.destination_path, url=url, expires_at=datetime.now(UTC) + lifetime)
 
 

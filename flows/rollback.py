@@ -5,7 +5,7 @@ them) and restores the records it updated to their before-images, all in one
 transaction. If any of those records changed since the import (its current
 values differ from the import's after-image, or a created record was written
 again), it refuses and changes nothing: undoing would destroy someone's later
-work. See ``tasks.import_load.undo_import``.
+work. See ``tasks.imports.load.undo_import``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ferry.audit import write_audit
 from ferry.errors import FerryError
 from ferry.records import RollbackRecord
 from ferry.store.engine import get_engine
-from tasks.import_load import undo_import
+from tasks.imports.load import undo_import
 
 
 def _now() -> datetime:
@@ -41,16 +41,37 @@ def rollback_import(run_id: str, actor: str = "ferry"):
         logger.error("Rollback refused: %s", exc)
         create_markdown_artifact(f"# Rollback of import {run_id} refused\n\n```\n{exc}\n```\n", key="rollback-summary")
         return Failed(message=str(exc), data=record)
-    record = record.model_copy(update={
-        "status": "success", "resource": done.resource, "workspace": done.workspace, "deleted_rows": done.deleted_rows,
-        "restored_rows": done.restored_rows, "deleted_references": done.deleted_references, "completed_at": _now(),
-    })
-    write_audit(get_engine(), workspace=done.workspace, actor=actor, action="import.rollback", resource=done.resource,
-                run_id=record.run_id, details={"import_run_id": run_id, "deleted": done.deleted_rows, "restored": done.restored_rows,
-                                               "deleted_references": done.deleted_references}, payload_bytes=None)
+    record = record.model_copy(
+        update={
+            "status": "success",
+            "resource": done.resource,
+            "workspace": done.workspace,
+            "deleted_rows": done.deleted_rows,
+            "restored_rows": done.restored_rows,
+            "deleted_references": done.deleted_references,
+            "completed_at": _now(),
+        }
+    )
+    write_audit(
+        get_engine(),
+        workspace=done.workspace,
+        actor=actor,
+        action="import.rollback",
+        resource=done.resource,
+        run_id=record.run_id,
+        details={
+            "import_run_id": run_id,
+            "deleted": done.deleted_rows,
+            "restored": done.restored_rows,
+            "deleted_references": done.deleted_references,
+        },
+        payload_bytes=None,
+    )
     create_markdown_artifact(
         f"# Rollback of import {run_id}\n\n| | |\n|---|---|\n| Resource | {done.resource} |\n| Workspace | {done.workspace} |\n"
         f"| Created records deleted | {done.deleted_rows:,} |\n| Updated records restored | {done.restored_rows:,} |\n"
-        f"| References deleted | {done.deleted_references or '-'} |\n", key="rollback-summary")
+        f"| References deleted | {done.deleted_references or '-'} |\n",
+        key="rollback-summary",
+    )
     logger.info("Rolled back import %s: %d deleted, %d restored", run_id, done.deleted_rows, done.restored_rows)
     return record

@@ -22,24 +22,48 @@ from prefect.cache_policies import NONE
 from pydantic import BaseModel
 
 from ferry.errors import FerryError, NotificationError
-from tasks.deliver import _transient_only
-
 from ferry.notifications import REF, SMTP_SLUGS, WEBHOOK_SLUGS, email_addresses
+from tasks.retry import retry_transient
 
 # Shown first, in this order; other scalar fields of the record follow.
-ORDER = ("status", "resource", "workspace", "format", "record_count", "total_rows", "created_rows", "updated_rows",
-         "skipped_rows", "error_rows", "file_size", "destination_path", "url", "source", "sha256", "run_id",
-         "started_at", "completed_at", "error")
+ORDER = (
+    "status",
+    "resource",
+    "workspace",
+    "format",
+    "record_count",
+    "total_rows",
+    "created_rows",
+    "updated_rows",
+    "skipped_rows",
+    "error_rows",
+    "file_size",
+    "destination_path",
+    "url",
+    "source",
+    "sha256",
+    "run_id",
+    "started_at",
+    "completed_at",
+    "error",
+)
 
 
 def _load(ref: str, slugs: tuple[str, ...]):
     """Load ``NAME`` (first slug's type) or ``SLUG/NAME``."""
-    from blocks.smtp import SmtpServer
-    from blocks.webhook import Webhook
     from prefect_email import EmailServerCredentials
 
-    classes = {"smtp-server": SmtpServer, "smtp": SmtpServer, "email-server-credentials": EmailServerCredentials,
-               "email": EmailServerCredentials, "webhook-endpoint": Webhook, "webhook": Webhook}
+    from blocks.smtp import SmtpServer
+    from blocks.webhook import Webhook
+
+    classes = {
+        "smtp-server": SmtpServer,
+        "smtp": SmtpServer,
+        "email-server-credentials": EmailServerCredentials,
+        "email": EmailServerCredentials,
+        "webhook-endpoint": Webhook,
+        "webhook": Webhook,
+    }
     match = REF.match(ref)
     slug = (match.group(1) if match else None) or slugs[0]
     name = match.group(2) if match else ref
@@ -48,12 +72,14 @@ def _load(ref: str, slugs: tuple[str, ...]):
     try:
         return classes[slug].load(name)
     except ValueError:
-        raise NotificationError(f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug.split('-')[0]} {name} ...).") from None
+        raise NotificationError(
+            f"No {slug} block named {name!r}.", f"Create it first (ferry blocks create {slug.split('-')[0]} {name} ...)."
+        ) from None
 
 
 def summary(record: BaseModel) -> dict[str, Any]:
     """The record's scalar fields (see the module docstring for why only those)."""
-    from blocks.sources import shown
+    from ferry.checks import shown_url as shown
 
     data = record.model_dump(mode="json")
     fields = [k for k in ORDER if k in data] + [k for k in data if k not in ORDER]
@@ -86,7 +112,9 @@ def email_text(kind: str, facts: dict[str, Any]) -> tuple[str, str]:
     return subject, "\n".join(lines) + "\n"
 
 
-@task(name="notify-email", cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_transient_only)
+@task(
+    name="notify-email", cache_policy=NONE, persist_result=False, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient
+)
 def notify_email(facts: dict[str, Any], kind: str, to: list[str], smtp: str) -> None:
     from blocks.smtp import send_email
 
@@ -94,14 +122,17 @@ def notify_email(facts: dict[str, Any], kind: str, to: list[str], smtp: str) -> 
     send_email(_load(smtp, SMTP_SLUGS), to, subject, text)
 
 
-@task(name="notify-webhook", cache_policy=NONE, persist_result=False, retries=1, retry_delay_seconds=[30], retry_condition_fn=_transient_only)
+@task(
+    name="notify-webhook", cache_policy=NONE, persist_result=False, retries=1, retry_delay_seconds=[30], retry_condition_fn=retry_transient
+)
 def notify_webhook(facts: dict[str, Any], kind: str, webhook: str) -> None:
     """The webhook block retries 5xx/429 itself; this task adds one later try for a longer outage."""
     _load(webhook, WEBHOOK_SLUGS).send({"event": f"{kind}.{facts.get('status')}", "record": facts}, f"the {kind} notice")
 
 
-def send_notifications(record: BaseModel, kind: str, notify_email_to: str | None, notify_webhook_ref: str | None,
-                       notify_smtp_ref: str | None = None) -> list[str]:
+def send_notifications(
+    record: BaseModel, kind: str, notify_email_to: str | None, notify_webhook_ref: str | None, notify_smtp_ref: str | None = None
+) -> list[str]:
     """Send the notices a run asked for; never raises. Returns one message per channel that failed."""
     if not notify_email_to and not notify_webhook_ref:
         return []

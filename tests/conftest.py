@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+#: The real servers' session fixtures (tests/servers/), available to every test.
+pytest_plugins = [f"servers.{name}" for name in ("azurite", "ftp", "gcs", "http", "local", "prefect", "s3", "sftp", "smtp")]
+
 PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
 SMALL = dict(contacts=400, events=3_000, products=12)
 

@@ -9,13 +9,12 @@ messages, results - and the notices sent, for every secret.
 from __future__ import annotations
 
 import json
-import re
 import logging
+import re
 import uuid
 
 import pytest
-from servers.sftp import sftp_block, sftp_server  # noqa: F401 - fixture
-from servers.smtp import mailbox, plain_smtp_server, smtp_server  # noqa: F401 - fixtures
+from servers.sftp import sftp_block
 
 from blocks.smtp import SmtpServer
 from blocks.webhook import Webhook
@@ -30,8 +29,16 @@ WEBHOOK_SECRET = "whsec-Notify-Secret-55"
 
 
 def smtp_block(server, **overrides) -> SmtpServer:
-    values = dict(smtp_server=server.host, smtp_port=server.port, smtp_type="STARTTLS", username=server.username,
-                  password=server.password, ca_file=server.ca_file, sender="Ferry <ferry@example.com>", timeout=10)
+    values = dict(
+        smtp_server=server.host,
+        smtp_port=server.port,
+        smtp_type="STARTTLS",
+        username=server.username,
+        password=server.password,
+        ca_file=server.ca_file,
+        sender="Ferry <ferry@example.com>",
+        timeout=10,
+    )
     return SmtpServer(**{**values, **overrides})
 
 
@@ -52,8 +59,13 @@ def test_success_is_mailed_and_posted_with_the_run_record(store, smtp_server, ma
     Webhook(url=httpserver_ipv4.url_for("/notices"), secret=WEBHOOK_SECRET, backoff_seconds=0.01).save(hook_name)
     httpserver_ipv4.expect_request("/notices", method="POST").respond_with_data("ok")
 
-    state, record = run(tmp_path, destination=str(tmp_path), notify_email="ops@example.com, owner@example.com",
-                        notify_smtp=f"smtp-server/{smtp_name}", notify_webhook=f"webhook/{hook_name}")
+    state, record = run(
+        tmp_path,
+        destination=str(tmp_path),
+        notify_email="ops@example.com, owner@example.com",
+        notify_smtp=f"smtp-server/{smtp_name}",
+        notify_webhook=f"webhook/{hook_name}",
+    )
 
     assert state.is_completed() and record.status == "success"
     [(sender, recipients, message)] = mailbox.messages
@@ -114,8 +126,15 @@ def test_prefect_email_credentials_block_can_send_notices(store, plain_smtp_serv
 @sqlite_only
 def test_notification_parameters_are_checked_up_front(store):
     with pytest.raises(ParameterError) as caught:
-        parse_request({"workspace": "acme", "resource": "contacts", "notify_email": "ops@example.com, not-an-address",
-                       "notify_webhook": "s3-bucket/x", "notify_smtp": "Bad Name"})
+        parse_request(
+            {
+                "workspace": "acme",
+                "resource": "contacts",
+                "notify_email": "ops@example.com, not-an-address",
+                "notify_webhook": "s3-bucket/x",
+                "notify_smtp": "Bad Name",
+            }
+        )
     text = str(caught.value)
     assert "notify_email='not-an-address': is not an e-mail address" in text
     assert "notify_webhook='s3-bucket/x'" in text and "notify_smtp='Bad Name'" in text
@@ -127,8 +146,14 @@ def test_smtp_login_over_plain_text_is_refused(plain_smtp_server):
     from blocks.smtp import send_email
     from ferry.errors import NotificationError
 
-    block = SmtpServer(smtp_server=plain_smtp_server.host, smtp_port=plain_smtp_server.port, smtp_type="INSECURE",
-                       username="u", password="Plain-Text-Pw", sender="f@example.com")
+    block = SmtpServer(
+        smtp_server=plain_smtp_server.host,
+        smtp_port=plain_smtp_server.port,
+        smtp_type="INSECURE",
+        username="u",
+        password="Plain-Text-Pw",
+        sender="f@example.com",
+    )
     with pytest.raises(NotificationError, match="refusing to send the SMTP password") as caught:
         send_email(block, ["a@example.com"], "s", "t")
     assert "Plain-Text-Pw" not in str(caught.value)
@@ -137,9 +162,16 @@ def test_smtp_login_over_plain_text_is_refused(plain_smtp_server):
 def test_notices_leave_out_lists_and_signed_url_queries():
     from ferry.records import ImportRecord
 
-    record = ImportRecord(run_id="r1", status="failed", resource="contacts", workspace="acme", source="https://h/x.csv?X-Amz-Signature=abc",
-                          errors=[{"row": 2, "field": "email", "value": "secret@customer.example", "error": "bad"}],
-                          started_at="2026-01-01T00:00:00Z", error="boom")
+    record = ImportRecord(
+        run_id="r1",
+        status="failed",
+        resource="contacts",
+        workspace="acme",
+        source="https://h/x.csv?X-Amz-Signature=abc",
+        errors=[{"row": 2, "field": "email", "value": "secret@customer.example", "error": "bad"}],
+        started_at="2026-01-01T00:00:00Z",
+        error="boom",
+    )
     facts = summary(record)
     assert facts["source"] == "https://h/x.csv"
     assert "errors" not in facts and "customer.example" not in json.dumps(facts)
@@ -157,17 +189,36 @@ def test_secrets_never_reach_logs_artifacts_results_or_parameters(store, sftp_se
     sftp_block(sftp_server, folder=unique("out"), key_login=True).save(sftp_name)
     sftp_block(sftp_server, password="Wrong-Sftp-Secret-77").save(wrong_name)
     smtp_block(smtp_server).save(smtp_name)
-    Webhook(url=httpserver_ipv4.url_for("/notices", ) + "?token=Query-Token-31", secret=WEBHOOK_SECRET, bearer_token="Bearer-Secret-13").save(hook_name)
+    Webhook(
+        url=httpserver_ipv4.url_for(
+            "/notices",
+        )
+        + "?token=Query-Token-31",
+        secret=WEBHOOK_SECRET,
+        bearer_token="Bearer-Secret-13",
+    ).save(hook_name)
     httpserver_ipv4.expect_request("/notices").respond_with_data("ok")
     key_lines = [line for line in sftp_server.client_key_pem.splitlines() if line and not line.startswith("-----")]
-    secrets = [sftp_server.password, "Wrong-Sftp-Secret-77", smtp_server.password, WEBHOOK_SECRET, "Bearer-Secret-13", "Query-Token-31", *key_lines]
+    secrets = [
+        sftp_server.password,
+        "Wrong-Sftp-Secret-77",
+        smtp_server.password,
+        WEBHOOK_SECRET,
+        "Bearer-Secret-13",
+        "Query-Token-31",
+        *key_lines,
+    ]
 
     levels = {name: logging.getLogger(name).level for name in ("prefect.flow_runs", "prefect.task_runs")}
     for name in levels:
         logging.getLogger(name).setLevel(logging.DEBUG)  # the harness keeps only warnings; look at everything here
     try:
-        runs = [run(tmp_path, destination=f"sftp/{sftp_name}", notify_email="ops@example.com", notify_smtp=smtp_name, notify_webhook=hook_name),
-                run(tmp_path, destination=f"sftp/{wrong_name}", notify_email="ops@example.com", notify_smtp=smtp_name, notify_webhook=hook_name)]
+        runs = [
+            run(tmp_path, destination=f"sftp/{sftp_name}", notify_email="ops@example.com", notify_smtp=smtp_name, notify_webhook=hook_name),
+            run(
+                tmp_path, destination=f"sftp/{wrong_name}", notify_email="ops@example.com", notify_smtp=smtp_name, notify_webhook=hook_name
+            ),
+        ]
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
@@ -184,15 +235,18 @@ def test_secrets_never_reach_logs_artifacts_results_or_parameters(store, sftp_se
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
     assert any("Exporting contacts" in log.message for log in logs), "INFO logs were captured"
     assert artifacts, "the ledger's artifacts were found"
-    haystack = "\n".join([
-        *(log.message for log in logs),
-        *(json.dumps([a.key, a.description, a.data], default=str) for a in artifacts),
-        *(json.dumps(fr.parameters, default=str) + str(fr.state.message) for fr in flow_runs),
-        *(json.dumps(tr.task_inputs, default=str) + str(tr.state.message if tr.state else "") for tr in task_runs),
-        ok_record.model_dump_json(), bad_record.model_dump_json(),
-        *(m.as_string() for _, _, m in mailbox.messages),
-        *(r.get_data(as_text=True) + json.dumps(dict(r.headers)) for r, _ in httpserver_ipv4.log if "Authorization" not in r.headers),
-    ])
+    haystack = "\n".join(
+        [
+            *(log.message for log in logs),
+            *(json.dumps([a.key, a.description, a.data], default=str) for a in artifacts),
+            *(json.dumps(fr.parameters, default=str) + str(fr.state.message) for fr in flow_runs),
+            *(json.dumps(tr.task_inputs, default=str) + str(tr.state.message if tr.state else "") for tr in task_runs),
+            ok_record.model_dump_json(),
+            bad_record.model_dump_json(),
+            *(m.as_string() for _, _, m in mailbox.messages),
+            *(r.get_data(as_text=True) + json.dumps(dict(r.headers)) for r, _ in httpserver_ipv4.log if "Authorization" not in r.headers),
+        ]
+    )
     leaked = [s for s in secrets if s in haystack]
     assert not leaked, f"secrets found in run output: {leaked}"
     assert len(mailbox.messages) == 2 and len(httpserver_ipv4.log) == 2

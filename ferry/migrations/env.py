@@ -1,6 +1,7 @@
 """Alembic environment: migrates the store named by the caller's URL."""
 
 from alembic import context
+
 from ferry.store.engine import make_engine
 from ferry.store.schema import metadata
 

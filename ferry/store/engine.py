@@ -7,7 +7,7 @@ from functools import lru_cache
 from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.exc import OperationalError
 
-from ferry.errors import StoreError
+from ferry.errors import StoreError, UnknownWorkspaceError
 from ferry.settings import get_settings
 from ferry.store.schema import workspaces
 
@@ -54,7 +54,7 @@ def workspace_id(conn: Connection, slug: str) -> int:
             "Run `ferry db init` first.",
         ) from exc
     if found is None:
-        raise StoreError(f"Workspace {slug!r} does not exist.", "Create it with `ferry db seed --workspace NAME` or `ferry workspace create NAME`.")
+        raise UnknownWorkspaceError(f"Workspace {slug!r} does not exist.", "Create it with `ferry db seed --workspace NAME`.")
     return found
 
 

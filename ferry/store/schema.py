@@ -201,6 +201,4 @@ def _images_table(table: Table) -> Table:
     return Table(f"import_images_{table.name}", metadata, *columns, Index(f"ix_import_images_{table.name}_run", "run_id", "id"))
 
 
-import_images: dict[str, Table] = {
-    r.slug: _images_table(tables[r.slug]) for r in _STORED if r.importable and r.has_field("id")
-}
+import_images: dict[str, Table] = {r.slug: _images_table(tables[r.slug]) for r in _STORED if r.importable and r.has_field("id")}

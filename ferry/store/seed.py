@@ -26,11 +26,23 @@ from ferry.store.engine import ensure_workspace
 ANCHOR = datetime(2026, 11, 1)
 CHUNK = 100_000
 
-FIRST = np.array("Ada Alan Amara Ana Ben Chen Chloe Dara Diego Elif Emma Farah Felix Grace Hana Ivan Jonas Kai Lea Liam Lina Luca Maya Mia Noah Nora Omar Priya Rosa Sami Sara Theo Yara Yusuf Zoe".split())
-LAST = np.array("Abe Baker Costa Dubois Evans Fischer Garcia Haddad Ito Jensen Kowalski Lopez Martin Nakamura Novak Okafor Patel Quinn Rossi Schmidt Silva Tanaka Usman Varga Weber Young Zhang".split())
+FIRST = np.array(
+    "Ada Alan Amara Ana Ben Chen Chloe Dara Diego Elif Emma Farah Felix Grace Hana Ivan Jonas Kai Lea Liam Lina Luca Maya Mia Noah Nora Omar Priya Rosa Sami Sara Theo Yara Yusuf Zoe".split()
+)
+LAST = np.array(
+    "Abe Baker Costa Dubois Evans Fischer Garcia Haddad Ito Jensen Kowalski Lopez Martin Nakamura Novak Okafor Patel Quinn Rossi Schmidt Silva Tanaka Usman Varga Weber Young Zhang".split()
+)
 DOMAINS = np.array(["example.com", "example.org", "mail.test", "inbox.test", "corp.example"])
-CITIES = np.array([("Berlin", "BE", "10115", "DE"), ("Paris", "IDF", "75001", "FR"), ("Austin", "TX", "73301", "US"),
-                   ("Lisbon", "LX", "1100-148", "PT"), ("Osaka", "27", "530-0001", "JP"), ("Toronto", "ON", "M5H 2N2", "CA")])
+CITIES = np.array(
+    [
+        ("Berlin", "BE", "10115", "DE"),
+        ("Paris", "IDF", "75001", "FR"),
+        ("Austin", "TX", "73301", "US"),
+        ("Lisbon", "LX", "1100-148", "PT"),
+        ("Osaka", "27", "530-0001", "JP"),
+        ("Toronto", "ON", "M5H 2N2", "CA"),
+    ]
+)
 STREETS = np.array(["Main St", "Market St", "Rue de Rivoli", "Hauptstrasse", "Avenida da Liberdade", "King St W"])
 STAGES = np.array(["subscriber", "lead", "opportunity", "customer", "evangelist"])
 SOURCES = np.array(["mailchimp", "hubspot", "salesforce", "shopify", "web form", "import"])
@@ -41,8 +53,10 @@ TITLES = np.array(["CEO", "CTO", "Marketing Manager", "Data Analyst", "Engineer"
 INDUSTRIES = np.array(["Retail", "Software", "Finance", "Health", "Media"])
 EVENT_TYPES = np.array(["page_view", "email_open", "email_click", "purchase", "signup", "form_submit"])
 PATHS = np.array(["/", "/pricing", "/blog/launch", "/docs", "/checkout"])
-SURVEYS = [("nps", "How likely are you to recommend us?", [str(i) for i in range(11)]),
-           ("onboarding", "How easy was it to get started?", ["very easy", "easy", "neutral", "hard"])]
+SURVEYS = [
+    ("nps", "How likely are you to recommend us?", [str(i) for i in range(11)]),
+    ("onboarding", "How easy was it to get started?", ["very easy", "easy", "neutral", "hard"]),
+]
 A_FIRST, A_LAST, A_DOMAINS, A_STREETS = (pa.array(a.tolist()) for a in (FIRST, LAST, DOMAINS, STREETS))
 A_CITY_COLUMNS = [pa.array(CITIES[:, i].tolist()) for i in range(CITIES.shape[1])]
 A_STAGES, A_SOURCES, A_OWNERS, A_TIMEZONES, A_TAGS = (pa.array(a.tolist()) for a in (STAGES, SOURCES, OWNERS, TIMEZONES, TAGS))
@@ -252,16 +266,18 @@ def _accounts(rng, ws: int, n: int, workspace: str) -> Iterator[pa.Table]:
         k = len(idx)
         last = _pick(rng, A_LAST, k)
         names = _concat(last, " ", _pick(rng, A_SUFFIXES, k), " ", idx)
-        yield pa.table({
-            "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": _concat(f"{workspace}-acc-", idx),
-            "name": names,
-            "domain": _concat("https://acct", idx, ".example.com"),
-            "industry": _pick(rng, A_INDUSTRIES, k),
-            "employees": pa.array(rng.integers(1, 5_000, k)),
-            "created_at": _times(rng, k, 1_000),
-            "updated_at": _times(rng, k, 100),
-        })
+        yield pa.table(
+            {
+                "workspace_id": pa.array(np.full(k, ws)),
+                "external_id": _concat(f"{workspace}-acc-", idx),
+                "name": names,
+                "domain": _concat("https://acct", idx, ".example.com"),
+                "industry": _pick(rng, A_INDUSTRIES, k),
+                "employees": pa.array(rng.integers(1, 5_000, k)),
+                "created_at": _times(rng, k, 1_000),
+                "updated_at": _times(rng, k, 100),
+            }
+        )
 
 
 def _contacts(rng, ws: int, n: int, account_ids: np.ndarray, workspace: str) -> Iterator[pa.Table]:
@@ -281,38 +297,40 @@ def _contacts(rng, ws: int, n: int, account_ids: np.ndarray, workspace: str) -> 
             company = pa.array(account_ids[rng.choice(len(account_ids), k)], pa.int64(), mask=~linked)
         else:
             company = pa.nulls(k, pa.int64())
-        yield pa.table({
-            "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": _concat(f"{workspace}-c-", idx),
-            "email": emails,
-            "first_name": first,
-            "last_name": last,
-            "full_name": _concat(first, " ", last),
-            "phone_mobile": _concat("+1555", digits),
-            "phone_work": pc.if_else(pa.array(has_work), _concat("+1444", digits), pa.scalar(None, pa.string())),
-            "company_id": company,
-            "job_title": _pick(rng, A_TITLES, k),
-            "address_street": _concat(_text(rng.integers(1, 300, k)), " ", _pick(rng, A_STREETS, k)),
-            "address_city": A_CITY_COLUMNS[0].take(city),
-            "address_state": A_CITY_COLUMNS[1].take(city),
-            "address_zip": A_CITY_COLUMNS[2].take(city),
-            "address_country": A_CITY_COLUMNS[3].take(city),
-            "lifecycle_stage": _pick(rng, A_STAGES, k, p=[0.3, 0.3, 0.1, 0.25, 0.05]),
-            "email_consent": pa.array(rng.random(k) < 0.7),
-            "sms_consent": pa.array(rng.random(k) < 0.3),
-            "tags": _pick(rng, A_TAGS, k),
-            "notes": pc.if_else(pa.array(rng.random(k) < 0.05), "Met at the Berlin meetup", pa.scalar(None, pa.string())),
-            "source": _pick(rng, A_SOURCES, k),
-            "owner": _pick(rng, A_OWNERS, k),
-            "ip_address": _concat("203.0.113.", _text(rng.integers(1, 255, k))),
-            "timezone": A_TIMEZONES.take(rng.integers(0, len(TIMEZONES), k)),
-            "latitude": pa.array(np.round(rng.uniform(-60, 70, k), 5)),
-            "longitude": pa.array(np.round(rng.uniform(-180, 180, k), 5)),
-            "lifetime_value": pa.array(np.round(rng.gamma(2.0, 150.0, k), 2)),
-            "orders_count": pa.array(rng.poisson(3, k)),
-            "created_at": created,
-            "updated_at": created,
-        })
+        yield pa.table(
+            {
+                "workspace_id": pa.array(np.full(k, ws)),
+                "external_id": _concat(f"{workspace}-c-", idx),
+                "email": emails,
+                "first_name": first,
+                "last_name": last,
+                "full_name": _concat(first, " ", last),
+                "phone_mobile": _concat("+1555", digits),
+                "phone_work": pc.if_else(pa.array(has_work), _concat("+1444", digits), pa.scalar(None, pa.string())),
+                "company_id": company,
+                "job_title": _pick(rng, A_TITLES, k),
+                "address_street": _concat(_text(rng.integers(1, 300, k)), " ", _pick(rng, A_STREETS, k)),
+                "address_city": A_CITY_COLUMNS[0].take(city),
+                "address_state": A_CITY_COLUMNS[1].take(city),
+                "address_zip": A_CITY_COLUMNS[2].take(city),
+                "address_country": A_CITY_COLUMNS[3].take(city),
+                "lifecycle_stage": _pick(rng, A_STAGES, k, p=[0.3, 0.3, 0.1, 0.25, 0.05]),
+                "email_consent": pa.array(rng.random(k) < 0.7),
+                "sms_consent": pa.array(rng.random(k) < 0.3),
+                "tags": _pick(rng, A_TAGS, k),
+                "notes": pc.if_else(pa.array(rng.random(k) < 0.05), "Met at the Berlin meetup", pa.scalar(None, pa.string())),
+                "source": _pick(rng, A_SOURCES, k),
+                "owner": _pick(rng, A_OWNERS, k),
+                "ip_address": _concat("203.0.113.", _text(rng.integers(1, 255, k))),
+                "timezone": A_TIMEZONES.take(rng.integers(0, len(TIMEZONES), k)),
+                "latitude": pa.array(np.round(rng.uniform(-60, 70, k), 5)),
+                "longitude": pa.array(np.round(rng.uniform(-180, 180, k), 5)),
+                "lifetime_value": pa.array(np.round(rng.gamma(2.0, 150.0, k), 2)),
+                "orders_count": pa.array(rng.poisson(3, k)),
+                "created_at": created,
+                "updated_at": created,
+            }
+        )
 
 
 def _events(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]:
@@ -324,29 +342,35 @@ def _events(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]
         # numpy's float-to-text is the shortest round-trip form, like f"{amount}" ("60.0", not Arrow's "60").
         purchase = _concat('{"amount": ', pa.array(amounts.astype(str)), ', "currency": "EUR"}')
         visit = _concat('{"path": "', paths, '"}')
-        yield pa.table({
-            "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": _concat(f"{ws}-e-", _text(np.arange(start, stop))),
-            "type": types,
-            "occurred_at": _times(rng, k, 90),
-            "contact_id": pa.array(contact_ids[rng.choice(len(contact_ids), k)], pa.int64()) if len(contact_ids) else pa.nulls(k, pa.int64()),
-            "properties": pc.if_else(pc.equal(types, "purchase"), purchase, visit),
-        })
+        yield pa.table(
+            {
+                "workspace_id": pa.array(np.full(k, ws)),
+                "external_id": _concat(f"{ws}-e-", _text(np.arange(start, stop))),
+                "type": types,
+                "occurred_at": _times(rng, k, 90),
+                "contact_id": pa.array(contact_ids[rng.choice(len(contact_ids), k)], pa.int64())
+                if len(contact_ids)
+                else pa.nulls(k, pa.int64()),
+                "properties": pc.if_else(pc.equal(types, "purchase"), purchase, visit),
+            }
+        )
 
 
 def _responses(rng, ws: int, n: int, contact_ids: np.ndarray) -> Iterator[pa.Table]:
     for start, stop in _chunks(n):
         k = stop - start
         which = rng.integers(0, len(SURVEYS), k)
-        yield pa.table({
-            "workspace_id": pa.array(np.full(k, ws)),
-            "external_id": pa.array(np.char.add(f"{ws}-r-", np.arange(start, stop).astype(str))),
-            "survey": pa.array([SURVEYS[w][0] for w in which]),
-            "question": pa.array([SURVEYS[w][1] for w in which]),
-            "answer": pa.array([SURVEYS[w][2][rng.integers(0, len(SURVEYS[w][2]))] for w in which]),
-            "contact_id": pa.array(rng.choice(contact_ids, k) if len(contact_ids) else [None] * k, pa.int64()),
-            "submitted_at": _times(rng, k, 180),
-        })
+        yield pa.table(
+            {
+                "workspace_id": pa.array(np.full(k, ws)),
+                "external_id": pa.array(np.char.add(f"{ws}-r-", np.arange(start, stop).astype(str))),
+                "survey": pa.array([SURVEYS[w][0] for w in which]),
+                "question": pa.array([SURVEYS[w][1] for w in which]),
+                "answer": pa.array([SURVEYS[w][2][rng.integers(0, len(SURVEYS[w][2]))] for w in which]),
+                "contact_id": pa.array(rng.choice(contact_ids, k) if len(contact_ids) else [None] * k, pa.int64()),
+                "submitted_at": _times(rng, k, 180),
+            }
+        )
 
 
 def _lists_and_segments(conn: Connection, rng, ws: int, contact_ids: np.ndarray) -> dict[str, int]:
@@ -354,66 +378,131 @@ def _lists_and_segments(conn: Connection, rng, ws: int, contact_ids: np.ndarray)
     if existing:
         return {}
     specs = [("newsletter", "Newsletter", 0.5), ("vip", "VIP customers", 0.05), ("beta", "Beta testers", 0.1)]
-    list_ids = conn.execute(
-        schema.lists.insert().returning(schema.lists.c.id),
-        [{"workspace_id": ws, "key": key, "name": name} for key, name, _ in specs],
-    ).scalars().all()
+    list_ids = (
+        conn.execute(
+            schema.lists.insert().returning(schema.lists.c.id),
+            [{"workspace_id": ws, "key": key, "name": name} for key, name, _ in specs],
+        )
+        .scalars()
+        .all()
+    )
     chosen = [contact_ids[rng.random(len(contact_ids)) < share] for _, _, share in specs]
     members = sum(len(c) for c in chosen)
     memberships = (
         batch
         for list_id, ids in zip(list_ids, chosen)
-        for batch in pa.table({
-            "workspace_id": pa.array(np.full(len(ids), ws)),
-            "list_id": pa.array(np.full(len(ids), list_id)),
-            "contact_id": pa.array(ids),
-        }).to_batches(max_chunksize=CHUNK)
+        for batch in pa.table(
+            {
+                "workspace_id": pa.array(np.full(len(ids), ws)),
+                "list_id": pa.array(np.full(len(ids), list_id)),
+                "contact_id": pa.array(ids),
+            }
+        ).to_batches(max_chunksize=CHUNK)
     )
     _insert(conn, schema.list_memberships, memberships, members)
-    conn.execute(schema.segments.insert(), [
-        {"workspace_id": ws, "key": "customers", "name": "Customers",
-         "rule": [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}]},
-        {"workspace_id": ws, "key": "high-value", "name": "High value",
-         "rule": [{"field": "lifetime_value", "op": "gte", "value": 500}]},
-    ])
+    conn.execute(
+        schema.segments.insert(),
+        [
+            {
+                "workspace_id": ws,
+                "key": "customers",
+                "name": "Customers",
+                "rule": [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}],
+            },
+            {
+                "workspace_id": ws,
+                "key": "high-value",
+                "name": "High value",
+                "rule": [{"field": "lifetime_value", "op": "gte", "value": 500}],
+            },
+        ],
+    )
     return {"lists": len(list_ids), "list_memberships": members, "segments": 2}
 
 
 def _products(conn: Connection, rng, ws: int, n: int) -> dict[str, int]:
     if n <= 0:
         return {}
-    catalog_ids = conn.execute(schema.catalogs.insert().returning(schema.catalogs.c.id), [
-        {"workspace_id": ws, "key": "main", "name": "Main catalog"},
-        {"workspace_id": ws, "key": "outlet", "name": "Outlet"},
-    ]).scalars().all()
-    schema_ids = conn.execute(schema.schemas.insert().returning(schema.schemas.c.id), [
-        {"workspace_id": ws, "key": "apparel", "name": "Apparel", "attributes": ["size", "colour"]},
-        {"workspace_id": ws, "key": "gear", "name": "Gear", "attributes": ["weight"]},
-    ]).scalars().all()
+    catalog_ids = (
+        conn.execute(
+            schema.catalogs.insert().returning(schema.catalogs.c.id),
+            [
+                {"workspace_id": ws, "key": "main", "name": "Main catalog"},
+                {"workspace_id": ws, "key": "outlet", "name": "Outlet"},
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    schema_ids = (
+        conn.execute(
+            schema.schemas.insert().returning(schema.schemas.c.id),
+            [
+                {"workspace_id": ws, "key": "apparel", "name": "Apparel", "attributes": ["size", "colour"]},
+                {"workspace_id": ws, "key": "gear", "name": "Gear", "attributes": ["weight"]},
+            ],
+        )
+        .scalars()
+        .all()
+    )
     kinds = ["Jacket", "Backpack", "T-shirt", "Tent", "Bottle"]
     rows = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
-        rows.append({
-            "workspace_id": ws, "sku": f"SKU-{i:05d}", "name": f"{kind} {i}", "description": f"A fine {kind.lower()}.",
-            "catalog_id": catalog_ids[i % 5 == 4], "schema_id": schema_ids[kind in ("Tent", "Bottle", "Backpack")],
-            "price": float(np.round(rng.uniform(5, 400), 2)), "currency": "EUR", "active": bool(i % 7),
-            "attributes": {"colour": ["red", "blue", "green"][i % 3]}, "created_at": ANCHOR, "updated_at": ANCHOR,
-        })
+        rows.append(
+            {
+                "workspace_id": ws,
+                "sku": f"SKU-{i:05d}",
+                "name": f"{kind} {i}",
+                "description": f"A fine {kind.lower()}.",
+                "catalog_id": catalog_ids[i % 5 == 4],
+                "schema_id": schema_ids[kind in ("Tent", "Bottle", "Backpack")],
+                "price": float(np.round(rng.uniform(5, 400), 2)),
+                "currency": "EUR",
+                "active": bool(i % 7),
+                "attributes": {"colour": ["red", "blue", "green"][i % 3]},
+                "created_at": ANCHOR,
+                "updated_at": ANCHOR,
+            }
+        )
     product_ids = conn.execute(schema.products.insert().returning(schema.products.c.id), rows).scalars().all()
     variants, localized = [], []
     for pid, row in zip(product_ids, rows):
         for size in ["S", "M", "L"][: int(rng.integers(0, 4))]:
-            variants.append({"workspace_id": ws, "sku": f"{row['sku']}-{size}", "product_id": pid,
-                             "name": f"{row['name']} / {size}", "price": row["price"], "stock": int(rng.integers(0, 100))})
+            variants.append(
+                {
+                    "workspace_id": ws,
+                    "sku": f"{row['sku']}-{size}",
+                    "product_id": pid,
+                    "name": f"{row['name']} / {size}",
+                    "price": row["price"],
+                    "stock": int(rng.integers(0, 100)),
+                }
+            )
         for lang, (name_t, desc_t) in LANGUAGES.items():
-            localized.append({"workspace_id": ws, "resource": "products", "record_id": pid, "field": "name",
-                              "dimension": "language", "dimension_value": lang, "value": name_t.format(row["name"])})
-            localized.append({"workspace_id": ws, "resource": "products", "record_id": pid, "field": "description",
-                              "dimension": "language", "dimension_value": lang, "value": desc_t.format(row["name"].lower())})
+            localized.append(
+                {
+                    "workspace_id": ws,
+                    "resource": "products",
+                    "record_id": pid,
+                    "field": "name",
+                    "dimension": "language",
+                    "dimension_value": lang,
+                    "value": name_t.format(row["name"]),
+                }
+            )
+            localized.append(
+                {
+                    "workspace_id": ws,
+                    "resource": "products",
+                    "record_id": pid,
+                    "field": "description",
+                    "dimension": "language",
+                    "dimension_value": lang,
+                    "value": desc_t.format(row["name"].lower()),
+                }
+            )
     if variants:
         conn.execute(schema.variants.insert(), variants)
     conn.execute(schema.localized_values.insert(), localized)
     return {"catalogs": 2, "schemas": 2, "products": n, "variants": len(variants), "localized_values": len(localized)}
-
-

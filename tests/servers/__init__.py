@@ -70,8 +70,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn(name: str, argv: Callable[[int], Sequence[str]], ready: Callable[[int], bool], workdir: Path,
-          deadline: float = 30.0, env: dict[str, str] | None = None, attempts: int = 3) -> tuple[ServerProcess, int]:
+def spawn(
+    name: str,
+    argv: Callable[[int], Sequence[str]],
+    ready: Callable[[int], bool],
+    workdir: Path,
+    deadline: float = 30.0,
+    env: dict[str, str] | None = None,
+    attempts: int = 3,
+) -> tuple[ServerProcess, int]:
     """Start ``argv(port)`` on a free port; wait until ``ready(port)`` says the server answers its protocol.
 
     Retries on a fresh port when the process dies early (another process took
@@ -83,8 +90,9 @@ def spawn(name: str, argv: Callable[[int], Sequence[str]], ready: Callable[[int]
         port = free_port()
         log = workdir / f"{name}.{attempt}.log"
         with open(log, "wb") as log_file:
-            process = subprocess.Popen(list(argv(port)), stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                list(argv(port)), stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir, env=env, start_new_session=True
+            )
         server = ServerProcess(name, process, log)
         end = time.monotonic() + deadline
         while time.monotonic() < end and process.poll() is None:
@@ -98,5 +106,8 @@ def spawn(name: str, argv: Callable[[int], Sequence[str]], ready: Callable[[int]
         server.stop()
         if alive:  # running but never answered: another attempt will not help
             break
-    pytest.fail(f"{name} did not start within {deadline:.0f} s (last readiness error: {failure or 'none'}; "
-                f"exit code {process.returncode}); its log:\n{server.log_text()}", pytrace=False)
+    pytest.fail(
+        f"{name} did not start within {deadline:.0f} s (last readiness error: {failure or 'none'}; "
+        f"exit code {process.returncode}); its log:\n{server.log_text()}",
+        pytrace=False,
+    )

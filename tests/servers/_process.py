@@ -67,8 +67,14 @@ def start_server(name: str, script: Path, args: list[str], workdir: Path, deadli
     ready.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as log_file:
-        process = subprocess.Popen([sys.executable, str(script), *args, "--ready-file", str(ready)],
-                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=workdir, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(
+            [sys.executable, str(script), *args, "--ready-file", str(ready)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+            preexec_fn=_die_with_parent,
+        )
     server = ServerProcess(name, process, log)
     end = time.monotonic() + deadline
     while time.monotonic() < end:

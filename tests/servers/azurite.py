@@ -51,8 +51,9 @@ class AzuriteServer:
 
 def start_azurite(workdir: Path) -> AzuriteServer:
     if not AZURITE.exists():
-        pytest.fail(f"{AZURITE} is missing: `make test` installs it (npm ci from package.json); run `make node_modules/.installed`.",
-                    pytrace=False)
+        pytest.fail(
+            f"{AZURITE} is missing: `make test` installs it (npm ci from package.json); run `make node_modules/.installed`.", pytrace=False
+        )
     data = workdir / "data"
     data.mkdir(parents=True, exist_ok=True)
 
@@ -67,8 +68,17 @@ def start_azurite(workdir: Path) -> AzuriteServer:
 
     def argv(port: int) -> list[str]:
         # --skipApiVersionCheck: the Python SDK is newer than Azurite and asks for a newer API version.
-        return [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
-                "--skipApiVersionCheck", "--disableTelemetry"]
+        return [
+            str(AZURITE),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(data),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+        ]
 
     process, port = spawn("azurite", argv, ready, workdir, deadline=60, env=dict(os.environ))
     return AzuriteServer(url=f"http://127.0.0.1:{port}/{ACCOUNT}", process=process)
@@ -97,7 +107,7 @@ class AzureHandle:
     def keys(self) -> list[str]:
         """Committed blobs under the folder. Uncommitted blocks of a failed upload are invisible and expire in a week."""
         prefix = f"{self.folder}/" if self.folder else ""
-        return sorted(b.name[len(prefix):] for b in self.server.service().get_container_client(self.container).list_blobs())
+        return sorted(b.name[len(prefix) :] for b in self.server.service().get_container_client(self.container).list_blobs())
 
 
 def make_azure_destination(server: AzuriteServer, container: str, folder: str = "exports", key: str = KEY, **options):
@@ -105,9 +115,10 @@ def make_azure_destination(server: AzuriteServer, container: str, folder: str = 
 
     from blocks.azure_blob import AzureBlobDestination
 
-    return AzureBlobDestination(container=AzureBlobStorageContainer(container_name=container, base_folder=folder,
-                                                                    credentials=server.credentials(key)),
-                                **{"block_size_mib": 1, **options})
+    return AzureBlobDestination(
+        container=AzureBlobStorageContainer(container_name=container, base_folder=folder, credentials=server.credentials(key)),
+        **{"block_size_mib": 1, **options},
+    )
 
 
 @pytest.fixture

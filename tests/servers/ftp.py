@@ -46,10 +46,16 @@ def make_self_signed(workdir: Path, common_name: str = "127.0.0.1") -> tuple[Pat
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -81,8 +87,16 @@ def ftp_block(server: FtpServerInfo, folder: str = "", **overrides):
     """An FtpServer block for ``server`` (FTPS trusting the server's self-signed certificate)."""
     from blocks.ftp import FtpServer
 
-    values = dict(host=server.host, port=server.port, username=server.username, password=server.password,
-                  tls=server.tls, ca_file=server.ca_file, folder=folder, timeout=10)
+    values = dict(
+        host=server.host,
+        port=server.port,
+        username=server.username,
+        password=server.password,
+        tls=server.tls,
+        ca_file=server.ca_file,
+        folder=folder,
+        timeout=10,
+    )
     return FtpServer(**{**values, **overrides})
 
 

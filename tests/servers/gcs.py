@@ -33,8 +33,12 @@ def service_account_info() -> dict:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     return {
-        "type": "service_account", "project_id": PROJECT, "private_key_id": uuid.uuid4().hex, "private_key": pem,
-        "client_email": f"ferry-exports@{PROJECT}.iam.gserviceaccount.com", "client_id": "100000000000000000001",
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": pem,
+        "client_email": f"ferry-exports@{PROJECT}.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
         "token_uri": "https://oauth2.googleapis.com/token",
     }
 
@@ -72,13 +76,19 @@ def start_gcs(workdir: Path) -> GcsServer:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        client = storage.Client(project=PROJECT, credentials=AnonymousCredentials(),
-                                client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{port}"))
+        client = storage.Client(
+            project=PROJECT, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=f"http://127.0.0.1:{port}")
+        )
         list(client.list_buckets(timeout=2, retry=None))
         return True
 
-    process, port = spawn("gcs", lambda port: [str(emulator), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-                          ready, workdir, env=dict(os.environ))
+    process, port = spawn(
+        "gcs",
+        lambda port: [str(emulator), "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+        ready,
+        workdir,
+        env=dict(os.environ),
+    )
     return GcsServer(url=f"http://127.0.0.1:{port}", process=process)
 
 
@@ -105,7 +115,7 @@ class GcsHandle:
     def keys(self) -> list[str]:
         """Objects under the folder. An unfinished resumable upload is not an object (its session just expires)."""
         prefix = f"{self.folder}/" if self.folder else ""
-        return sorted(b.name[len(prefix):] for b in self.server.client().list_blobs(self.bucket))
+        return sorted(b.name[len(prefix) :] for b in self.server.client().list_blobs(self.bucket))
 
 
 def make_gcs_destination(server: GcsServer, bucket: str, folder: str = "exports", **options):
@@ -113,8 +123,11 @@ def make_gcs_destination(server: GcsServer, bucket: str, folder: str = "exports"
 
     from blocks.gcs import GcsDestination
 
-    return GcsDestination(bucket=GcsBucket(bucket=bucket, bucket_folder=folder, gcp_credentials=server.credentials()),
-                          emulator_host=server.url, **{"chunk_size_mib": 1, **options})
+    return GcsDestination(
+        bucket=GcsBucket(bucket=bucket, bucket_folder=folder, gcp_credentials=server.credentials()),
+        emulator_host=server.url,
+        **{"chunk_size_mib": 1, **options},
+    )
 
 
 @pytest.fixture

@@ -25,11 +25,13 @@ class Arrivals:
         def handler(request: Request) -> Response:
             self.times.append(time.monotonic())
             return Response(body, status=status, headers=headers or {})
+
         return handler
 
 
 def streamed(total: int, chunk: int = 64 * 1024, pause: float = 0.0, content_length: bool = True) -> Callable[[Request], Response]:
     """A handler that streams ``total`` bytes in chunks (optionally slowly, optionally without Content-Length)."""
+
     def handler(request: Request) -> Response:
         def body() -> Iterator[bytes]:
             sent = 0
@@ -39,8 +41,10 @@ def streamed(total: int, chunk: int = 64 * 1024, pause: float = 0.0, content_len
                 sent += piece
                 if pause:
                     time.sleep(pause)
+
         headers = {"Content-Length": str(total)} if content_length else {}
         return Response(body(), status=200, headers=headers, content_type="text/csv", direct_passthrough=True)
+
     return handler
 
 

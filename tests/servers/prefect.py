@@ -96,10 +96,13 @@ def _template(conn, workdir: Path) -> str:
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "prefect-migrate.log"
     with open(log, "wb") as log_file:
-        done = subprocess.run([sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"], stdout=log_file,
-                              stderr=subprocess.STDOUT, timeout=600,
-                              env=_clean_env(PREFECT_HOME=str(workdir / "prefect-home"),
-                                             PREFECT_SERVER_DATABASE_CONNECTION_URL=_asyncpg_url(building)))
+        done = subprocess.run(
+            [sys.executable, "-m", "prefect", "server", "database", "upgrade", "-y"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            timeout=600,
+            env=_clean_env(PREFECT_HOME=str(workdir / "prefect-home"), PREFECT_SERVER_DATABASE_CONNECTION_URL=_asyncpg_url(building)),
+        )
     if done.returncode != 0:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{building}" WITH (FORCE)')
         pytest.fail(f"Migrating Prefect's database failed; log:\n{log.read_text(errors='replace')[-4000:]}", pytrace=False)
@@ -138,9 +141,15 @@ def start_prefect_server(workdir: Path) -> PrefectServer:
         return httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json() is True
 
     try:
-        server, port = spawn("prefect-server", lambda port: die_with_parent([sys.executable, "-m", "prefect", "server", "start",
-                                                                             "--host", "127.0.0.1", "--port", str(port)]),
-                             ready, workdir, deadline=180, env=env, attempts=2)
+        server, port = spawn(
+            "prefect-server",
+            lambda port: die_with_parent([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]),
+            ready,
+            workdir,
+            deadline=180,
+            env=env,
+            attempts=2,
+        )
     except BaseException:
         _drop_database(name)
         raise
@@ -185,8 +194,14 @@ class FerryProcess:
         log = self.workdir / f"{self.name}.{self.starts}.log"
         self.logs.append(log)
         with open(log, "wb") as log_file:
-            self.process = subprocess.Popen(die_with_parent([ferry_executable(), *self.args]), stdout=log_file, stderr=subprocess.STDOUT,
-                                            env=self.env, cwd=self.workdir, start_new_session=True)
+            self.process = subprocess.Popen(
+                die_with_parent([ferry_executable(), *self.args]),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
         return self
 
     def log_text(self) -> str:
@@ -225,8 +240,9 @@ def ferry_env(api_url: str, data_dir: Path, database_url: str, **extra: str) -> 
     )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, *, logs: Callable[[], str] | None = None,
-             interval: float = 1.0) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float, what: str, *, logs: Callable[[], str] | None = None, interval: float = 1.0
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` (and the logs) after ``timeout``."""
     end = time.monotonic() + timeout
     last_error = None

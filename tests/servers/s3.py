@@ -32,9 +32,14 @@ class MotoServer:
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-                            region_name=REGION, config=Config(signature_version="s3v4", retries={"max_attempts": 1},
-                                                              request_checksum_calculation="when_required"))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            config=Config(signature_version="s3v4", retries={"max_attempts": 1}, request_checksum_calculation="when_required"),
+        )
 
     def new_bucket(self) -> str:
         name = f"ferry-{uuid.uuid4().hex[:16]}"
@@ -44,8 +49,12 @@ class MotoServer:
     def credentials(self, **overrides):
         from prefect_aws import AwsClientParameters, AwsCredentials
 
-        values = dict(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION,
-                      aws_client_parameters=AwsClientParameters(endpoint_url=self.url))
+        values = dict(
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            aws_client_parameters=AwsClientParameters(endpoint_url=self.url),
+        )
         return AwsCredentials(**{**values, **overrides})
 
 
@@ -59,9 +68,14 @@ def start_moto(workdir: Path, env: dict[str, str] | None = None) -> MotoServer:
         import botocore.exceptions
         from botocore.config import Config
 
-        client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=ACCESS_KEY,
-                              aws_secret_access_key=SECRET_KEY, region_name=REGION,
-                              config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2))
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2),
+        )
         try:
             client.list_buckets()
         except botocore.exceptions.ClientError:
@@ -70,8 +84,9 @@ def start_moto(workdir: Path, env: dict[str, str] | None = None) -> MotoServer:
 
     import os
 
-    process, port = spawn("moto", lambda port: [str(moto), "-H", "127.0.0.1", "-p", str(port)], ready, workdir,
-                          env={**os.environ, **(env or {})})
+    process, port = spawn(
+        "moto", lambda port: [str(moto), "-H", "127.0.0.1", "-p", str(port)], ready, workdir, env={**os.environ, **(env or {})}
+    )
     return MotoServer(url=f"http://127.0.0.1:{port}", process=process)
 
 
@@ -99,9 +114,12 @@ class S3Handle:
         """Objects under the folder, plus multipart uploads still open (``upload:KEY``): those are the temporaries."""
         client = self.server.client()
         prefix = f"{self.folder}/" if self.folder else ""
-        objects = [o["Key"][len(prefix):] for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
-                   for o in page.get("Contents", [])]
-        uploads = [f"upload:{u['Key'][len(prefix):]}" for u in client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
+        objects = [
+            o["Key"][len(prefix) :]
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+            for o in page.get("Contents", [])
+        ]
+        uploads = [f"upload:{u['Key'][len(prefix) :]}" for u in client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
         return sorted(objects + uploads)
 
 
@@ -110,8 +128,9 @@ def make_s3_destination(server: MotoServer, bucket: str, folder: str = "exports"
 
     from blocks.s3 import S3Destination
 
-    return S3Destination(bucket=S3Bucket(bucket_name=bucket, bucket_folder=folder, credentials=server.credentials()),
-                         **{"part_size_mib": 5, **options})
+    return S3Destination(
+        bucket=S3Bucket(bucket_name=bucket, bucket_folder=folder, credentials=server.credentials()), **{"part_size_mib": 5, **options}
+    )
 
 
 @pytest.fixture

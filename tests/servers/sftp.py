@@ -50,14 +50,32 @@ def start_sftp(workdir: Path, username: str = "ferry", password: str = "s3cret-S
     (workdir / "authorized_keys").write_bytes(client_key.export_public_key())
     other = asyncssh.generate_private_key("ssh-ed25519")
     (workdir / "password").write_text(password)
-    proc = start_server("sftp", HERE, ["--root", str(root), "--host-key", str(workdir / "host_key"),
-                                       "--authorized-keys", str(workdir / "authorized_keys"),
-                                       "--username", username, "--password-file", str(workdir / "password")], workdir)
+    proc = start_server(
+        "sftp",
+        HERE,
+        [
+            "--root",
+            str(root),
+            "--host-key",
+            str(workdir / "host_key"),
+            "--authorized-keys",
+            str(workdir / "authorized_keys"),
+            "--username",
+            username,
+            "--password-file",
+            str(workdir / "password"),
+        ],
+        workdir,
+    )
     port = proc.info["port"]
     public = host_key.export_public_key().decode().strip()
     other_public = other.export_public_key().decode().strip()
     return SftpServerInfo(
-        host="127.0.0.1", port=port, root=root, username=username, password=password,
+        host="127.0.0.1",
+        port=port,
+        root=root,
+        username=username,
+        password=password,
         client_key_pem=client_key.export_private_key("openssh").decode(),
         host_key_line=f"[127.0.0.1]:{port} {public}",
         host_key_fingerprint=host_key.get_fingerprint("sha256"),
@@ -71,8 +89,15 @@ def sftp_block(server: SftpServerInfo, folder: str = "", key_login: bool = False
     from blocks.sftp import SftpServer
 
     credentials = {"private_key": server.client_key_pem} if key_login else {"password": server.password}
-    values = dict(host=server.host, port=server.port, username=server.username, host_key=server.host_key_line,
-                  folder=folder, timeout=10, **credentials)
+    values = dict(
+        host=server.host,
+        port=server.port,
+        username=server.username,
+        host_key=server.host_key_line,
+        folder=folder,
+        timeout=10,
+        **credentials,
+    )
     return SftpServer(**{**values, **overrides})
 
 
@@ -182,10 +207,16 @@ def _main() -> None:
         from _process import write_ready
 
         server = await asyncssh.listen(
-            "127.0.0.1", args.port, server_factory=Server, server_host_keys=[args.host_key],
-            authorized_client_keys=args.authorized_keys, sftp_factory=sftp_factory, allow_scp=False,
+            "127.0.0.1",
+            args.port,
+            server_factory=Server,
+            server_host_keys=[args.host_key],
+            authorized_client_keys=args.authorized_keys,
+            sftp_factory=sftp_factory,
+            allow_scp=False,
             # Larger windows/packets so the server is not the bottleneck of throughput tests.
-            window=8 * 1024 * 1024, max_pktsize=256 * 1024,
+            window=8 * 1024 * 1024,
+            max_pktsize=256 * 1024,
         )
         port = server.sockets[0].getsockname()[1]
         print(f"sftp server on 127.0.0.1:{port}, root {args.root}", flush=True)

@@ -20,6 +20,6 @@ class WatchingStream(io.RawIOBase):
             self._called = True
             self._at_half(self._pos)
         size = len(self._data) - self._pos if size is None or size < 0 else min(size, 64 * 1024)
-        chunk = self._data[self._pos:self._pos + size]
+        chunk = self._data[self._pos : self._pos + size]
         self._pos += len(chunk)
         return chunk

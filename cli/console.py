@@ -1,0 +1,56 @@
+"""What every ``ferry`` command shares: the two consoles, the error exit and option parsing.
+
+Commands translate options into a request and call the service layer
+(``flows/``, ``deployments/``); an ordinary error (any :class:`FerryError`)
+ends the command with its message and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from ferry.errors import FerryError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(exc: FerryError | str, code: int = 2) -> NoReturn:
+    """Print the error (markup in ``exc`` is not interpreted) and exit with ``code``."""
+    err.print("[red]error:[/red] ", end="")
+    err.print(str(exc), markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def split_list(value: str | None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for part in value.split(",") if part.strip()] if value else []
+
+
+def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` options into a dict; anything else is a usage error naming the option."""
+    pairs = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint=option)
+        pairs[key.strip()] = val.strip()
+    return pairs
+
+
+def parse_filter(value: str) -> dict:
+    """``field:op:value`` (the value may contain ':'; lists for in/not_in are separated with '|')."""
+    field, _, rest = value.partition(":")
+    op, _, raw = rest.partition(":")
+    if not field or not op:
+        raise typer.BadParameter(f"{value!r} is not FIELD:OP[:VALUE]", param_hint="--filter")
+    parsed: object = raw.split("|") if op in ("in", "not_in") else (raw if raw != "" else None)
+    return {"field": field, "op": op, "value": parsed}

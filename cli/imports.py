@@ -1,0 +1,370 @@
+"""``ferry import ...``: the import commands (issue 3).
+
+Each step of the import pipeline has its own command in its own function, so the
+steps can be added and changed independently. Command names, flags and the ``--json``
+field names are contracts that users' scripts call: add new ones, never rename.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from cli.console import err, fail, out
+from ferry.errors import FerryError
+
+import_app = typer.Typer(help="Import files into a workspace: preview, map, validate, run.", no_args_is_help=True)
+
+
+FileArg = Annotated[Path, typer.Argument(help="The file: CSV, TSV, JSON, JSONL, XLSX, XLS or Parquet, optionally .gz or .zip.")]
+SourceArg = Annotated[str, typer.Argument(help="The file, an http(s) URL, or a block URI (sftp://NAME/path, ftp://..., s3://BUCKET/key).")]
+EncodingOpt = Annotated[Optional[str], typer.Option(help="Text encoding, when detection gets it wrong (e.g. cp1252).")]
+
+
+# --- step 1: preview ----------------------------------------------------------------------------
+
+
+@import_app.command("preview")
+def preview_command(
+    file: FileArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    rows: Annotated[int, typer.Option(min=0, max=50, help="Sample rows to show (at most 50).")] = 50,
+    encoding: EncodingOpt = None,
+) -> None:
+    """Show what a file is (format, encoding, delimiter), its columns, sample rows and row count."""
+    from tasks.imports.parse import preview
+
+    try:
+        result = preview(file, sample_rows=rows, encoding=encoding)
+    except FerryError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+        return
+    dialect = ", ".join(
+        part
+        for part in (
+            result.file_type.upper(),
+            f"{result.compression} compressed" if result.compression else "",
+            f"encoding {result.encoding}" if result.encoding else "",
+            f"delimiter {result.delimiter!r}" if result.delimiter else "",
+            f"sheet {result.sheet!r}" if result.sheet else "",
+        )
+        if part
+    )
+    count = f"about {result.total_rows:,}" if result.total_rows_estimated else f"{result.total_rows:,}"
+    out.print(f"[bold]{file.name}[/bold]: {dialect}; {count} rows, {len(result.columns)} columns", soft_wrap=True)
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    for problem in result.problems:
+        out.print(f"[red]problem:[/red] {problem}", soft_wrap=True)
+    # One line per column (files are wider than terminals): its first sample values.
+    table = Table("column", f"first values (rows {', '.join(map(str, result.sample_row_numbers[:3])) or '-'})")
+    for column in result.columns:
+        values = [record[column] for record in result.sample_rows[:3]]
+        table.add_row(column, " | ".join("" if v is None else _short(str(v)) for v in values))
+    out.print(table)
+
+
+def _short(text: str, width: int = 40) -> str:
+    text = text.replace("\r", " ").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# --- step 2: suggest-mapping --------------------------------------------------------------------
+
+
+@import_app.command("suggest-mapping")
+def suggest_mapping_command(
+    file: FileArg,
+    resource: Annotated[str, typer.Option(help="Resource to import into: contacts, accounts, events, ...")],
+    workspace: Annotated[Optional[str], typer.Option(help="Workspace: a mapping accepted there before is proposed first.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON: a list of {sourceColumn, targetFieldSlug, valueType, addressPart, confidence}.")
+    ] = False,
+    encoding: EncodingOpt = None,
+) -> None:
+    """Suggest the target field (phone type, address part) of each column, with a confidence from 0 to 1."""
+    from tasks.imports.map import suggest_mapping, target_fields
+    from tasks.imports.parse import sample, sniff
+
+    try:
+        info = sniff(file, encoding=encoding)
+        rows, _, _, _ = sample(info, 200)
+        mapping = suggest_mapping(info, rows, resource, workspace=workspace)
+        fields = target_fields(resource)
+    except FerryError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps([m.to_json() for m in mapping], ensure_ascii=False, indent=2))
+        return
+    table = Table("source column", "target", "confidence", "why")
+    for m in mapping:
+        target = m.target_key or "[dim]-[/dim]"
+        table.add_row(m.source_column, target, f"{m.confidence:.2f}", m.reason)
+    out.print(table)
+    listed = []
+    for f in fields:
+        subs = f["valueTypes"] or f["addressParts"]
+        listed.append(f"{f['slug']}" + (f" ({'/'.join(subs)})" if subs else "") + ("*" if f["required"] else ""))
+    out.print("[bold]Target fields[/bold] (* required): " + ", ".join(listed), soft_wrap=True)
+
+
+# --- steps 3-5: validate, run; rollback and history -----------------------------------------------
+
+
+def _load_mapping(path: Optional[Path]) -> Optional[list]:
+    """A mapping file: the JSON list `suggest-mapping --json` prints, or {"mapping": [...]}."""
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--mapping") from None
+    return data["mapping"] if isinstance(data, dict) and "mapping" in data else data
+
+
+def _static_pairs(values: Optional[list[str]]) -> dict[str, str]:
+    pairs = {}
+    for value in values or []:
+        key, sep, val = value.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint="--static")
+        pairs[key.strip()] = val
+    return pairs
+
+
+MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="Mapping JSON file (from `suggest-mapping --json`, edited).")]
+AutoMapOpt = Annotated[bool, typer.Option("--auto-map", help="Suggest the mapping from the header and sample rows.")]
+
+
+@import_app.command("validate")
+def validate_command(
+    file: FileArg,
+    resource: Annotated[str, typer.Option(help="Resource to import into: contacts, accounts, events, ...")],
+    mapping: MappingOpt = None,
+    auto_map: AutoMapOpt = False,
+    max_errors: Annotated[int, typer.Option(min=0, max=10_000, help="Errors to list.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Check every row of a file against the catalog without touching any workspace."""
+    from flows.import_ import validate_file
+
+    try:
+        report = validate_file(file, resource, mapping=_load_mapping(mapping), auto_map=auto_map, max_errors=max_errors)
+    except FerryError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        colour = "green" if not report["errorRows"] else "yellow"
+        out.print(
+            f"[bold]{file.name}[/bold] as {report['resource']}: {report['totalRows']:,} rows, "
+            f"[{colour}]{report['validRows']:,} valid, {report['errorRows']:,} with errors[/{colour}] "
+            f"({report['errorCount']:,} errors), {report['duplicateRows']:,} duplicate rows in the file",
+            soft_wrap=True,
+        )
+        for warning in report["warnings"]:
+            out.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+        _print_errors(report["errors"], report["errorSummary"])
+    if report["errorRows"]:
+        raise typer.Exit(1)
+
+
+def _print_errors(errors: list[dict], summary: dict[str, int]) -> None:
+    if summary:
+        out.print("Errors by field and check: " + ", ".join(f"{k} {v:,}" for k, v in summary.items()), soft_wrap=True)
+    if errors:
+        table = Table("row", "field", "value", "error")
+        for e in errors:
+            table.add_row(str(e["row"]), e["field"] or "", _short("" if e["value"] is None else str(e["value"])), e["error"])
+        out.print(table)
+
+
+@import_app.command("run")
+def run_command(
+    file: SourceArg,
+    resource: Annotated[str, typer.Option(help="Resource to import into: contacts, accounts, events, ...")],
+    workspace: Annotated[str, typer.Option(help="Workspace to import into.")],
+    mapping: MappingOpt = None,
+    auto_map: AutoMapOpt = False,
+    duplicates: Annotated[
+        str, typer.Option(help="skip, update or create: what a row matching a record (or an earlier row) does.")
+    ] = "skip",
+    match: Annotated[Optional[str], typer.Option(help="Comma-separated match fields (default: the resource's key, e.g. email).")] = None,
+    merge: Annotated[str, typer.Option(help="fill_empty, overwrite or prefer_import (duplicates=update).")] = "prefer_import",
+    static: Annotated[Optional[list[str]], typer.Option("--static", help="KEY=VALUE set on every row (repeatable).")] = None,
+    create_missing_references: Annotated[
+        bool, typer.Option("--create-missing-references", help="Create referenced records that do not exist.")
+    ] = False,
+    skip_validation: Annotated[
+        bool, typer.Option("--skip-validation", help="Load failing values as empty instead of rejecting rows (loud).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every step but the commit; report what would happen.")] = False,
+    processing: Annotated[str, typer.Option(help="auto, inline or deployment.")] = "auto",
+    actor: Annotated[str, typer.Option(help="Who runs the import (audit log).")] = "cli",
+    notify_email: Annotated[Optional[str], typer.Option(help="E-mail address(es) told when the import ends (needs an SMTP block).")] = None,
+    notify_webhook: Annotated[
+        Optional[str], typer.Option(help="Webhook block NAME that gets a signed notice when the import ends.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+) -> None:
+    """Import a file into a workspace (runs the import-data flow)."""
+    from ferry.import_params import parse_request
+
+    raw = {
+        "source": str(file),
+        "resource": resource,
+        "workspace": workspace,
+        "mapping": _load_mapping(mapping),
+        "auto_map": auto_map,
+        "duplicates": duplicates,
+        "match": match,
+        "merge": merge,
+        "static_values": _static_pairs(static),
+        "create_missing_references": create_missing_references,
+        "skip_validation": skip_validation,
+        "dry_run": dry_run,
+        "processing": processing,
+        "actor": actor,
+        "notify_email": notify_email,
+        "notify_webhook": notify_webhook,
+    }
+    try:
+        request = parse_request({k: v for k, v in raw.items() if v is not None})
+    except FerryError as exc:
+        fail(exc)
+    if skip_validation:
+        err.print(
+            "[bold yellow]warning: --skip-validation loads values that fail checks as EMPTY instead of rejecting their rows.[/bold yellow]"
+        )
+    record = _run_import(request, show_progress=not as_json)
+    _print_import(record, as_json)
+    if record.status == "failed":
+        raise typer.Exit(1)
+
+
+def _run_import(request, show_progress: bool):
+    from ferry import progress
+    from ferry.records import ImportRecord
+    from flows.import_ import import_data
+
+    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
+        state = import_data(request, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, ImportRecord):
+        return result
+    return ImportRecord(
+        run_id=str(state.state_details.flow_run_id),
+        status="failed",
+        resource=request.resource,
+        workspace=request.workspace,
+        source=request.source,
+        dry_run=request.dry_run,
+        started_at=state.timestamp,
+        error=str(result),
+    )
+
+
+def _print_import(record, as_json: bool) -> None:
+    if as_json:
+        print(record.model_dump_json(indent=2))
+        return
+    if record.status == "failed":
+        err.print(f"[red]Import failed[/red] (run {record.run_id}):\n{record.error}", soft_wrap=True)
+        return
+    if record.status == "submitted":
+        out.print(
+            f"Started as deployment run [bold]{record.deployment_run_id}[/bold] ({record.file_size:,} bytes); "
+            f"poll it with `ferry import history --resource {record.resource}` or in the Prefect UI.",
+            soft_wrap=True,
+        )
+        return
+    verb = "[yellow]Dry run[/yellow]: would" if record.dry_run else "[green]Imported[/green]:"
+    out.print(
+        f"{verb} create {record.created_rows:,}, update {record.updated_rows:,}, skip {record.skipped_rows:,}, "
+        f"reject {record.error_rows:,} of {record.total_rows:,} rows of {record.resource} in {record.workspace} "
+        f"(run {record.run_id})",
+        soft_wrap=True,
+    )
+    for warning in record.warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    for ref in record.reference_warnings:
+        values = ", ".join(str(v["value"]) for v in ref["values"][:5])
+        out.print(
+            f"[yellow]unresolved {ref['field']}:[/yellow] {ref['unresolved_count']} {ref['resource']} value(s) in {ref['rows']} rows "
+            f"({ref['action']}): {values}",
+            soft_wrap=True,
+        )
+    if record.dry_run:
+        for kind in ("create", "update", "skip", "reject"):
+            sample = record.samples.get(kind) or []
+            if sample:
+                out.print(f"  {kind}: " + "; ".join(", ".join(f"{k}={v}" for k, v in s.items()) for s in sample[:3]), soft_wrap=True)
+    _print_errors(record.errors[:20], record.error_summary)
+    if record.rejected_rows_path:
+        out.print(f"Rejected rows: {record.rejected_rows_path}", soft_wrap=True)
+
+
+@import_app.command("rollback")
+def rollback_command(
+    run_id: Annotated[str, typer.Argument(help="Run id of the import to undo.")],
+    actor: Annotated[str, typer.Option(help="Who rolls back (audit log).")] = "cli",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rollback record as JSON.")] = False,
+) -> None:
+    """Undo one import exactly: delete what it created, restore what it updated (refuses if records changed since)."""
+    from flows.rollback import rollback_import
+
+    state = rollback_import(run_id, actor, return_state=True)
+    record = state.result(raise_on_failure=False)
+    if as_json:
+        print(record.model_dump_json(indent=2) if hasattr(record, "model_dump_json") else json.dumps({"error": str(record)}))
+    elif getattr(record, "status", "failed") == "success":
+        out.print(
+            f"[green]Rolled back[/green] import {run_id}: deleted {record.deleted_rows:,} created {record.resource}, "
+            f"restored {record.restored_rows:,} updated"
+            + (f", deleted references {record.deleted_references}" if record.deleted_references else "")
+        )
+    else:
+        err.print(f"[red]Rollback refused[/red]: {getattr(record, 'error', record)}", soft_wrap=True)
+    if getattr(record, "status", "failed") != "success":
+        raise typer.Exit(1)
+
+
+@import_app.command("history")
+def history_command(
+    resource: Annotated[str, typer.Option(help="Resource whose imports to list.")],
+    workspace: Annotated[Optional[str], typer.Option(help="Only imports into this workspace.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run records as JSON.")] = False,
+) -> None:
+    """The import runs of a resource, newest first, with their result records."""
+    from ferry.runs import import_history
+
+    try:
+        records = import_history(resource, workspace=workspace, limit=limit)
+    except FerryError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    table = Table("started", "run", "workspace", "status", "created", "updated", "skipped", "rejected", "file")
+    for r in records:
+        status = r.status + (" (dry run)" if r.dry_run else "") + (f" -> {r.deployment_run_id}" if r.deployment_run_id else "")
+        table.add_row(
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            r.run_id,
+            r.workspace,
+            status,
+            f"{r.created_rows:,}",
+            f"{r.updated_rows:,}",
+            f"{r.skipped_rows:,}",
+            f"{r.error_rows:,}",
+            Path(r.source).name,
+        )
+    out.print(table)

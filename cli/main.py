@@ -1,0 +1,312 @@
+"""The ``ferry`` command line.
+
+Commands and flags named in issues are contracts that users' scripts call:
+add new ones, never rename. Every command that runs a flow prints the run
+record (``--json`` for machines) and exits non-zero when the run failed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from cli.blocks import blocks_app
+from cli.console import err, fail, out, parse_filter, parse_pairs, split_list
+from cli.imports import import_app
+from cli.jobs import mount_jobs
+from ferry.errors import FerryError
+
+
+class _FerryGroup(TyperGroup):
+    """Routes ``ferry export url RUN_ID`` (the issue's contract) although ``export`` is a command taking a resource."""
+
+    def resolve_command(self, ctx, args):
+        if len(args) >= 2 and args[0] == "export" and args[1] == "url":
+            return "export url", self.get_command(ctx, "export-url"), args[2:]
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(cls=_FerryGroup, help="Ferry: import and export pipelines for customer data, on Prefect 3.", no_args_is_help=True)
+db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+app.add_typer(blocks_app, name="blocks")
+
+
+# --- db -------------------------------------------------------------------------------
+
+
+@db_app.command("init")
+def db_init() -> None:
+    """Create or upgrade the store's schema (Alembic migrations)."""
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+
+    engine = get_engine()
+    upgrade(engine)
+    out.print(f"Store ready at {engine.url.render_as_string(hide_password=True)}")
+
+
+@db_app.command("seed")
+def db_seed(
+    workspace: Annotated[str, typer.Option(help="Workspace to fill (created if missing).")],
+    contacts: Annotated[int, typer.Option(min=0, help="Contacts to add.")] = 1_000,
+    events: Annotated[int, typer.Option(min=0, help="Events to add.")] = 5_000,
+    accounts: Annotated[Optional[int], typer.Option(min=0, help="Accounts to add (default: contacts / 20).")] = None,
+    survey_responses: Annotated[Optional[int], typer.Option(min=0, help="Survey responses (default: contacts / 10).")] = None,
+    products: Annotated[int, typer.Option(min=0, help="Products (with variants and localized names).")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same rows.")] = 7,
+) -> None:
+    """Add deterministic, realistic demo data to a workspace."""
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    engine = get_engine()
+    upgrade(engine)
+    added = seed_workspace(engine, workspace, SeedCounts(contacts, events, accounts, survey_responses, products), seed)
+    out.print(f"Seeded workspace [bold]{workspace}[/bold]: " + ", ".join(f"{n:,} {t}" for t, n in added.items()))
+
+
+# --- catalog --------------------------------------------------------------------------
+
+
+@app.command("resources")
+def resources(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the resources of the catalog and their columns."""
+    from ferry.catalog import RESOURCES
+
+    if as_json:
+        print(json.dumps({r.slug: [c.key for c in r.columns()] for r in RESOURCES.values()}, indent=2))
+        return
+    for r in RESOURCES.values():
+        out.print(f"[bold]{r.slug}[/bold] ({', '.join(r.aliases) or '-'}): {', '.join(c.key for c in r.columns())}")
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+@app.command("export")
+def export(
+    resource: Annotated[str, typer.Argument(help="Resource slug or alias: contacts, events, analytics, ...")],
+    workspace: Annotated[str, typer.Option(help="Workspace to export from.")],
+    format: Annotated[str, typer.Option(help="csv, tsv, json, jsonl, xml, parquet, xlsx or pdf.")] = "csv",
+    fields: Annotated[Optional[str], typer.Option(help="Comma-separated columns, in order.")] = None,
+    date_from: Annotated[Optional[str], typer.Option("--from", help="Window start (ISO date or datetime).")] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Window end (a date includes the whole day).")] = None,
+    segment: Annotated[Optional[str], typer.Option(help="Audience key of a saved segment.")] = None,
+    lists: Annotated[Optional[str], typer.Option(help="Comma-separated list keys: one 1/0 column each.")] = None,
+    activity_types: Annotated[Optional[str], typer.Option(help="Comma-separated event types.")] = None,
+    catalog: Annotated[Optional[str], typer.Option(help="Catalog key (products).")] = None,
+    schema: Annotated[Optional[str], typer.Option(help="Schema key (products).")] = None,
+    include_variants: Annotated[bool, typer.Option(help="One row per product variant.")] = False,
+    scope: Annotated[Optional[list[str]], typer.Option(help="Dimension scope KEY=VALUE, e.g. language=en (repeatable).")] = None,
+    filter: Annotated[Optional[list[str]], typer.Option(help="FIELD:OP:VALUE, e.g. lifecycle_stage:eq:customer (repeatable).")] = None,
+    sort: Annotated[Optional[str], typer.Option(help="FIELD[:asc|desc].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    gzip: Annotated[bool, typer.Option("--gzip", help="Compress with gzip.")] = False,
+    delimiter: Annotated[str, typer.Option(help="CSV delimiter: , ; | or \\t.")] = ",",
+    date_format: Annotated[str, typer.Option(help="iso, L, LL, LLL or a strftime pattern.")] = "iso",
+    no_header: Annotated[bool, typer.Option("--no-header", help="Omit the CSV header row.")] = False,
+    labels: Annotated[
+        Optional[Path], typer.Option(exists=True, dir_okay=False, readable=True, help="JSON file mapping column keys to header names.")
+    ] = None,
+    no_neutralize: Annotated[bool, typer.Option("--no-neutralize", help="Do not neutralise spreadsheet formulas.")] = False,
+    on_invalid: Annotated[str, typer.Option(help="fail or warn when the store breaks the catalog.")] = "fail",
+    dest: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Folder, or block reference KIND/NAME: local-directory, s3-bucket, azure-blob-storage-container, gcs-bucket, sftp, ftp, ... (default: managed storage)."
+        ),
+    ] = None,
+    filename: Annotated[Optional[str], typer.Option(help="File name template: {date} {resource} {workspace} {run_id} {format}.")] = None,
+    title: Annotated[Optional[str], typer.Option(help="PDF title.")] = None,
+    description: Annotated[Optional[str], typer.Option(help="PDF description.")] = None,
+    actor: Annotated[str, typer.Option(help="Who runs the export (audit log).")] = "cli",
+    notify_email: Annotated[Optional[str], typer.Option(help="E-mail address(es) told when the export ends (needs an SMTP block).")] = None,
+    notify_webhook: Annotated[
+        Optional[str], typer.Option(help="Webhook block NAME that gets a signed notice when the export ends.")
+    ] = None,
+    notify_smtp: Annotated[Optional[str], typer.Option(help="SMTP block NAME for --notify-email (default FERRY_SMTP_BLOCK).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+) -> None:
+    """Export a resource of a workspace to a file (runs the export-data flow).
+
+    `ferry export url RUN_ID` prints a fresh download URL for a finished run's file.
+    """
+    from ferry.params import parse_request
+
+    raw: dict = {
+        "workspace": workspace,
+        "resource": resource,
+        "format": format,
+        "fields": fields,
+        "from": date_from,
+        "to": date_to,
+        "segment": segment,
+        "lists": split_list(lists),
+        "activity_types": split_list(activity_types),
+        "catalog": catalog,
+        "schema": schema,
+        "include_variants": include_variants,
+        "dimension_scope": parse_pairs(scope or [], "--scope"),
+        "filters": [parse_filter(f) for f in filter or []],
+        "sort": sort,
+        "limit": limit,
+        "gzip": gzip,
+        "delimiter": "\t" if delimiter in ("\\t", "tab") else delimiter,
+        "header": not no_header,
+        "date_format": date_format,
+        "neutralize_formulas": not no_neutralize,
+        "on_invalid": on_invalid,
+        "destination": dest,
+        "title": title,
+        "description": description,
+        "actor": actor,
+        "notify_email": notify_email,
+        "notify_webhook": notify_webhook,
+        "notify_smtp": notify_smtp,
+    }
+    if filename:
+        raw["filename"] = filename
+    if labels:
+        raw["labels"] = _read_labels(labels)
+    try:
+        request = parse_request({k: v for k, v in raw.items() if v is not None})
+    except FerryError as exc:
+        fail(exc)
+    record = _run_export(request, show_progress=not as_json)
+    _print_record(record, as_json)
+    if record.status != "success":
+        raise typer.Exit(1)
+
+
+def _read_labels(path: Path) -> dict:
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"{path} is not JSON: {exc}", param_hint="--labels") from None
+    if not isinstance(labels, dict):
+        raise typer.BadParameter(f"{path} must hold a JSON object of column key -> header name", param_hint="--labels")
+    return labels
+
+
+def _run_export(request, show_progress: bool):
+    from deployments.adhoc import export_via_deployment
+    from ferry import progress
+    from flows.export import export_data
+
+    if (record := export_via_deployment(request)) is not None:  # a run of export-data/default when served (issue 5)
+        return record
+    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
+        state = export_data(request, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        from ferry.records import ExportRecord
+
+        return ExportRecord(
+            run_id=str(state.state_details.flow_run_id),
+            status="failed",
+            resource=request.resource,
+            workspace=request.workspace,
+            format=request.format,
+            started_at=state.timestamp,
+            error=str(result),
+        )
+    return result
+
+
+def _print_record(record, as_json: bool) -> None:
+    if as_json:
+        print(record.model_dump_json(indent=2))
+        return
+    if record.status == "success":
+        out.print(
+            f"[green]Exported[/green] {record.record_count:,} rows of {record.resource} "
+            f"({record.file_size:,} bytes) to {record.destination_path}"
+        )
+        out.print(f"sha256 {record.sha256}  run {record.run_id}")
+        if record.url:
+            out.print(f"download {record.url}", highlight=False)
+    else:
+        err.print(f"[red]Export failed[/red] (run {record.run_id}):\n{record.error}")
+
+
+@app.command("export-url", hidden=True)
+def export_url(
+    run_id: Annotated[str, typer.Argument(help="Id of a finished export run (ferry export prints it).")],
+    expires: Annotated[
+        Optional[int], typer.Option(help="Minutes the URL stays valid, 1-10080 (default: FERRY_DOWNLOAD_URL_MINUTES, 15).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print run_id, location, url and expires_at as JSON.")] = False,
+) -> None:
+    """Print a fresh download URL for the file of a finished export run, while the file exists (`ferry export url RUN_ID`)."""
+    from ferry.errors import ParameterError
+    from flows.reissue_url import _problems, reissue_download_url
+
+    problems = _problems(run_id, expires)
+    if problems:
+        fail(ParameterError(problems))
+    state = reissue_download_url(run_id, expires, return_state=True)
+    link = state.result(raise_on_failure=False)
+    if isinstance(link, BaseException):
+        err.print(f"[red]No download URL[/red] for run {run_id}:\n{link}")
+        raise typer.Exit(1)
+    if as_json:
+        print(link.model_dump_json(indent=2))
+        return
+    print(link.url)
+    err.print(f"{link.location}, valid until {link.expires_at.isoformat(timespec='seconds')}")
+
+
+# --- demo -----------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    workspace: Annotated[str, typer.Option(help="Demo workspace name.")] = "demo",
+    contacts: Annotated[int, typer.Option(help="Contacts to seed on first run.")] = 5_000,
+    events: Annotated[int, typer.Option(help="Events to seed on first run.")] = 20_000,
+) -> None:
+    """Seed the embedded store with demo data (once) and export its contacts as CSV."""
+    from sqlalchemy import select
+
+    from ferry.params import parse_request
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+    from ferry.store.schema import workspaces
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    engine = get_engine()
+    upgrade(engine)
+    with engine.connect() as conn:
+        exists = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).first()
+    if not exists:
+        added = seed_workspace(engine, workspace, SeedCounts(contacts=contacts, events=events))
+        out.print(f"Seeded workspace [bold]{workspace}[/bold]: {added['contacts']:,} contacts, {added['events']:,} events")
+    request = parse_request({"workspace": workspace, "resource": "contacts", "lists": ["vip", "newsletter"], "actor": "demo"})
+    record = _run_export(request, show_progress=True)
+    _print_record(record, as_json=False)
+    if record.status != "success":
+        raise typer.Exit(1)
+    out.print(f"\n[bold]Your export:[/bold] {record.destination_path}")
+    out.print(
+        "[bold]See the run in the Prefect UI:[/bold] run `.venv/bin/prefect server start`, then open "
+        f"http://127.0.0.1:4200/runs/flow-run/{record.run_id}"
+    )
+
+
+mount_jobs(app)  # jobs, runs, serve, worker, deploy
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,70 @@
+"""Value rules, each declared once: what an e-mail address, a phone number, a URL and a boolean look like.
+
+Import validation (vectorised, on Arrow arrays), mapping suggestions (which
+column holds e-mails?), export checks, notification addresses and the demo
+seeder all read these, so a value one of them accepts the others accept too.
+The patterns are RE2-compatible (Arrow's regex kernels use RE2).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+#: An e-mail address (matched case-insensitively): a local part of the usual
+#: characters, ``@``, and a domain of dot-separated labels.
+EMAIL = r"(?i)^[a-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)+$"
+#: Characters people put between a phone number's digits; stripped before :data:`PHONE` is checked.
+PHONE_SEPARATORS = r"[\s().\-/]"
+#: A phone number once its separators are gone: 5-15 digits (E.164 allows 15), optional leading ``+``.
+PHONE = r"^\+?[0-9]{5,15}$"
+#: A web address, with or without its scheme: ``https://example.com/x``, ``www.example.com``, ``example.com``.
+URL = r"(?i)^(https?://)?([a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1,5})?([/?#]\S*)?$"
+#: Words read as true / false (compared lower-cased and trimmed), including vendors' consent words.
+TRUE_WORDS = ("true", "t", "yes", "y", "1", "on", "x")
+FALSE_WORDS = ("false", "f", "no", "n", "0", "off")
+
+_EMAIL = re.compile(EMAIL)
+_PHONE = re.compile(PHONE)
+_PHONE_SEPARATORS = re.compile(PHONE_SEPARATORS)
+_URL = re.compile(URL)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_email(value: str) -> bool:
+    return bool(_EMAIL.match(value.strip()))
+
+
+def is_phone(value: str) -> bool:
+    return bool(_PHONE.match(_PHONE_SEPARATORS.sub("", value.strip())))
+
+
+def is_url(value: str) -> bool:
+    return bool(_URL.match(value.strip()))
+
+
+def is_boolean(value: str) -> bool:
+    return value.strip().lower() in TRUE_WORDS or value.strip().lower() in FALSE_WORDS
+
+
+def is_remote_source(source: str | Path) -> bool:
+    """True for ``scheme://...`` sources (URLs and block URIs), which the fetch stage downloads first.
+
+    Parameter checks use it to skip the local "file exists" test for such sources
+    (the download itself checks them, with errors that say which block or URL failed).
+    """
+    return bool(_SCHEME.match(str(source)))
+
+
+def shown_url(url: str) -> str:
+    """A URL fit for messages and logs: no userinfo, query or fragment (they may hold tokens)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

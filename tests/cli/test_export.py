@@ -1,0 +1,248 @@
+"""The ``ferry`` CLI: db init / db seed / export, with the contract's flags and JSON field names.
+
+Commands run in-process through typer's CliRunner, so flows use the session's
+Prefect server; stdout and stderr are read separately.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli.main import app
+
+CONTRACT = ("status", "record_count", "file_size", "destination_path", "sha256", "started_at", "completed_at", "error")
+
+runner = CliRunner()
+
+
+def ferry(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def seeded(empty_store, **counts) -> None:
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    seed_workspace(empty_store.engine, "acme", SeedCounts(**{"contacts": 30, "events": 50, "products": 5, **counts}), seed=4)
+
+
+@pytest.fixture
+def fresh_db(tmp_path, monkeypatch):
+    """A store URL that does not exist yet, made the configured store."""
+    from ferry.settings import reload_settings
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    monkeypatch.setenv("FERRY_DATABASE_URL", url)
+    reload_settings()
+    yield url
+    monkeypatch.undo()
+    reload_settings()
+
+
+def test_db_init_creates_the_schema(fresh_db):
+    result = ferry("db", "init")
+
+    assert result.exit_code == 0, result.output
+    assert "Store ready" in result.stdout
+    tables = set(sa.inspect(sa.create_engine(fresh_db)).get_table_names())
+    assert {"workspaces", "contacts", "events", "products", "audit_log", "localized_values"} <= tables
+    assert ferry("db", "init").exit_code == 0  # idempotent
+
+
+def test_db_seed_fills_a_workspace_with_the_asked_counts(fresh_db):
+    result = ferry("db", "seed", "--workspace", "demo-co", "--contacts", "40", "--events", "75", "--products", "3")
+
+    assert result.exit_code == 0, result.output
+    assert "Seeded workspace demo-co" in result.stdout and "40 contacts" in result.stdout and "75 events" in result.stdout
+    with sa.create_engine(fresh_db).connect() as conn:
+        counts = {
+            t: conn.execute(
+                sa.text(f"SELECT count(*) FROM {t} t JOIN workspaces w ON w.id = t.workspace_id WHERE w.slug = 'demo-co'")
+            ).scalar_one()
+            for t in ("contacts", "events", "products", "accounts")
+        }
+    assert counts == {"contacts": 40, "events": 75, "products": 3, "accounts": 2}
+
+
+def test_export_json_prints_the_record_with_the_contract_names(store, tmp_path):
+    result = ferry(
+        "export",
+        "contacts",
+        "--workspace",
+        "acme",
+        "--fields",
+        "email,first_name,lifetime_value",
+        "--filter",
+        "lifecycle_stage:eq:customer",
+        "--filter",
+        "lifetime_value:gte:100",
+        "--sort",
+        "lifetime_value:desc",
+        "--limit",
+        "5",
+        "--dest",
+        str(tmp_path),
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)  # stdout is the record and nothing else
+    assert set(CONTRACT) <= set(record)
+    assert record["status"] == "success" and record["error"] is None and record["record_count"] == 5
+    path = Path(record["destination_path"])
+    assert path.parent == tmp_path.resolve()
+    assert record["file_size"] == path.stat().st_size and record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["started_at"] <= record["completed_at"]
+    rows = list(csv.DictReader(path.open(newline="")))
+    values = [float(r["lifetime_value"]) for r in rows]
+    assert values == sorted(values, reverse=True) and min(values) >= 100
+
+
+def test_export_options_reach_the_file(empty_store, tmp_path):
+    seeded(empty_store)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"sku": "Artikel", "name": "Bezeichnung"}))
+
+    result = ferry(
+        "export",
+        "products",
+        "--workspace",
+        "acme",
+        "--fields",
+        "sku,name,catalog",
+        "--scope",
+        "language=de",
+        "--catalog",
+        "main",
+        "--include-variants",
+        "--delimiter",
+        ";",
+        "--labels",
+        str(labels),
+        "--gzip",
+        "--filename",
+        "{workspace}/{resource}",
+        "--dest",
+        str(tmp_path / "out"),
+        "--actor",
+        "cli-test",
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    path = Path(record["destination_path"])
+    assert path == (tmp_path / "out" / "acme" / "products.csv.gz").resolve()
+    rows = list(csv.reader(gzip.open(path, "rt", newline=""), delimiter=";"))
+    assert rows[0] == ["Artikel", "Bezeichnung", "catalog", "variant.sku", "variant.name", "variant.price", "variant.stock"]
+    assert all(r[1].endswith("(DE)") and r[2] == "main" for r in rows[1:]) and len(rows) - 1 == record["record_count"]
+
+
+def test_export_window_date_format_and_no_header(empty_store, tmp_path):
+    seeded(empty_store)
+
+    result = ferry(
+        "export",
+        "events",
+        "--workspace",
+        "acme",
+        "--fields",
+        "occurred_at,type",
+        "--from",
+        "2026-09-01",
+        "--to",
+        "2026-10-01",
+        "--activity-types",
+        "page_view,purchase",
+        "--date-format",
+        "L",
+        "--no-header",
+        "--dest",
+        str(tmp_path),
+        "--json",
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(open(json.loads(result.stdout)["destination_path"], newline="")))
+    assert rows and all(r[0][:2] in ("09", "10") and r[0].endswith("/2026") and r[1] in ("page_view", "purchase") for r in rows)
+
+
+def test_a_failed_export_exits_non_zero_with_the_failed_record(empty_store, tmp_path):
+    seeded(empty_store)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+
+    result = ferry("export", "contacts", "--workspace", "acme", "--dest", str(blocker / "sub"), "--json")
+
+    assert result.exit_code == 1
+    record = json.loads(result.stdout)
+    assert record["status"] == "failed" and "Cannot create folder" in record["error"] and record["destination_path"] is None
+
+    result = ferry("export", "contacts", "--workspace", "acme", "--dest", str(blocker / "sub"))
+    assert result.exit_code == 1 and "Export failed" in result.stderr
+
+
+def test_invalid_parameters_exit_2_listing_every_problem_before_any_run(empty_store, tmp_path):
+    result = ferry(
+        "export",
+        "events",
+        "--workspace",
+        "acme",
+        "--fields",
+        "nope",
+        "--filename",
+        "{oops}",
+        "--format",
+        "docx",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-03-01",
+        "--dest",
+        str(tmp_path),
+        "--json",
+    )
+
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    for expected in ("format='docx'",):
+        assert expected in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    result = ferry(
+        "export",
+        "events",
+        "--workspace",
+        "acme",
+        "--fields",
+        "nope",
+        "--filename",
+        "{oops}",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-03-01",
+        "--dest",
+        str(tmp_path),
+    )
+    assert result.exit_code == 2
+    for expected in ("fields[0]='nope'", "unknown placeholder {oops}", "at most 31 days"):
+        assert expected in result.stderr
+
+
+def test_bad_filter_scope_and_labels_are_usage_errors(empty_store, tmp_path):
+    assert ferry("export", "contacts", "--workspace", "acme", "--filter", "email").exit_code == 2
+    assert ferry("export", "products", "--workspace", "acme", "--scope", "language").exit_code == 2
+    assert ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "missing.json")).exit_code == 2
+    (tmp_path / "bad.json").write_text("{not json")
+    result = ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "bad.json"))
+    assert result.exit_code == 2 and "--labels" in result.stderr
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "list.json")).exit_code == 2

@@ -1,0 +1,464 @@
+"""Load stage on real SQLite and PostgreSQL: strategies x merge modes, in-file duplicates,
+references, uniqueness, dry runs, exact rollback, workspace isolation and a killed load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from imports.stages import ImportStore, load_errors, run_stages
+
+from ferry.errors import RollbackError
+from ferry.store import schema as s
+from tasks.imports.load import undo_import
+
+ROUTES = {"Email": "email", "First": "first_name", "Last": "last_name", "Title": "job_title"}
+EXISTING = {"Email": "ann@example.com", "First": "Ann", "Last": None, "Title": "CEO"}
+INCOMING = {"Email": "ANN@example.com ", "First": "Anna", "Last": "Lee", "Title": None}
+
+
+def seed(store: ImportStore, tmp_path, rows, routes=ROUTES, **options) -> str:
+    ws = store.workspace(options.pop("accounts", ()))
+    loaded, _, _ = run_stages(store, tmp_path, ws, rows, routes, **options)
+    assert loaded.committed and loaded.rejected_rows == 0
+    return ws
+
+
+def person(rows: list[dict], email: str) -> dict:
+    return next(r for r in rows if r["email"] == email)
+
+
+# --- strategy x merge mode against a record in the store ---------------------------------------
+
+EXPECTED = {
+    ("update", "overwrite"): ("Anna", "Lee", None),
+    ("update", "prefer_import"): ("Anna", "Lee", "CEO"),
+    ("update", "fill_empty"): ("Ann", "Lee", "CEO"),
+    ("skip", "overwrite"): ("Ann", None, "CEO"),
+    ("skip", "prefer_import"): ("Ann", None, "CEO"),
+    ("skip", "fill_empty"): ("Ann", None, "CEO"),
+}
+
+
+@pytest.mark.parametrize("merge", ["overwrite", "prefer_import", "fill_empty"])
+@pytest.mark.parametrize("duplicates", ["skip", "update", "create"])
+def test_strategy_and_merge_mode_against_the_store(istore, tmp_path, duplicates, merge):
+    ws = seed(istore, tmp_path, [EXISTING])
+    before = istore.rows(ws)
+    loaded, _, run_id = run_stages(
+        istore, tmp_path, ws, [INCOMING, {"Email": "new@example.com", "First": "Neu"}], ROUTES, duplicates=duplicates, merge=merge
+    )
+    after = istore.rows(ws)
+
+    assert loaded.committed
+    assert loaded.created_rows == 1 and person(after, "new@example.com")["first_name"] == "Neu"
+    if duplicates == "create":  # e-mail is unique in the store: a second record cannot be created
+        assert loaded.rejected_rows == 1 and loaded.updated_rows == 0
+        [error] = load_errors(loaded)
+        assert (error["row"], error["field"], error["value"], error["check"]) == (2, "email", "ann@example.com", "unique")
+        assert "already used by another contacts record" in error["error"]
+        assert person(after, "ann@example.com") == person(before, "ann@example.com")
+        return
+    ann = person(after, "ann@example.com")
+    assert (ann["first_name"], ann["last_name"], ann["job_title"]) == EXPECTED[(duplicates, merge)]
+    assert ann["id"] == person(before, "ann@example.com")["id"]
+    if duplicates == "update":
+        assert (loaded.updated_rows, loaded.skipped_rows) == (1, 0)
+        assert loaded.samples["update"][0]["row"] == 2 and loaded.samples["update"][0]["record_id"] == ann["id"]
+        assert ann["updated_at"] != person(before, "ann@example.com")["updated_at"]
+    else:
+        assert (loaded.updated_rows, loaded.skipped_rows) == (0, 1)
+        assert loaded.samples["skip"] == [
+            {"row": 2, "email": "ann@example.com", "record_id": ann["id"], "reason": "matches an existing record"}
+        ]
+        assert ann == person(before, "ann@example.com")
+
+
+def test_update_that_changes_nothing_is_skipped_and_not_recorded(istore, tmp_path):
+    ws = seed(istore, tmp_path, [EXISTING])
+    before = istore.rows(ws)
+    loaded, _, run_id = run_stages(istore, tmp_path, ws, [dict(EXISTING, Email=" Ann@Example.com")], ROUTES, duplicates="update")
+
+    assert (loaded.updated_rows, loaded.skipped_rows) == (0, 1)
+    assert loaded.samples["skip"][0]["reason"] == "matches an existing record; nothing changes"
+    assert istore.rows(ws) == before
+
+
+# --- duplicates inside the file: the same rules -------------------------------------------------
+
+IN_FILE = [
+    {"Email": "dup@example.com", "First": "A", "Title": None},
+    {"Email": "DUP@example.com", "First": None, "Title": "X"},
+    {"Email": "dup@example.com", "First": "C", "Title": None},
+]
+
+
+@pytest.mark.parametrize(
+    ("duplicates", "merge", "expected"),
+    [
+        ("skip", "prefer_import", ("A", None)),
+        ("update", "prefer_import", ("C", "X")),
+        ("update", "fill_empty", ("A", "X")),
+        ("update", "overwrite", ("C", None)),
+    ],
+)
+def test_duplicates_inside_the_file_follow_the_strategy(istore, tmp_path, duplicates, merge, expected):
+    ws = istore.workspace()
+    loaded, _, _ = run_stages(istore, tmp_path, ws, IN_FILE, ROUTES, duplicates=duplicates, merge=merge)
+
+    rows = istore.rows(ws)
+    assert len(rows) == 1 and (rows[0]["first_name"], rows[0]["job_title"]) == expected
+    assert (loaded.created_rows, loaded.updated_rows, loaded.skipped_rows, loaded.rejected_rows) == (1, 0, 2, 0)
+    how = "merged into row 2" if duplicates == "update" else "repeats the match values of row 2"
+    assert loaded.samples["skip"] == [{"row": 3, "reason": how}, {"row": 4, "reason": how}]
+
+
+def test_in_file_duplicates_with_create_are_unique_errors(istore, tmp_path):
+    ws = istore.workspace()
+    loaded, _, _ = run_stages(istore, tmp_path, ws, IN_FILE, ROUTES, duplicates="create")
+
+    assert (loaded.created_rows, loaded.rejected_rows) == (1, 2)
+    assert [(e["row"], e["field"], e["error"]) for e in load_errors(loaded)] == [
+        (3, "email", "the same value is in row 2"),
+        (4, "email", "the same value is in row 2"),
+    ]
+
+
+def test_in_file_duplicate_of_a_stored_record_updates_it_once(istore, tmp_path):
+    ws = seed(istore, tmp_path, [EXISTING])
+    loaded, _, _ = run_stages(
+        istore,
+        tmp_path,
+        ws,
+        [dict(INCOMING, Title="CTO"), dict(INCOMING, First=None, Title="CFO")],
+        ROUTES,
+        duplicates="update",
+        merge="prefer_import",
+    )
+    ann = istore.rows(ws)[0]
+    assert (ann["first_name"], ann["last_name"], ann["job_title"]) == ("Anna", "Lee", "CFO")
+    assert (loaded.created_rows, loaded.updated_rows, loaded.skipped_rows) == (0, 1, 1)
+
+
+# --- uniqueness of other unique fields, required fields, ambiguous matches ---------------------------
+
+
+def test_unique_fields_other_than_the_match_are_checked_in_the_file_and_the_store(istore, tmp_path):
+    routes = {**ROUTES, "Ext": "external_id"}
+    ws = seed(istore, tmp_path, [{"Email": "old@example.com", "Ext": "E-1"}], routes)
+    rows = [
+        {"Email": "a@example.com", "Ext": "E-2"},
+        {"Email": "b@example.com", "Ext": "E-2"},  # same external id as row 2, another person
+        {"Email": "c@example.com", "Ext": "E-1"},  # external id of the stored record
+        {"Email": "a@example.com", "Ext": "E-2"},  # the same person as row 2 again: a duplicate, not an error
+    ]
+    loaded, _, _ = run_stages(istore, tmp_path, ws, rows, routes, duplicates="update")
+
+    assert [(e["row"], e["field"], e["value"], e["check"]) for e in load_errors(loaded)] == [
+        (3, "external_id", "E-2", "unique"),
+        (4, "external_id", "E-1", "unique"),
+    ]
+    assert "already used by another contacts record" in load_errors(loaded)[1]["error"]
+    assert (loaded.created_rows, loaded.skipped_rows, loaded.rejected_rows) == (1, 1, 2)
+    assert sorted(r["email"] for r in istore.rows(ws)) == ["a@example.com", "old@example.com"]
+
+
+def test_required_field_not_mapped_rejects_only_rows_that_would_create(istore, tmp_path):
+    ws = seed(istore, tmp_path, [{"Email": "x@example.com", "Ext": "E-1", "First": "X"}], {**ROUTES, "Ext": "external_id"})
+    loaded, _, _ = run_stages(
+        istore,
+        tmp_path,
+        ws,
+        [{"Ext": "E-1", "First": "Xavier"}, {"Ext": "E-9", "First": "Nobody"}],
+        {"Ext": "external_id", "First": "first_name"},
+        duplicates="update",
+        match=["external_id"],
+    )
+
+    assert (loaded.updated_rows, loaded.created_rows, loaded.rejected_rows) == (1, 0, 1)
+    [error] = load_errors(loaded)
+    assert (error["row"], error["field"], error["check"]) == (3, "email", "required")
+    assert istore.rows(ws)[0]["first_name"] == "Xavier"
+
+
+def test_match_on_a_non_unique_field_rejects_ambiguous_rows(istore, tmp_path):
+    ws = seed(
+        istore,
+        tmp_path,
+        [
+            {"Email": "p1@example.com", "Last": "Smith"},
+            {"Email": "p2@example.com", "Last": "Smith"},
+            {"Email": "p3@example.com", "Last": "Jones"},
+        ],
+    )
+    loaded, _, _ = run_stages(
+        istore,
+        tmp_path,
+        ws,
+        [{"Last": "Smith", "Title": "Dr"}, {"Last": "Jones", "Title": "Prof"}],
+        {"Last": "last_name", "Title": "job_title"},
+        duplicates="update",
+        match=["last_name"],
+    )
+
+    [error] = load_errors(loaded)
+    assert (error["row"], error["check"]) == (2, "match") and "matches 2 existing records" in error["error"]
+    assert loaded.updated_rows == 1 and person(istore.rows(ws), "p3@example.com")["job_title"] == "Prof"
+
+
+# --- references -------------------------------------------------------------------------
+
+
+def test_references_resolve_and_missing_ones_are_warnings(istore, tmp_path):
+    ws = istore.workspace(accounts=("Acme",))
+    rows = [
+        {"Email": "a@example.com", "Company": "Acme"},
+        {"Email": "b@example.com", "Company": "Newco"},
+        {"Email": "c@example.com", "Company": "Newco"},
+    ]
+    loaded, _, _ = run_stages(istore, tmp_path, ws, rows, {"Email": "email", "Company": "company"})
+
+    accounts = {a["name"]: a["id"] for a in istore.rows(ws, "accounts")}
+    assert list(accounts) == ["Acme"]
+    assert [r["company_id"] for r in istore.rows(ws)] == [accounts["Acme"], None, None]
+    assert loaded.reference_warnings == [
+        {
+            "field": "company",
+            "resource": "accounts",
+            "key": "name",
+            "rows": 2,
+            "unresolved_count": 1,
+            "values": [{"value": "Newco", "rows": 2}],
+            "action": "loaded as empty",
+        }
+    ]
+    assert loaded.created_rows == 3 and loaded.rejected_rows == 0
+
+
+def test_create_missing_references_creates_them_once_and_rollback_removes_them(istore, tmp_path):
+    ws = istore.workspace(accounts=("Acme",))
+    rows = [
+        {"Email": "a@example.com", "Company": "Acme"},
+        {"Email": "b@example.com", "Company": "Newco"},
+        {"Email": "c@example.com", "Company": " Newco "},
+    ]
+    loaded, _, run_id = run_stages(istore, tmp_path, ws, rows, {"Email": "email", "Company": "company"}, create_missing_references=True)
+
+    accounts = {a["name"]: a["id"] for a in istore.rows(ws, "accounts")}
+    assert sorted(accounts) == ["Acme", "Newco"] and loaded.created_references == {"accounts": 1}
+    assert [r["company_id"] for r in istore.rows(ws)] == [accounts["Acme"], accounts["Newco"], accounts["Newco"]]
+    assert loaded.reference_warnings == []
+
+    done = undo_import(istore.engine, run_id, "tester")
+    assert (done.deleted_rows, done.deleted_references) == (3, {"accounts": 1})
+    assert [a["name"] for a in istore.rows(ws, "accounts")] == ["Acme"] and istore.rows(ws) == []
+
+
+def test_a_required_reference_that_does_not_resolve_rejects_the_row(istore, tmp_path):
+    ws = istore.workspace()
+    with istore.engine.begin() as conn:
+        wid = conn.execute(sa.select(sa.text("id")).select_from(sa.text("workspaces")).where(sa.text("slug = :s")), {"s": ws}).scalar_one()
+        conn.execute(sa.text("INSERT INTO catalogs (workspace_id, key, name) VALUES (:w, 'main', 'Main')"), {"w": wid})
+    rows = [{"SKU": "S-1", "Name": "Tent", "Catalog": "main"}, {"SKU": "S-2", "Name": "Cup", "Catalog": "nope"}]
+    loaded, _, _ = run_stages(istore, tmp_path, ws, rows, {"SKU": "sku", "Name": "name", "Catalog": "catalog"}, resource="products")
+
+    assert (loaded.created_rows, loaded.rejected_rows) == (1, 1)
+    [error] = load_errors(loaded)
+    assert (error["row"], error["field"], error["value"], error["check"]) == (3, "catalog", "nope", "reference")
+    assert loaded.reference_warnings[0]["action"] == "rejected (required)"
+
+
+# --- dry run, rollback, isolation ---------------------------------------------------------------
+
+
+def test_dry_run_reports_exact_counts_and_changes_nothing(istore, tmp_path):
+    ws = seed(istore, tmp_path, [EXISTING, {"Email": "keep@example.com", "First": "K"}])
+    before = istore.rows(ws)
+    ledger = ("import_runs", "import_created_ranges", "import_images_contacts")
+    ledger_before = [istore.count(t) for t in ledger]
+    rows = [INCOMING, {"Email": "new@example.com"}, {"Email": "keep@example.com", "First": "K"}, {"Email": "new@example.com", "First": "N"}]
+    dry, _, dry_id = run_stages(istore, tmp_path, ws, rows, ROUTES, duplicates="update", dry_run=True)
+
+    assert not dry.committed
+    assert istore.rows(ws) == before
+    assert [istore.count(t) for t in ledger] == ledger_before
+    with pytest.raises(RollbackError, match="No committed import"):
+        undo_import(istore.engine, dry_id, "tester")
+    real, _, _ = run_stages(istore, tmp_path, ws, rows, ROUTES, duplicates="update")
+    assert (dry.created_rows, dry.updated_rows, dry.skipped_rows) == (real.created_rows, real.updated_rows, real.skipped_rows) == (1, 1, 2)
+    assert dry.samples == real.samples
+
+
+def test_rollback_restores_updated_rows_exactly_and_deletes_created_ones(istore, tmp_path):
+    routes = {
+        **ROUTES,
+        "Mobile": "phone.mobile",
+        "City": "address.city",
+        "LTV": "lifetime_value",
+        "Born": "lifecycle_stage",
+        "Opt": "email_consent",
+        "Tags": "tags",
+    }
+    ws = seed(
+        istore,
+        tmp_path,
+        [
+            {
+                "Email": "a@example.com",
+                "First": "A",
+                "Mobile": "+15551230001",
+                "City": "Berlin",
+                "LTV": "0.1",
+                "Born": "lead",
+                "Opt": "yes",
+                "Tags": '["vip", "beta"]',
+            },
+            {"Email": "b@example.com", "First": "B", "LTV": "12.3456789012345"},
+        ],
+        routes,
+    )
+    before = istore.rows(ws)
+    loaded, _, run_id = run_stages(
+        istore,
+        tmp_path,
+        ws,
+        [
+            {
+                "Email": "a@example.com",
+                "First": "Zed",
+                "Mobile": None,
+                "City": "Paris",
+                "LTV": "0.30000000000000004",
+                "Born": "customer",
+                "Opt": "no",
+                "Tags": "x, y",
+            },
+            {"Email": "c@example.com", "First": "C"},
+        ],
+        routes,
+        duplicates="update",
+        merge="overwrite",
+    )
+    assert (loaded.updated_rows, loaded.created_rows) == (1, 1)
+    assert person(istore.rows(ws), "a@example.com")["address_city"] == "Paris"
+
+    done = undo_import(istore.engine, run_id, "tester")
+
+    assert (done.restored_rows, done.deleted_rows) == (1, 1)
+    assert istore.rows(ws) == before
+    with pytest.raises(RollbackError, match="already rolled back"):
+        undo_import(istore.engine, run_id, "tester")
+
+
+def test_rollback_refuses_when_a_record_changed_since(istore, tmp_path):
+    ws = seed(istore, tmp_path, [EXISTING])
+    _, _, first = run_stages(istore, tmp_path, ws, [INCOMING, {"Email": "new@example.com"}], ROUTES, duplicates="update")
+    snapshot = istore.rows(ws)
+    _, _, second = run_stages(istore, tmp_path, ws, [dict(INCOMING, Title="Boss")], ROUTES, duplicates="update")
+
+    with pytest.raises(RollbackError, match="1 updated contacts record") as refused:
+        undo_import(istore.engine, first, "tester")
+    assert "Nothing was changed" in str(refused.value)
+    undo_import(istore.engine, second, "tester")  # undo the later import first ...
+    assert istore.rows(ws) == snapshot
+    undo_import(istore.engine, first, "tester")  # ... then the earlier one is exact again
+    assert [(r["email"], r["first_name"], r["job_title"]) for r in istore.rows(ws)] == [("ann@example.com", "Ann", "CEO")]
+
+
+@pytest.mark.parametrize("import_store", ["postgresql"], indirect=True)  # SQLite has one writer at a time: ids never interleave
+def test_rollback_deletes_only_the_ids_the_import_created_when_other_writers_take_ids_in_between(istore, tmp_path):
+    """PostgreSQL hands out ids to every session at once, so a concurrent writer can take ids between
+    an import's ids: the ledger keeps runs of ids, and rollback must leave the other writer's record."""
+    ws = istore.workspace()
+    with istore.engine.begin() as conn:  # every other id goes to "another session"
+        conn.exec_driver_sql("ALTER SEQUENCE contacts_id_seq INCREMENT BY 2")
+    try:
+        loaded, _, run_id = run_stages(istore, tmp_path, ws, [{"Email": f"n{i}@example.com"} for i in range(5)], ROUTES)
+    finally:
+        with istore.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER SEQUENCE contacts_id_seq INCREMENT BY 1")
+    ids = [r["id"] for r in istore.rows(ws)]
+    assert loaded.created_rows == 5 and ids == list(range(ids[0], ids[0] + 10, 2))
+    with istore.engine.begin() as conn:
+        ws_id = conn.execute(sa.select(s.workspaces.c.id).where(s.workspaces.c.slug == ws)).scalar_one()
+        conn.execute(sa.insert(s.contacts).values(id=ids[0] + 1, workspace_id=ws_id, email="other@example.com"))
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(s.import_created).where(s.import_created.c.run_id == run_id)).scalar_one()
+            == 5
+        )
+
+    done = undo_import(istore.engine, run_id, "tester")
+
+    assert done.deleted_rows == 5
+    assert [(r["id"], r["email"]) for r in istore.rows(ws)] == [(ids[0] + 1, "other@example.com")]
+
+
+def test_workspaces_are_isolated(istore, tmp_path):
+    one = seed(istore, tmp_path, [EXISTING])
+    two = istore.workspace()
+    loaded, _, _ = run_stages(istore, tmp_path, two, [INCOMING], ROUTES, duplicates="update")
+
+    assert loaded.created_rows == 1 and loaded.updated_rows == 0
+    assert person(istore.rows(one), "ann@example.com")["first_name"] == "Ann"
+    assert person(istore.rows(two), "ann@example.com")["first_name"] == "Anna"
+
+
+# --- a killed load leaves nothing -----------------------------------------------------------------
+
+CRASH_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[4])
+    from imports.stages import ImportStore, run_stages
+    from ferry.store.engine import make_engine
+    store = ImportStore(sys.argv[1], sys.argv[2], make_engine(sys.argv[2]))
+    rows = [{"Email": f"p{i}@example.com", "First": "Crash", "Company": "Crashco"} for i in range(2000)]
+    rows.append({"Email": "ann@example.com", "First": "Overwritten", "Company": "Crashco"})
+    run_stages(store, Path(sys.argv[3]), sys.argv[5], rows, {"Email": "email", "First": "first_name", "Company": "company"},
+               duplicates="update", merge="overwrite", create_missing_references=True)
+""")
+
+
+def test_a_load_killed_mid_transaction_changes_nothing_and_can_be_retried(istore, tmp_path):
+    ws = seed(istore, tmp_path, [EXISTING])
+    before = {t: istore.rows(ws, t) for t in ("contacts", "accounts")}
+    ledger_before = [istore.count(t) for t in ("import_runs", "import_created_ranges", "import_images_contacts")]
+    marker = tmp_path / "paused"
+    env = {**os.environ, "FERRY_IMPORT_PAUSE_AT": "merged", "FERRY_IMPORT_PAUSE_FILE": str(marker)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, istore.kind, istore.url, str(tmp_path), str(Path(__file__).parents[1]), ws],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read().decode()
+        assert time.monotonic() < deadline, "the load never reached its pause point"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # after every INSERT and UPDATE of the load, before its COMMIT
+    proc.wait(timeout=30)
+
+    assert {t: istore.rows(ws, t) for t in ("contacts", "accounts")} == before
+    assert [istore.count(t) for t in ("import_runs", "import_created_ranges", "import_images_contacts")] == ledger_before
+
+    rows = [{"Email": f"p{i}@example.com", "First": "Crash", "Company": "Crashco"} for i in range(2000)]
+    rows.append({"Email": "ann@example.com", "First": "Overwritten", "Company": "Crashco"})
+    retried, _, _ = run_stages(
+        istore,
+        tmp_path,
+        ws,
+        rows,
+        {"Email": "email", "First": "first_name", "Company": "company"},
+        duplicates="update",
+        merge="overwrite",
+        create_missing_references=True,
+    )
+    assert (retried.created_rows, retried.updated_rows, retried.created_references) == (2000, 1, {"accounts": 1})

@@ -1,0 +1,110 @@
+"""Imports from remote sources: an http(s) URL (SSRF guard, allow-list) and a saved SFTP block, with notices."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from servers.sftp import sftp_block
+from typer.testing import CliRunner
+
+from blocks.webhook import Webhook
+from cli.main import app
+from ferry.import_params import ImportRequest
+from ferry.settings import reload_settings
+from flows.import_ import import_data
+
+CSV = b"Email,First Name\nada@example.com,Ada\nalan@example.com,Alan\n"
+MAPPING = [{"sourceColumn": "Email", "targetFieldSlug": "email"}, {"sourceColumn": "First Name", "targetFieldSlug": "first_name"}]
+sqlite_only = pytest.mark.parametrize("import_store", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def allow_loopback(monkeypatch):
+    monkeypatch.setenv("FERRY_IMPORT_URL_ALLOW", "127.0.0.1/32")
+    reload_settings()
+    yield
+    monkeypatch.delenv("FERRY_IMPORT_URL_ALLOW")
+    reload_settings()
+
+
+@sqlite_only
+def test_cli_imports_an_allowed_url_and_notifies(istore, allow_loopback, httpserver_ipv4, tmp_path):
+    httpserver_ipv4.expect_request("/exports/contacts.csv").respond_with_data(CSV, content_type="text/csv")
+    httpserver_ipv4.expect_request("/done", method="POST").respond_with_data("ok")
+    hook = f"import-hook-{uuid.uuid4().hex[:6]}"
+    Webhook(url=httpserver_ipv4.url_for("/done"), secret="k").save(hook)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps(MAPPING))
+    ws = istore.workspace()
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "import",
+            "run",
+            httpserver_ipv4.url_for("/exports/contacts.csv?signature=Url-Token-5"),
+            "--resource",
+            "contacts",
+            "--workspace",
+            ws,
+            "--mapping",
+            str(mapping),
+            "--notify-webhook",
+            hook,
+            "--json",
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    record, _ = json.JSONDecoder().raw_decode(result.output[result.output.index('{\n  "run_id"') :])
+    assert record["status"] == "success" and record["created_rows"] == 2
+    assert record["source"] == httpserver_ipv4.url_for("/exports/contacts.csv").split("?")[0]
+    assert "Url-Token-5" not in result.output.split('"run_id"', 1)[1]
+    notice = json.loads([r for r, _ in httpserver_ipv4.log if r.path == "/done"][0].get_data())
+    assert notice["event"] == "import.success" and notice["record"]["created_rows"] == 2
+    assert istore.count("contacts", ws) == 2
+
+
+@sqlite_only
+def test_url_import_to_loopback_is_refused_without_the_allow_list(istore, httpserver_ipv4):
+    httpserver_ipv4.expect_request("/contacts.csv").respond_with_data(CSV)
+
+    state = import_data(
+        ImportRequest(source=httpserver_ipv4.url_for("/contacts.csv"), resource="contacts", workspace=istore.workspace(), mapping=MAPPING),
+        return_state=True,
+    )
+    record = state.result(raise_on_failure=False)
+
+    assert state.is_failed() and record.status == "failed"
+    assert "loopback address" in record.error and "FERRY_IMPORT_URL_ALLOW" in record.error
+    assert httpserver_ipv4.log == []
+
+
+@sqlite_only
+def test_import_reads_through_a_saved_sftp_block(istore, sftp_server):
+    folder, name = f"in-{uuid.uuid4().hex[:6]}", f"import-sftp-{uuid.uuid4().hex[:6]}"
+    (sftp_server.root / folder).mkdir()
+    (sftp_server.root / folder / "contacts.csv").write_bytes(CSV)
+    sftp_block(sftp_server, folder=folder).save(name)
+    ws = istore.workspace()
+
+    state = import_data(
+        ImportRequest(source=f"sftp://{name}/contacts.csv", resource="contacts", workspace=ws, mapping=MAPPING), return_state=True
+    )
+    record = state.result(raise_on_failure=False)
+
+    assert state.is_completed(), record.error
+    assert record.created_rows == 2 and record.source == f"sftp://{name}/contacts.csv"
+    assert istore.count("contacts", ws) == 2
+
+
+@sqlite_only
+def test_unknown_source_schemes_are_parameter_problems(istore):
+    state = import_data(
+        ImportRequest(source="gopher://x/contacts.csv", resource="contacts", workspace=istore.workspace(), mapping=MAPPING),
+        return_state=True,
+    )
+    record = state.result(raise_on_failure=False)
+    assert state.is_failed() and "no block reads gopher:// sources" in record.error
