@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.sql import ColumnElement
 
 from ferry import catalog
-from ferry.catalog import FieldType, Resource
+from ferry.catalog import FieldType, Resource, arrow_type
 from ferry.errors import ParameterError, Problem, StoreError
 from ferry.params import (
     ANALYTICS_DIMENSIONS,
@@ -58,20 +58,13 @@ from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.engine import get_engine, workspace_id
 
-ARROW_TYPES = {
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
-}
 JSON_TYPE = "ferry.json"
 
 
 def arrow_field(col: OutputColumn) -> pa.Field:
     """The Arrow field of an output column; JSON columns are tagged so serializers embed them."""
     metadata = {"ferry.type": col.type.value}
-    return pa.field(col.key, ARROW_TYPES.get(col.type, pa.string()), metadata=metadata)
+    return pa.field(col.key, arrow_type(col.type), metadata=metadata)
 
 
 def arrow_schema(columns: list[OutputColumn]) -> pa.Schema:

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ferry.catalog import FieldType
+from ferry.catalog import FieldType, arrow_type
 from ferry.errors import ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
@@ -81,17 +81,9 @@ MESSAGES = {
     FieldType.JSON: "not valid JSON",
 }
 
-ARROW_TYPES = {
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us"),  # naive UTC, as the store keeps it
-}
-
 
 def stage_type(col: PlannedColumn) -> pa.DataType:
-    return ARROW_TYPES.get(col.type, pa.string())
+    return arrow_type(col.type, naive_utc=True)
 
 
 # --- coercion: one function checks and converts ------------------------------------
@@ -234,7 +226,7 @@ def coerce_column(raw: pa.Array, col: PlannedColumn, resource: str) -> Coerced:
         good = _null_where(cleaned, bad)
         if kind is FieldType.INTEGER:
             good = pc.replace_substring_regex(good, r"\.0+$", "")
-        values = pc.cast(good, ARROW_TYPES[kind])
+        values = pc.cast(good, arrow_type(kind, naive_utc=True))
         if kind is FieldType.NUMBER:  # 1e999 parses as inf: not a number a store should keep
             inf = _mask(pc.is_inf(values))
             bad = pc.or_(bad, inf)
