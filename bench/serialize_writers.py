@@ -86,7 +86,8 @@ def main(rows: int, fields: list[str] | None, only: list[str] | None = None) -> 
 
 
 def _run(work: Path, rows: int, fields: list[str] | None, only: list[str] | None) -> None:
-    from ferry.params import ExportRequest, output_columns
+    from ferry.columns import output_columns
+    from ferry.params import ExportRequest
     from ferry.spool import read_spool, spool_schema, write_spool
     from ferry.store.engine import get_engine
     from ferry.store.migrate import upgrade

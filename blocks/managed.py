@@ -54,24 +54,19 @@ class ManagedStorage(Destination):
             reference=settings.managed_destination or None, folder=str(default_folder), retention_days=settings.managed_retention_days
         )
 
+    def use(self, inner: Destination) -> ManagedStorage:
+        """Set the destination that holds the files (``blocks.registry.managed_storage`` resolves it)."""
+        if isinstance(inner, ManagedStorage):
+            raise DestinationError("Managed storage cannot point at itself.", "Set FERRY_MANAGED_DESTINATION to a block reference.")
+        self._inner = inner
+        return self
+
     def inner(self) -> Destination:
-        """The destination that holds the files (resolved once)."""
+        """The destination that holds the files: the one set with :meth:`use`, else the local folder."""
         if self._inner is None:
-            if self.reference:
-                from blocks.registry import resolve_destination
+            from blocks.local_directory import LocalDirectory
 
-                if "/" not in self.reference:
-                    from blocks.local_directory import LocalDirectory
-
-                    self._inner = LocalDirectory(path=self.reference)
-                else:
-                    self._inner = resolve_destination(self.reference, Path(self.folder))
-                if isinstance(self._inner, ManagedStorage):
-                    raise DestinationError("Managed storage cannot point at itself.", "Set FERRY_MANAGED_DESTINATION to a block reference.")
-            else:
-                from blocks.local_directory import LocalDirectory
-
-                self._inner = LocalDirectory(path=self.folder)
+            self._inner = LocalDirectory(path=self.reference if self.reference and "/" not in self.reference else self.folder)
         return self._inner
 
     def describe(self) -> str:

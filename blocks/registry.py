@@ -81,9 +81,7 @@ DESTINATIONS: dict[str, DestinationKind] = {
 def resolve_destination(reference: str | None, default_folder: Path) -> Destination:
     """``None`` -> managed storage; ``SLUG/NAME`` -> a saved block; anything else -> a folder path."""
     if reference is None:
-        from blocks.managed import ManagedStorage
-
-        return ManagedStorage.from_settings(default_folder)
+        return managed_storage(default_folder)
     match = re.fullmatch(r"([a-z0-9-]+)/([^/]+)", reference)
     if match and match.group(1) in DESTINATIONS:
         slug, name = match.groups()
@@ -107,3 +105,13 @@ def resolve_destination(reference: str | None, default_folder: Path) -> Destinat
     from blocks.local_directory import LocalDirectory
 
     return LocalDirectory(path=reference)
+
+
+def managed_storage(default_folder: Path):
+    """Ferry's managed storage (settings ``FERRY_MANAGED_*``), its inner destination resolved here."""
+    from blocks.managed import ManagedStorage
+
+    storage = ManagedStorage.from_settings(default_folder)
+    if storage.reference and "/" in storage.reference:
+        storage.use(resolve_destination(storage.reference, default_folder))
+    return storage

@@ -54,3 +54,17 @@ def parse_filter(value: str) -> dict:
         raise typer.BadParameter(f"{value!r} is not FIELD:OP[:VALUE]", param_hint="--filter")
     parsed: object = raw.split("|") if op in ("in", "not_in") else (raw if raw != "" else None)
     return {"field": field, "op": op, "value": parsed}
+
+
+def require_server() -> None:
+    """Jobs need a long-lived Prefect server: the scheduler lives there, and serve/workers must share it."""
+    from deployments.adhoc import server_configured
+
+    if not server_configured():
+        fail(
+            FerryError(
+                "No Prefect server is configured (PREFECT_API_URL is not set).",
+                "Start one (`prefect server start`, on PostgreSQL for real use) and "
+                "`export PREFECT_API_URL=http://HOST:4200/api` for ferry serve/worker and the CLI alike.",
+            )
+        )

@@ -37,10 +37,10 @@ def preview_command(
     encoding: EncodingOpt = None,
 ) -> None:
     """Show what a file is (format, encoding, delimiter), its columns, sample rows and row count."""
-    from tasks.imports.parse import preview
+    from deployments.service import preview_file
 
     try:
-        result = preview(file, sample_rows=rows, encoding=encoding)
+        result = preview_file(file, sample_rows=rows, encoding=encoding)
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -90,14 +90,10 @@ def suggest_mapping_command(
     encoding: EncodingOpt = None,
 ) -> None:
     """Suggest the target field (phone type, address part) of each column, with a confidence from 0 to 1."""
-    from tasks.imports.map import suggest_mapping, target_fields
-    from tasks.imports.parse import sample, sniff
+    from deployments.service import suggest_file_mapping
 
     try:
-        info = sniff(file, encoding=encoding)
-        rows, _, _, _ = sample(info, 200)
-        mapping = suggest_mapping(info, rows, resource, workspace=workspace)
-        fields = target_fields(resource)
+        mapping, fields = suggest_file_mapping(file, resource, workspace=workspace, encoding=encoding)
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -153,10 +149,10 @@ def validate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check every row of a file against the catalog without touching any workspace."""
-    from flows.import_ import validate_file
+    from deployments.service import check_import_file
 
     try:
-        report = validate_file(file, resource, mapping=_load_mapping(mapping), auto_map=auto_map, max_errors=max_errors)
+        report = check_import_file(file, resource, mapping=_load_mapping(mapping), auto_map=auto_map, max_errors=max_errors)
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -250,25 +246,11 @@ def run_command(
 
 
 def _run_import(request, show_progress: bool):
+    from deployments.service import run_import
     from ferry import progress
-    from ferry.records import ImportRecord
-    from flows.import_ import import_data
 
     with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
-        state = import_data(request, return_state=True)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, ImportRecord):
-        return result
-    return ImportRecord(
-        run_id=str(state.state_details.flow_run_id),
-        status="failed",
-        resource=request.resource,
-        workspace=request.workspace,
-        source=request.source,
-        dry_run=request.dry_run,
-        started_at=state.timestamp,
-        error=str(result),
-    )
+        return run_import(request)
 
 
 def _print_import(record, as_json: bool) -> None:
@@ -318,21 +300,20 @@ def rollback_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rollback record as JSON.")] = False,
 ) -> None:
     """Undo one import exactly: delete what it created, restore what it updated (refuses if records changed since)."""
-    from flows.rollback import rollback_import
+    from deployments.service import roll_back_import
 
-    state = rollback_import(run_id, actor, return_state=True)
-    record = state.result(raise_on_failure=False)
+    record = roll_back_import(run_id, actor)
     if as_json:
-        print(record.model_dump_json(indent=2) if hasattr(record, "model_dump_json") else json.dumps({"error": str(record)}))
-    elif getattr(record, "status", "failed") == "success":
+        print(record.model_dump_json(indent=2))
+    elif record.status == "success":
         out.print(
             f"[green]Rolled back[/green] import {run_id}: deleted {record.deleted_rows:,} created {record.resource}, "
             f"restored {record.restored_rows:,} updated"
             + (f", deleted references {record.deleted_references}" if record.deleted_references else "")
         )
     else:
-        err.print(f"[red]Rollback refused[/red]: {getattr(record, 'error', record)}", soft_wrap=True)
-    if getattr(record, "status", "failed") != "success":
+        err.print(f"[red]Rollback refused[/red]: {record.error}", soft_wrap=True)
+    if record.status != "success":
         raise typer.Exit(1)
 
 

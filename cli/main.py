@@ -18,7 +18,8 @@ from typer.core import TyperGroup
 from cli.blocks import blocks_app
 from cli.console import err, fail, out, parse_filter, parse_pairs, split_list
 from cli.imports import import_app
-from cli.jobs import mount_jobs
+from cli.jobs import jobs_app
+from cli.runs import mount_runs
 from ferry.errors import FerryError
 
 
@@ -197,28 +198,11 @@ def _read_labels(path: Path) -> dict:
 
 
 def _run_export(request, show_progress: bool):
-    from deployments.adhoc import export_via_deployment
+    from deployments.service import run_export
     from ferry import progress
-    from flows.export import export_data
 
-    if (record := export_via_deployment(request)) is not None:  # a run of export-data/default when served (issue 5)
-        return record
     with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
-        state = export_data(request, return_state=True)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        from ferry.records import ExportRecord
-
-        return ExportRecord(
-            run_id=str(state.state_details.flow_run_id),
-            status="failed",
-            resource=request.resource,
-            workspace=request.workspace,
-            format=request.format,
-            started_at=state.timestamp,
-            error=str(result),
-        )
-    return result
+        return run_export(request)
 
 
 def _print_record(record, as_json: bool) -> None:
@@ -246,17 +230,17 @@ def export_url(
     as_json: Annotated[bool, typer.Option("--json", help="Print run_id, location, url and expires_at as JSON.")] = False,
 ) -> None:
     """Print a fresh download URL for the file of a finished export run, while the file exists (`ferry export url RUN_ID`)."""
+    from deployments.service import download_link
     from ferry.errors import ParameterError
-    from flows.reissue_url import _problems, reissue_download_url
 
-    problems = _problems(run_id, expires)
-    if problems:
-        fail(ParameterError(problems))
-    state = reissue_download_url(run_id, expires, return_state=True)
-    link = state.result(raise_on_failure=False)
-    if isinstance(link, BaseException):
-        err.print(f"[red]No download URL[/red] for run {run_id}:\n{link}")
-        raise typer.Exit(1)
+    try:
+        link = download_link(run_id, expires)
+    except ParameterError as exc:
+        fail(exc)
+    except FerryError as exc:
+        err.print(f"[red]No download URL[/red] for run {run_id}:")
+        err.print(str(exc), markup=False, highlight=False)
+        raise typer.Exit(1) from None
     if as_json:
         print(link.model_dump_json(indent=2))
         return
@@ -301,7 +285,8 @@ def demo(
     )
 
 
-mount_jobs(app)  # jobs, runs, serve, worker, deploy
+app.add_typer(jobs_app, name="jobs")
+mount_runs(app)  # runs, serve, worker, deploy
 
 
 def main() -> None:  # pragma: no cover - console entry point

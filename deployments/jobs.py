@@ -16,206 +16,18 @@ here as edited, and a job created here can be run from the UI or the API.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from deployments import project
+from deployments.automations import check_notification_blocks, delete_notifications, read_notifications, write_notifications
+from deployments.job_model import JOB_OWNED, ExportJob, JobSchedule, JobScope, JobView
 from ferry.errors import FerryError, InvalidJobError, JobExistsError, JobNotFoundError, ParameterError, Problem
-from ferry.params import DEFAULT_FILENAME, ExportRequest, FieldFilter, Format
+from ferry.params import ExportRequest
 from ferry.runs import JobRun, job_run, list_runs, read_record
-
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
-#: Names taken by the deployments prefect.yaml declares for the export flow.
-RESERVED_NAMES = ("default",)
-#: ExportRequest fields a job sets from its own attributes (not through ``options``).
-_JOB_OWNED = {
-    "workspace",
-    "resource",
-    "fields",
-    "filters",
-    "product_schema",
-    "catalog",
-    "dimension_scope",
-    "include_variants",
-    "segment",
-    "lists",
-    "activity_types",
-    "format",
-    "gzip",
-    "filename",
-    "destination",
-    "incremental",
-    "actor",
-}
-NotifyOn = Literal["success", "failed"]
-
-
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-class JobScope(_Camel):
-    """What a job exports: one resource of one workspace, narrowed like an ad-hoc export."""
-
-    workspace: str = Field(min_length=1, description="Workspace whose data is exported.")
-    resource: str = Field(description="Resource slug or alias, e.g. `contacts`.")
-    fields: list[str] | None = Field(default=None, description="Columns, in order; default all.")
-    filters: list[FieldFilter] = Field(default_factory=list, description="Field filters, all of which must hold.")
-    product_schema: str | None = Field(default=None, alias="schema", description="Schema key (products).")
-    catalog: str | None = Field(default=None, description="Catalog key (products).")
-    dimension_scope: dict[str, str] = Field(default_factory=dict, description='Localized values, e.g. {"language": "en"} (products).')
-    include_variants: bool = Field(default=False, description="One row per product variant (products).")
-    segment: str | None = Field(default=None, description="Audience key of a saved segment.")
-    lists: list[str] = Field(default_factory=list, description="List keys: one 1/0 membership column each (contacts).")
-    activity_types: list[str] = Field(default_factory=list, description="Event types to keep (events, analytics).")
-
-
-class JobSchedule(_Camel):
-    """A cron schedule in an explicit timezone (a sixth field, if given, is seconds)."""
-
-    cron: str = Field(description="Cron expression, e.g. `0 2 * * *` (02:00 every day).")
-    timezone: str = Field(default="UTC", description="IANA timezone the cron is read in, e.g. `Europe/Berlin`.")
-
-
-class JobNotification(_Camel):
-    """Tell someone when a run ends: a Prefect notification block, sent by a Prefect automation."""
-
-    on: list[NotifyOn] = Field(default_factory=lambda: ["failed"], min_length=1, description="Run outcomes that notify.")
-    block: str = Field(description="Notification block as `TYPE/NAME`, e.g. `slack-webhook/ops` or `custom-webhook/crm`.")
-
-
-class ExportJob(_Camel):
-    """A scheduled export job as users write it (create / update bodies, full replace)."""
-
-    name: str = Field(description="Unique job name; the deployment is `export-data/<name>`.")
-    description: str | None = Field(default=None, description="What the job is for.")
-    destination: str | None = Field(default=None, description="Destination block `TYPE/NAME` (or a folder); default managed storage.")
-    format: Format = Field(default="csv", description="File format.")
-    scope: JobScope
-    schedule: JobSchedule | None = Field(default=None, description="Cron schedule; none = run on demand only.")
-    compress: bool = Field(default=False, description="gzip the file (adds `.gz`).")
-    filename_template: str = Field(
-        default=DEFAULT_FILENAME, description="File name; placeholders {date} {resource} {workspace} {run_id} {format}."
-    )
-    notifications: list[JobNotification] = Field(default_factory=list)
-    active: bool = Field(default=True, description="False = paused: the schedule fires no runs.")
-    incremental: bool = Field(default=False, description="Export only rows created or changed since the last successful run.")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="Other export options by their ExportRequest names, e.g. delimiter, date_format, labels."
-    )
-
-    # --- to and from the deployment's parameters -------------------------------------------
-
-    def request_data(self) -> dict[str, Any]:
-        scope = self.scope.model_dump(exclude_defaults=True)
-        return {
-            **self.options,
-            **scope,
-            "format": self.format,
-            "gzip": self.compress,
-            "filename": self.filename_template,
-            "destination": self.destination,
-            "incremental": self.incremental,
-            "actor": f"job:{self.name}",
-        }
-
-    def to_request(self) -> ExportRequest:
-        return ExportRequest.model_validate(self.request_data())
-
-    def parameters(self) -> dict[str, Any]:
-        """The deployment's parameters: the request, without defaults, as the Prefect UI shows it."""
-        return {"request": self.to_request().model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-
-    # --- validation: every problem at once ---------------------------------------------------
-
-    def problems(self) -> list[Problem]:
-        problems: list[Problem] = []
-        if not re.fullmatch(NAME_PATTERN, self.name):
-            problems.append(
-                Problem("name", self.name, "use letters, digits, '.', '_' or '-' (at most 100), starting with a letter or digit")
-            )
-        elif self.name in RESERVED_NAMES:
-            problems.append(Problem("name", self.name, "is reserved for ad-hoc exports (export-data/default); pick another name"))
-        if self.schedule is not None:
-            problems += schedule_problems(self.schedule)
-        allowed = set(ExportRequest.model_fields) - _JOB_OWNED
-        for key in sorted(set(self.options) - allowed):
-            hint = "set it on the job itself" if key in _JOB_OWNED else "not an export option"
-            problems.append(Problem(f"options.{key}", self.options[key], hint))
-        for i, notification in enumerate(self.notifications):
-            if not re.fullmatch(r"[a-z0-9-]+/[^/]+", notification.block):
-                problems.append(Problem(f"notifications[{i}].block", notification.block, "use TYPE/NAME of a Prefect notification block"))
-        checked = self.model_copy(update={"options": {k: v for k, v in self.options.items() if k in allowed}})
-        try:
-            request = checked.to_request()
-        except ValidationError as exc:
-            problems += [Problem(_job_field(e["loc"]), e.get("input"), e["msg"]) for e in exc.errors()]
-        else:
-            problems += [Problem(_job_field((p.field,)), p.value, p.reason) for p in request.catalog_problems()]
-        return problems
-
-    def validated(self) -> ExportJob:
-        problems = self.problems()
-        if problems:
-            raise ParameterError(problems)
-        return self
-
-
-def _job_field(loc: tuple) -> str:
-    """An ExportRequest error location, named as the job's field."""
-    head = str(loc[0]) if loc else "request"
-    rest = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[1:])
-    match = re.match(r"([A-Za-z_]+)(.*)", head)  # catalog problems name paths as one string: "fields[0]"
-    if match:
-        head, rest = match.group(1), match.group(2) + rest
-    renamed = {
-        "gzip": "compress",
-        "filename": "filenameTemplate",
-        "format": "format",
-        "destination": "destination",
-        "incremental": "incremental",
-    }
-    if head in renamed:
-        return renamed[head] + rest
-    scope_names = {n: (f.alias or to_camel(n)) for n, f in JobScope.model_fields.items()}
-    scope_names["schema"] = "schema"
-    if head in scope_names:
-        return f"scope.{scope_names[head]}{rest}"
-    return f"options.{head}{rest}"
-
-
-def schedule_problems(schedule: JobSchedule) -> list[Problem]:
-    from prefect.client.schemas.schedules import CronSchedule
-
-    problems = []
-    try:
-        CronSchedule(cron=schedule.cron, timezone="UTC")
-    except ValidationError:
-        problems.append(Problem("schedule.cron", schedule.cron, "not a cron expression: MIN HOUR DAY MONTH WEEKDAY, e.g. `0 2 * * *`"))
-    try:
-        CronSchedule(cron="0 0 * * *", timezone=schedule.timezone)
-    except ValidationError:
-        problems.append(Problem("schedule.timezone", schedule.timezone, "not an IANA timezone, e.g. `Europe/Berlin` or `UTC`"))
-    return problems
-
-
-class JobView(ExportJob):
-    """A job as read back from Prefect, with what Prefect knows about it."""
-
-    id: str = Field(description="The job's id: its Prefect deployment id.")
-    deployment: str = Field(description="`export-data/<name>`: run it from the Prefect UI, API or `prefect deployment run`.")
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    next_run_at: datetime | None = Field(default=None, description="When the schedule fires next; null when paused or unscheduled.")
-
-    def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
 
 # --- the service ---------------------------------------------------------------------------
 
@@ -279,9 +91,9 @@ class JobService:
             compress=parsed.gzip,
             filename_template=parsed.filename,
             incremental=parsed.incremental,
-            notifications=_read_notifications(client, deployment.id),
+            notifications=read_notifications(client, deployment.id),
             active=not deployment.paused,
-            options={k: v for k, v in parsed.model_dump(mode="json", exclude_defaults=True).items() if k not in _JOB_OWNED},
+            options={k: v for k, v in parsed.model_dump(mode="json", exclude_defaults=True).items() if k not in JOB_OWNED},
             created_at=deployment.created,
             updated_at=deployment.updated,
             next_run_at=None if deployment.paused else _next_run(client, deployment, cron),
@@ -340,7 +152,7 @@ class JobService:
                     [Problem("name", job.name, f"a job cannot be renamed (it is {current.name!r}); create a new job and delete this one")]
                 )
             deployment_id = self._write(client, job)
-            _drop_pending_runs(client, deployment_id, late_only=False)
+            drop_pending_runs(client, deployment_id, late_only=False)
             return self._view(client, client.read_deployment(deployment_id))
 
     def _write(self, client, job: ExportJob) -> uuid.UUID:
@@ -349,7 +161,7 @@ class JobService:
         from prefect.client.schemas.schedules import CronSchedule
 
         project.ensure_work_pool(client)
-        _check_notification_blocks(client, job)
+        check_notification_blocks(client, job)
         schedules = []
         if job.schedule is not None:
             schedules = [
@@ -369,7 +181,7 @@ class JobService:
             entrypoint=project.EXPORT_ENTRYPOINT,
             pull_steps=project.PULL_STEPS,
         )
-        _write_notifications(client, deployment_id, job)
+        write_notifications(client, deployment_id, job)
         return deployment_id
 
     def delete(self, ref: str) -> JobView:
@@ -379,7 +191,7 @@ class JobService:
             view = self._view(client, deployment)
             client.pause_deployment(deployment.id)  # no new runs while the history goes
             _delete_runs(client, deployment.id)
-            _delete_notifications(client, deployment.id)
+            delete_notifications(client, deployment.id)
             client.delete_deployment(deployment.id)
             return view
 
@@ -395,7 +207,7 @@ class JobService:
         """Restart the schedule from its next cron match (runs missed while paused are not made up)."""
         with _client() as client:
             deployment = self._deployment(client, ref)
-            _drop_pending_runs(client, deployment.id, late_only=True)
+            drop_pending_runs(client, deployment.id, late_only=True)
             client.resume_deployment(deployment.id)
             return self._view(client, client.read_deployment(deployment.id))
 
@@ -418,7 +230,7 @@ def _is_uuid(value: str) -> bool:
         return False
 
 
-def _scheduled_runs(client, deployment_id):
+def scheduled_runs(client, deployment_id):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.sorting import FlowRunSort
 
@@ -439,7 +251,7 @@ def _next_run(client, deployment, cron) -> datetime | None:
 
     from prefect._vendor.croniter import croniter
 
-    runs = [r for r in _scheduled_runs(client, deployment.id) if r.auto_scheduled]
+    runs = [r for r in scheduled_runs(client, deployment.id) if r.auto_scheduled]
     if runs:
         return runs[0].next_scheduled_start_time or runs[0].expected_start_time
     if cron is None:
@@ -448,7 +260,7 @@ def _next_run(client, deployment, cron) -> datetime | None:
     return croniter(cron.cron, start).get_next(datetime).astimezone(UTC)
 
 
-def _drop_pending_runs(client, deployment_id, late_only: bool) -> int:
+def drop_pending_runs(client, deployment_id, late_only: bool) -> int:
     """Delete the schedule's runs that have not started.
 
     Prefect's pause leaves runs that are already due ("Late") in place, and a
@@ -464,7 +276,7 @@ def _drop_pending_runs(client, deployment_id, late_only: bool) -> int:
     while True:
         pending = [
             r
-            for r in _scheduled_runs(client, deployment_id)
+            for r in scheduled_runs(client, deployment_id)
             if r.auto_scheduled and (not late_only or (r.next_scheduled_start_time or r.expected_start_time) <= now)
         ]
         if not pending:
@@ -492,7 +304,7 @@ def settle_paused(client, deployment_id, quiet_checks: int = 2, max_seconds: flo
 
     dropped, quiet, deadline = 0, 0, time.monotonic() + max_seconds
     while quiet < quiet_checks and time.monotonic() < deadline:
-        found = _drop_pending_runs(client, deployment_id, late_only=False)
+        found = drop_pending_runs(client, deployment_id, late_only=False)
         dropped += found
         quiet = quiet + 1 if found == 0 else 0
         if quiet < quiet_checks:
@@ -516,95 +328,3 @@ def _delete_runs(client, deployment_id) -> int:
                 deleted += 1
             except ObjectNotFound:
                 pass
-
-
-# --- notifications: Prefect automations ------------------------------------------------------
-
-_AUTOMATION_PREFIX = "ferry-job"
-_EVENTS = {"success": "prefect.flow-run.Completed", "failed": "prefect.flow-run.Failed"}
-_EXTRA_FAILED = ("prefect.flow-run.Crashed",)
-
-
-def _automation_name(deployment_id, index: int) -> str:
-    return f"{_AUTOMATION_PREFIX}:{deployment_id}:notify:{index}"
-
-
-def _check_notification_blocks(client, job: ExportJob) -> None:
-    problems = []
-    for i, notification in enumerate(job.notifications):
-        if _block_document(client, notification.block) is None:
-            problems.append(
-                Problem(
-                    f"notifications[{i}].block",
-                    notification.block,
-                    "no such Prefect block; create it first (Prefect UI > Blocks, or `prefect block create`)",
-                )
-            )
-    if problems:
-        raise ParameterError(problems)
-
-
-def _block_document(client, reference: str):
-    from prefect.exceptions import ObjectNotFound
-
-    slug, _, name = reference.partition("/")
-    try:
-        return client.read_block_document_by_name(name=name, block_type_slug=slug, include_secrets=False)
-    except ObjectNotFound:
-        return None
-
-
-def _job_automations(client, deployment_id) -> list:
-    prefix = f"{_AUTOMATION_PREFIX}:{deployment_id}:notify:"
-    related = client.read_resource_related_automations(f"prefect.deployment.{deployment_id}")
-    return sorted((a for a in related if a.name.startswith(prefix)), key=lambda a: int(a.name.rsplit(":", 1)[1]))
-
-
-def _write_notifications(client, deployment_id, job: ExportJob) -> None:
-    from prefect.events.actions import SendNotification
-    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
-
-    _delete_notifications(client, deployment_id)
-    for i, notification in enumerate(job.notifications):
-        block = _block_document(client, notification.block)
-        events = {_EVENTS[on] for on in notification.on}
-        if "failed" in notification.on:
-            events |= set(_EXTRA_FAILED)
-        body = (
-            f"Ferry export job {job.name!r}: run {{{{ flow_run.name }}}} ended {{{{ flow_run.state.name }}}}.\n"
-            f"{{{{ flow_run.state.message }}}}\nRun id: {{{{ flow_run.id }}}}"
-        )
-        client.create_automation(
-            AutomationCore(
-                name=_automation_name(deployment_id, i),
-                description=f"Ferry job {job.name}: notify {notification.block} on {', '.join(notification.on)}",
-                enabled=True,
-                owner_resource=f"prefect.deployment.{deployment_id}",  # found again via the deployment, deleted with it
-                trigger=EventTrigger(
-                    expect=events,
-                    match_related={"prefect.resource.id": f"prefect.deployment.{deployment_id}"},
-                    posture=Posture.Reactive,
-                    threshold=1,
-                    within=0,
-                ),
-                actions=[
-                    SendNotification(block_document_id=block.id, subject=f"Ferry job {job.name}: {{{{ flow_run.state.name }}}}", body=body)
-                ],
-            )
-        )
-
-
-def _read_notifications(client, deployment_id) -> list[JobNotification]:
-    notifications = []
-    for automation in _job_automations(client, deployment_id):
-        action = automation.actions[0]
-        document = client.read_block_document(action.block_document_id, include_secrets=False)
-        expect = set(getattr(automation.trigger, "expect", set()))
-        on = [outcome for outcome, event in _EVENTS.items() if event in expect]
-        notifications.append(JobNotification(on=on, block=f"{document.block_type.slug}/{document.name}"))
-    return notifications
-
-
-def _delete_notifications(client, deployment_id) -> None:
-    for automation in _job_automations(client, deployment_id):
-        client.delete_automation(automation.id)

@@ -189,11 +189,11 @@ class FerryServe:
         """Scheduled runs of paused jobs that Prefect's scheduler inserted while the pause happened."""
         from prefect import get_client
 
-        from deployments.jobs import _drop_pending_runs
+        from deployments.jobs import drop_pending_runs
 
         with get_client(sync_client=True) as client:
             for deployment_id in deployment_ids:
-                _drop_pending_runs(client, deployment_id, late_only=False)
+                drop_pending_runs(client, deployment_id, late_only=False)
 
     async def run(self) -> None:
         logger = self.runner._logger

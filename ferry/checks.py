@@ -19,15 +19,26 @@ EMAIL = r"(?i)^[a-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?
 PHONE_SEPARATORS = r"[\s().\-/]"
 #: A phone number once its separators are gone: 5-15 digits (E.164 allows 15), optional leading ``+``.
 PHONE = r"^\+?[0-9]{5,15}$"
+#: What people append to a phone number for an extension (``ext. 12``, ``x12``); validation does not
+#: accept one, but the mapping profiler strips it before reading a sample value as a phone number.
+PHONE_EXTENSION = r"(?i)\s*(?:ext\.?|x)\s?[0-9]{1,6}$"
 #: A web address, with or without its scheme: ``https://example.com/x``, ``www.example.com``, ``example.com``.
 URL = r"(?i)^(https?://)?([a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1,5})?([/?#]\S*)?$"
-#: Words read as true / false (compared lower-cased and trimmed), including vendors' consent words.
+#: Words read as true / false (compared lower-cased and trimmed).
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "on", "x")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "off")
+#: Vendors' consent states, yes or no in words (Klaviyo's ``SUBSCRIBED`` / ``NEVER_SUBSCRIBED``, "Opted in").
+#: The mapping profiler counts them as boolean values (lower-cased, ``_`` and ``-`` read as spaces);
+#: import validation reads only :data:`TRUE_WORDS` / :data:`FALSE_WORDS`.
+CONSENT_TRUE_WORDS = ("subscribed", "opted in", "confirmed")
+CONSENT_FALSE_WORDS = ("unsubscribed", "opted out", "never subscribed", "not subscribed", "non subscribed")
+#: Consent states that mean neither yes nor no (Mailchimp's ``pending`` and ``cleaned``): a boolean column may hold them.
+UNDECIDED_WORDS = ("pending", "cleaned")
 
 _EMAIL = re.compile(EMAIL)
 _PHONE = re.compile(PHONE)
 _PHONE_SEPARATORS = re.compile(PHONE_SEPARATORS)
+_PHONE_EXTENSION = re.compile(PHONE_EXTENSION)
 _URL = re.compile(URL)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -38,6 +49,11 @@ def is_email(value: str) -> bool:
 
 def is_phone(value: str) -> bool:
     return bool(_PHONE.match(_PHONE_SEPARATORS.sub("", value.strip())))
+
+
+def strip_phone_extension(value: str) -> str:
+    """``"+1 415 555 0100 ext. 12"`` -> ``"+1 415 555 0100"``: the number without its extension, if it has one."""
+    return _PHONE_EXTENSION.sub("", value.strip())
 
 
 def is_url(value: str) -> bool:

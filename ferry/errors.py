@@ -80,31 +80,20 @@ class ParameterError(FerryError):
         )
 
 
-def problems_from_validation(errors: list[dict], field_name=None) -> list[Problem]:
-    """pydantic's ``ValidationError.errors()`` as Problems (every error at once), secret values withheld.
+def problems_from_validation(errors: list[dict], root: str = "request", field_name=None) -> list[Problem]:
+    """pydantic's ``ValidationError.errors()`` as Problems (every error at once); values of secret fields withheld.
 
-    ``field_name(loc)`` names a location the way the caller's users know it (a
-    job names request fields as job fields); the default joins the location
-    with dots and brackets: ``filters[0].op``.
+    A location is named with dots (``filters.0.op``), or ``root`` when it is
+    the whole object; ``field_name(loc)`` names it the way the caller's users
+    know it instead (a job names request fields as job fields).
     """
     problems = []
     for error in errors:
         loc = tuple(error.get("loc") or ())
-        name = field_name(loc) if field_name else location(loc)
-        value = error.get("input")
-        if _looks_secret(name):
-            value = "***"
-        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(Problem(name, value, reason))
+        name = field_name(loc) if field_name else ".".join(str(part) for part in loc) or root
+        value = "***" if _looks_secret(name) else error.get("input")
+        problems.append(Problem(name, value, error["msg"]))
     return problems
-
-
-def location(loc: tuple) -> str:
-    """``("filters", 0, "op")`` -> ``"filters[0].op"``."""
-    name = ""
-    for part in loc:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "request"
 
 
 def _looks_secret(name: str) -> bool:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ferry.catalog import RESOURCES, Column, FieldType, Resource, get_resource
 from ferry.checks import is_remote_source
-from ferry.errors import ParameterError, Problem, UnknownResourceError
+from ferry.errors import ParameterError, Problem, UnknownResourceError, problems_from_validation
 
 DuplicateStrategy = Literal["skip", "update", "create"]
 MergeMode = Literal["fill_empty", "overwrite", "prefer_import"]
@@ -392,7 +392,5 @@ def parse_request(data: dict[str, Any] | ImportRequest) -> ImportRequest:
         try:
             data = ImportRequest.model_validate(data)
         except ValidationError as exc:
-            raise ParameterError(
-                [Problem(".".join(str(p) for p in e["loc"]) or "request", e.get("input"), e["msg"]) for e in exc.errors()]
-            ) from None
+            raise ParameterError(problems_from_validation(exc.errors())) from None
     return data.validated()

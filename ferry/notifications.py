@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 
+from ferry.checks import is_email
 from ferry.errors import Problem
 
-EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+\.[^@\s,<>]+$")
 REF = re.compile(r"^(?:([a-z0-9-]+)/)?([a-z0-9][a-z0-9-]*)$")
 SMTP_SLUGS = ("smtp-server", "email-server-credentials", "smtp", "email")  # the last two: the short kinds of `ferry blocks create`
 WEBHOOK_SLUGS = ("webhook-endpoint", "webhook")
@@ -30,7 +30,7 @@ def notification_problems(
         if not addresses:
             problems.append(Problem("notify_email", notify_email, "give one or more e-mail addresses, comma-separated"))
         for address in addresses:
-            if not EMAIL.match(address):
+            if not is_email(address):
                 problems.append(Problem("notify_email", address, "is not an e-mail address"))
         if not (notify_smtp or default_smtp):
             problems.append(

@@ -37,13 +37,13 @@ class CleanupReport(BaseModel):
 
 def clean(retention_days: int | None = None, dry_run: bool = False, now: datetime | None = None) -> CleanupReport:
     """The work of the flow, callable without one."""
-    from blocks.managed import ManagedStorage
+    from blocks.registry import managed_storage
     from ferry.settings import get_settings
 
     if retention_days is not None and not 1 <= retention_days <= 3650:
         raise ParameterError([Problem("retention_days", retention_days, "must be between 1 and 3650")])
     settings = get_settings()
-    storage = ManagedStorage.from_settings(settings.exports_dir)
+    storage = managed_storage(settings.exports_dir)
     if retention_days is not None:
         storage = storage.model_copy(update={"retention_days": retention_days})
     now = now or datetime.now(UTC)

@@ -18,11 +18,11 @@ from prefect.runtime import deployment, flow_run
 from prefect.states import Failed
 
 from blocks.registry import resolve_destination
-from ferry.errors import FerryError
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord
 from ferry.runs import incremental_cursor
 from ferry.settings import get_settings
+from flows.outcome import failure_message
 from tasks.export.deliver import deliver, render_filename
 from tasks.export.extract import extract
 from tasks.export.ledger import ledger
@@ -102,15 +102,8 @@ def export_data(request: ExportRequest):
         logger.info("Exported %d rows (%d bytes) to %s", record.record_count, record.file_size, record.destination_path)
         send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)
         return record
-    except Exception as exc:
-        if isinstance(exc, FerryError):
-            error = str(exc)
-            logger.error("Export failed: %s", exc)
-        else:
-            # Not one of ours: the message may quote data (driver errors do), so the record names
-            # only the kind of error; the traceback goes to the run's logs.
-            error = f"The export failed with an unexpected {type(exc).__name__}; the flow run's logs hold the details."
-            logger.exception("Export failed unexpectedly")
+    except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
+        error = failure_message(exc, "export", logger)
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": _now()})
         ledger(record, request, None)
         send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)

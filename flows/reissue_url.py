@@ -32,7 +32,7 @@ class DownloadLink(BaseModel):
     expires_at: datetime = Field(description="When the URL stops working (UTC).")
 
 
-def _problems(run_id: str, expires_minutes: int | None) -> list[Problem]:
+def link_problems(run_id: str, expires_minutes: int | None) -> list[Problem]:
     problems = []
     try:
         uuid.UUID(run_id)
@@ -48,7 +48,7 @@ def fresh_link(run_id: str, expires_minutes: int | None = None) -> DownloadLink:
     from blocks.registry import resolve_destination
     from ferry.settings import get_settings
 
-    problems = _problems(run_id, expires_minutes)
+    problems = link_problems(run_id, expires_minutes)
     if problems:
         raise ParameterError(problems)
     settings = get_settings()

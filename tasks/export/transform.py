@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ferry.params import FORMULA_FORMATS, ExportRequest, OutputColumn
+from ferry.columns import OutputColumn
+from ferry.params import FORMULA_FORMATS, ExportRequest
 from ferry.spool import read_spool, spool_schema, write_spool
 
 #: moment.js long-date tokens, as strftime patterns plus zero-stripping fix-ups.

@@ -3,7 +3,9 @@
 Checks are generated from the catalog (required, e-mail shape, enum values,
 boolean/number types are guaranteed by the Arrow schema) and run vectorised
 with pyarrow compute, one batch at a time. A broken store is reported with
-counts per column and check, never with the customer data itself.
+counts per column and check, never with the customer data itself. The e-mail
+and URL rules are the ones imports validate with (:mod:`ferry.checks`), so a
+value an import accepted passes here too.
 """
 
 from __future__ import annotations
@@ -18,12 +20,10 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from ferry.catalog import FieldType, Resource
+from ferry.checks import EMAIL, URL
 from ferry.errors import DataValidationError
 from ferry.params import OutputColumn
 from ferry.spool import read_spool
-
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-URL_PATTERN = r"^(https?://)?[^\s/$.?#].[^\s]*$"
 
 
 @dataclass
@@ -51,9 +51,9 @@ def _checks(col: OutputColumn, resource: Resource):
     if field_def.required and len(field_def.columns()) == 1:
         checks.append(("required", lambda a: pc.is_null(a)))
     if col.type is FieldType.EMAIL:
-        checks.append(("email", lambda a: pc.invert(pc.match_substring_regex(a, EMAIL_PATTERN))))
+        checks.append(("email", lambda a: pc.invert(pc.match_substring_regex(a, EMAIL))))
     if col.type is FieldType.URL:
-        checks.append(("url", lambda a: pc.invert(pc.match_substring_regex(a, URL_PATTERN))))
+        checks.append(("url", lambda a: pc.invert(pc.match_substring_regex(a, URL))))
     if col.type is FieldType.ENUM and field_def.enum:
         allowed = pa.array(field_def.enum)
         checks.append(("enum", lambda a: pc.invert(pc.is_in(a, value_set=allowed))))

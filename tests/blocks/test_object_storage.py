@@ -452,7 +452,7 @@ def test_managed_local_storage_receives_unnamed_exports_and_cleanup_removes_expi
 
 
 def test_managed_s3_storage_signs_urls_and_expires_files(moto_server, managed_env):
-    from blocks.managed import ManagedStorage
+    from blocks.registry import managed_storage
     from ferry.settings import get_settings, reload_settings
     from flows.cleanup import clean
 
@@ -461,7 +461,7 @@ def test_managed_s3_storage_signs_urls_and_expires_files(moto_server, managed_en
     managed_env.setenv("FERRY_MANAGED_DESTINATION", f"s3-bucket/{block}")
     managed_env.setenv("FERRY_MANAGED_RETENTION_DAYS", "7")
     reload_settings()
-    storage = ManagedStorage.from_settings(get_settings().exports_dir)
+    storage = managed_storage(get_settings().exports_dir)
     delivery = storage.deliver(io.BytesIO(b"managed"), "e.csv")
     assert delivery.location == f"s3://{bucket}/managed/e.csv" and delivery.url
     moto_server.client().put_object(Bucket=bucket, Key="elsewhere.csv", Body=b"not Ferry's")

@@ -9,8 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from ferry.columns import output_columns
 from ferry.errors import ParameterError, Problem
-from ferry.params import ExportRequest, output_columns, parse_request
+from ferry.params import ExportRequest, parse_request
 
 
 def problems_of(**params) -> list[Problem]:
@@ -342,7 +343,7 @@ def test_datetime_filter_values_are_converted_to_utc_whatever_the_machine_zone(m
     import time
 
     from ferry.catalog import FieldType
-    from ferry.params import FieldFilter, coerce_filter_value
+    from ferry.columns import FieldFilter, coerce_filter_value
 
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()

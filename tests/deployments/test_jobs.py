@@ -181,7 +181,8 @@ def test_create_show_list_update_and_validation(served, service):
 def test_scheduled_run_then_pause_survives_serve_restart_and_resume(prefect_api, served, service):
     from prefect import get_client
 
-    from deployments.jobs import ExportJob, JobSchedule, JobScope, _scheduled_runs
+    from deployments.job_model import ExportJob, JobSchedule, JobScope
+    from deployments.jobs import scheduled_runs
 
     job = service.create(
         ExportJob(
@@ -211,7 +212,7 @@ def test_scheduled_run_then_pause_survives_serve_restart_and_resume(prefect_api,
     paused_at = datetime.now(UTC)
     assert paused.active is False and paused.next_run_at is None
     with get_client(sync_client=True) as client:
-        assert [r for r in _scheduled_runs(client, job.id) if r.auto_scheduled] == []
+        assert [r for r in scheduled_runs(client, job.id) if r.auto_scheduled] == []
 
     # a restart of ferry serve keeps the job paused (plain Prefect serve would re-activate it)
     assert served.stop() == 0, served.log_text()

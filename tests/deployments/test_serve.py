@@ -67,7 +67,8 @@ def test_prefect_deploy_all_accepts_prefect_yaml(prefect_api, tmp_path):
 
 
 def test_serve_keeps_paused_state_serves_new_jobs_and_workers_take_over(prefect_api, store_url, tmp_path):
-    from deployments.jobs import ExportJob, JobScope, JobService
+    from deployments.job_model import ExportJob, JobScope
+    from deployments.jobs import JobService
 
     data_dir = tmp_path / "data"
     env = ferry_env(prefect_api.api_url, data_dir, store_url)

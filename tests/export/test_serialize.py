@@ -27,8 +27,9 @@ import pytest
 from openpyxl.worksheet._writer import ALL_TEMP_FILES
 from pypdf import PdfReader
 
+from ferry.columns import output_columns
 from ferry.errors import SerializationError
-from ferry.params import ExportRequest, output_columns
+from ferry.params import ExportRequest
 from tasks.export.extract import arrow_schema
 from tasks.export.serialize import (
     PDF_MAX_ROWS,

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pytest
 
-from ferry.params import output_columns, parse_request
+from ferry.columns import output_columns
+from ferry.params import parse_request
 from tasks.export.extract import arrow_schema
 from tasks.export.transform import format_temporal, neutralize_formulas, transform_batch
 

@@ -17,7 +17,7 @@ from imports.stages import ImportStore, load_errors, run_stages
 
 from ferry.errors import RollbackError
 from ferry.store import schema as s
-from tasks.imports.load import undo_import
+from tasks.imports.rollback import undo_import
 
 ROUTES = {"Email": "email", "First": "first_name", "Last": "last_name", "Title": "job_title"}
 EXISTING = {"Email": "ann@example.com", "First": "Ann", "Last": None, "Title": "CEO"}

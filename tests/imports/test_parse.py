@@ -22,8 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ferry.errors import SourceFileError
-from tasks.imports import parse as import_parse
-from tasks.imports.parse import ERROR, ROW, FileInfo, iter_batches, preview, sniff
+from tasks.imports.parse import ERROR, ROW, FileInfo, iter_batches, preview, previewing, reading, sniff
+from tasks.imports.parse import csv_parser as import_parse  # the CSV reader: _CountingStream is looked up there
 
 CASES = Path(__file__).parents[1] / "cases"
 
@@ -281,14 +281,14 @@ def test_small_blocks_match_the_ground_truth(tmp_path, monkeypatch):
     """Many record-aligned blocks (4 KB each), some ragged (exact path), must agree with what was written."""
     path = tmp_path / "messy.csv"
     truth = _messy_csv(path, 3_000, seed=3)
-    monkeypatch.setattr(import_parse, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(reading, "BLOCK_BYTES", 4096)
     _check_against_truth(rows_of(path, batch_rows=500), truth)
 
 
 def test_the_exact_path_alone_matches_the_ground_truth(tmp_path, monkeypatch):
     path = tmp_path / "messy.csv"
     truth = _messy_csv(path, 1_500, seed=4)
-    monkeypatch.setattr(import_parse, "_scan", lambda *a, **k: None)  # every block "untrustworthy"
+    monkeypatch.setattr(previewing, "_scan", lambda *a, **k: None)  # every block "untrustworthy"
     _check_against_truth(rows_of(path), truth)
 
 
@@ -297,7 +297,7 @@ def test_quoted_crlf_split_across_blocks_keeps_its_lf(tmp_path, monkeypatch, blo
     """pyarrow drops the LF of a quoted CR LF when a read ends between the two; the reader never lets it."""
     path = tmp_path / "crlf_values.csv"
     path.write_bytes(("id,p\r\n" + "".join(f'{i},"a\r\nb"\r\n' for i in range(20_000))).encode())
-    monkeypatch.setattr(import_parse, "BLOCK_BYTES", block)
+    monkeypatch.setattr(reading, "BLOCK_BYTES", block)
     rows = rows_of(path)
     assert {r["p"] for r in rows} == {"a\r\nb"}
     assert [r[ROW] for r in rows[-2:]] == [2 + 2 * 19_998, 2 + 2 * 19_999]
@@ -307,7 +307,7 @@ def test_a_record_longer_than_a_block_falls_back_to_the_exact_path_without_repea
     path = tmp_path / "long_value.csv"
     head = "".join(f"u{i}@example.com,short\n" for i in range(5_000))
     path.write_text("email,notes\n" + head + 'big@example.com,"' + "x\n" * 100_000 + '"\nlast@example.com,end\n')
-    monkeypatch.setattr(import_parse, "BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr(reading, "BLOCK_BYTES", 64 * 1024)
     rows = rows_of(path, batch_rows=1_000)
     assert len(rows) == 5_002
     assert [r["email"] for r in rows[:2]] == ["u0@example.com", "u1@example.com"]
@@ -325,7 +325,7 @@ def test_the_csv_reader_reads_only_a_few_blocks_ahead_of_a_slow_consumer(tmp_pat
     offsets = [len("email,n\n")]
     for line in lines:
         offsets.append(offsets[-1] + len(line))
-    monkeypatch.setattr(import_parse, "BLOCK_BYTES", block)
+    monkeypatch.setattr(reading, "BLOCK_BYTES", block)
     streams = []
 
     class Recorded(import_parse._CountingStream):
@@ -474,7 +474,7 @@ def test_xlsx_first_sheet_typed_cells_as_text_and_sheet_row_numbers(tmp_path):
 def test_big_xlsx_row_count_is_the_sheet_dimension_flagged_as_an_estimate(tmp_path, monkeypatch):
     path = tmp_path / "contacts.xlsx"
     _write_xlsx(path)
-    monkeypatch.setattr(import_parse, "XLSX_EXACT_BYTES", 0)
+    monkeypatch.setattr(previewing, "XLSX_EXACT_BYTES", 0)
     result = preview(path, sample_rows=1)
     assert (result.total_rows, result.total_rows_estimated) == (4, True)  # rows 2-5 of the dimension, one blank
 
@@ -588,8 +588,8 @@ def test_big_text_files_get_an_estimate_flagged_as_such(tmp_path, monkeypatch, c
         path = tmp_path / "big.csv.gz"
         data = gzip.compress(data)
     path.write_bytes(data)
-    monkeypatch.setattr(import_parse, "EXACT_COUNT_BYTES", 100_000)
-    monkeypatch.setattr(import_parse, "PREVIEW_BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr(previewing, "EXACT_COUNT_BYTES", 100_000)
+    monkeypatch.setattr(previewing, "PREVIEW_BLOCK_BYTES", 64 * 1024)
     result = preview(path)
     assert result.total_rows_estimated is True
     assert 0.85 * 60_000 <= result.total_rows <= 1.15 * 60_000

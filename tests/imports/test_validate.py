@@ -10,8 +10,9 @@ import pytest
 from ferry.catalog import FieldType as T
 from ferry.errors import ParameterError
 from ferry.import_params import ImportRequest, MappingEntry, PlannedColumn, build_plan
+from tasks.imports.quality import expectation_specs
 from tasks.imports.transform import stage_schema, static_scalars, transform_batch
-from tasks.imports.validate import check_batch, coerce_column, expectation_specs
+from tasks.imports.validate import check_batch, coerce_column
 
 
 def coerce(type_, values, **kw):

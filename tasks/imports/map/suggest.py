@@ -1,0 +1,94 @@
+"""Suggesting a mapping: names and values scored together, then assigned best first."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from ferry.catalog import Resource
+from tasks.imports.map.memory import remembered_mapping
+from tasks.imports.map.names import Header, Slot, name_score, resource_slots
+from tasks.imports.map.targets import ColumnMapping, importable_resource
+from tasks.imports.map.values import compatibility, profile_values, value_candidates
+
+THRESHOLD = 0.62  # below this a column stays unmapped
+
+
+def _columns_of(info_or_columns) -> list[str]:
+    columns = getattr(info_or_columns, "columns", info_or_columns)
+    return [str(c) for c in columns]
+
+
+def suggest_mapping(
+    info_or_columns, sample_rows: list[dict], resource: Resource | str, *, engine: Engine | None = None, workspace: str | None = None
+) -> list[ColumnMapping]:
+    """One :class:`ColumnMapping` per source column, in file order.
+
+    ``info_or_columns``: a :class:`tasks.imports.parse.FileInfo` or the list of source
+    column names; ``sample_rows``: dicts of source column -> raw text (e.g. a preview's
+    sample rows). With ``workspace``, a mapping accepted before for the same resource
+    and the same set of source columns is returned instead (confidence 1.0).
+    """
+    resource = importable_resource(resource)
+    columns = _columns_of(info_or_columns)
+    if workspace is not None:
+        if engine is None:
+            from ferry.store.engine import get_engine
+
+            engine = get_engine()
+        remembered = remembered_mapping(engine, workspace, resource, columns)
+        if remembered is not None:
+            return remembered
+    slots = resource_slots(resource)
+    headers = [Header.of(c) for c in columns]
+    candidates: list[tuple[float, int, int, Slot, str, float]] = []  # (score, column, slot order, slot, why, name score)
+    best_rejected: dict[int, tuple[float, str]] = {}  # column -> (how strongly the header matched, why not)
+    for ci, (column, header) in enumerate(zip(columns, headers)):
+        profile = profile_values([row.get(column) for row in sample_rows])
+        for slot in slots:
+            score, why, name = name_score(header, slot)
+            if score <= 0:
+                continue
+            mult, note = compatibility(slot, header, profile)
+            if header.has_id and name is not None and not name.has_id and slot.field.slug != "external_id":
+                mult, note = mult * 0.5, note or "an identifier column is unlikely to hold this field"
+            final = score * mult
+            reason = why + (f"; {note}" if note else "")
+            candidates.append((final, ci, slot.order, slot, reason, score))
+        for score, slot, why in value_candidates(slots, header, profile):
+            mult, note = compatibility(slot, header, profile)
+            candidates.append((score * mult, ci, slot.order, slot, why, score))
+    candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+    chosen: dict[int, ColumnMapping] = {}
+    used: set[str] = set()
+
+    def reject(ci: int, strength: float, why: str) -> None:
+        if ci not in best_rejected or strength > best_rejected[ci][0]:
+            best_rejected[ci] = (strength, why)
+
+    for score, ci, _, slot, reason, strength in candidates:
+        if score < THRESHOLD:
+            if ci not in chosen:
+                reject(ci, strength, f"best: {slot.key} at {score:.2f} < {THRESHOLD}, {reason}")
+            continue
+        if ci in chosen:
+            continue
+        target = slot
+        if slot.generic:
+            target = next((s for s in resource_slots(resource) if s.field is slot.field and not s.generic and s.key not in used), None)
+            if target is None:
+                continue
+            reason += f" -> {target.value_type}"
+        if target.key in used:
+            reject(ci, max(strength, 2.0), f"{target.key} ({score:.2f}) is taken by a better match; {reason}")
+            continue
+        used.add(target.key)
+        chosen[ci] = ColumnMapping(columns[ci], target.field.slug, target.value_type, target.part, round(min(1.0, score), 2), reason)
+    result = []
+    for ci, column in enumerate(columns):
+        if ci in chosen:
+            result.append(chosen[ci])
+            continue
+        rejected = best_rejected.get(ci)
+        why = f"unmapped: {rejected[1]}" if rejected else "unmapped: no field matches the header or the values"
+        result.append(ColumnMapping(column, None, None, None, 0.0, why))
+    return result

@@ -1,0 +1,43 @@
+"""What sniffing finds out about a file (:class:`FileInfo`), and the schema of every batch read from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+ROW = "__row__"
+ERROR = "__error__"
+FILE_TYPES = ("csv", "tsv", "json", "jsonl", "xlsx", "xls", "parquet")
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What :func:`sniff` found out about a file: enough to read it again without guessing."""
+
+    path: Path
+    file_type: str  # csv tsv json jsonl xlsx xls parquet
+    compression: str | None  # None, "gzip", "zip"
+    encoding: str | None  # a Python codec name; None for binary formats
+    delimiter: str | None
+    quotechar: str | None
+    columns: list[str]  # unique, cleaned source column names, in file order
+    warnings: list[str]  # e.g. duplicate/blank headers renamed
+    member: str | None = None  # the data file inside a zip archive
+    sheet: str | None = None  # the worksheet read from a workbook
+    json_path: str | None = None  # ijson prefix of the array of records ("item", or "data.item")
+    skip_records: int = 0  # CSV records before the header (Excel's "sep=;" line)
+    header_record: int = 1  # CSV: the header's record number, counting blank lines (1 unless lines precede it)
+    trailing_delimiter: bool = False  # CSV: data rows end with a delimiter the header lacks ("a,b,c,")
+    line_terminator: str | None = None  # "\n", "\r\n" or "\r" (CSV, as first seen)
+    size_bytes: int = 0  # the file's size on disk
+    raw_columns: list[str] = field(default_factory=list)  # the header as written, before cleaning
+
+    def schema(self) -> pa.Schema:
+        """The schema of every batch :func:`iter_batches` yields for this file."""
+        return batch_schema(self.columns)
+
+
+def batch_schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([pa.field(c, pa.string()) for c in columns] + [pa.field(ROW, pa.int64()), pa.field(ERROR, pa.string())])

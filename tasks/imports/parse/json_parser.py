@@ -1,0 +1,114 @@
+"""JSON and JSONL: an array of records (at the top, or under an object's one key), or one object per line."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+
+import orjson
+import pyarrow as pa
+
+from tasks.imports.parse.batches import Batcher, Stats, cell_text
+from tasks.imports.parse.encoding import utf8_chunks
+from tasks.imports.parse.fileinfo import FileInfo
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (for ijson)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._buf:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._buf = chunk
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def iter_jsonl_objects(
+    info: FileInfo, limit: int | None = None, chunks: Iterable[bytes] | None = None
+) -> Iterator[tuple[int, object, str | None]]:
+    """(line number, parsed value or None, error) per non-blank line."""
+    chunks = utf8_chunks(info) if chunks is None else chunks
+    seen = 0
+    number = 0
+    partial = b""
+    for chunk in itertools.chain(chunks, [b"\n"]):
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                yield number, orjson.loads(line), None
+            except orjson.JSONDecodeError:
+                try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
+                    yield number, json.loads(line.decode("utf-8", errors="replace")), None
+                except (ValueError, RecursionError) as exc:
+                    where = f" at character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
+                    yield number, None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
+            seen += 1
+            if limit is not None and seen >= limit:
+                return
+
+
+def iter_json_objects(
+    info: FileInfo, limit: int | None = None, chunks: Iterable[bytes] | None = None
+) -> Iterator[tuple[int, object, str | None]]:
+    """(element number, parsed value, error) per element of the array; a syntax error ends the file."""
+    import ijson
+
+    chunks = utf8_chunks(info) if chunks is None else chunks
+    number = 0
+    try:
+        for number, value in enumerate(ijson.items(ChunkReader(chunks), info.json_path or "item"), 1):
+            yield number, value, None
+            if limit is not None and number >= limit:
+                return
+    except ijson.JSONError as exc:
+        yield number + 1, None, f"invalid JSON after element {number}; the rest of the file is unreadable ({str(exc)[:80]})"
+
+
+def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """One row per JSON value: an object's keys by column (keys not seen while sniffing are
+    ignored), anything else an error row. An object with no known key is still a row."""
+    batcher = Batcher(info.columns, batch_rows)
+    positions = {raw: i for i, raw in enumerate(info.raw_columns)}
+    width = len(info.columns)
+    text = cell_text
+    for number, value, error in objects:
+        values = None
+        if error is None:
+            if type(value) is not dict:
+                error = f"not a JSON object (got {type(value).__name__})"
+            else:
+                values = [None] * width
+                for key, item in value.items():
+                    i = positions.get(key)
+                    if i is not None:
+                        values[i] = text(item)
+        if batch := batcher.add(number, values, error):
+            yield batch
+    if batch := batcher.flush():
+        yield batch
+
+
+def iter_jsonl(info: FileInfo, batch_rows: int, block_bytes: int, stats: Stats) -> Iterator[pa.RecordBatch]:
+    yield from _iter_objects(info, iter_jsonl_objects(info), batch_rows)
+
+
+def iter_json(info: FileInfo, batch_rows: int, block_bytes: int, stats: Stats) -> Iterator[pa.RecordBatch]:
+    yield from _iter_objects(info, iter_json_objects(info), batch_rows)
