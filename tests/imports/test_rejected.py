@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 
 def test_rejected_rows_file_lines_up_errors_with_rows_across_batches(tmp_path):
     """Validation and load errors for rows in different source batches (with gaps in the numbering)."""
