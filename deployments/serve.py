@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments import project
-from ferry.errors import FerryError
+from ferry.errors import ConfigurationError
 
 
 @dataclass
@@ -158,7 +158,7 @@ class FerryServe:
         # ids is all polling needs: each run then loads its flow through the deployment's pull step.
         self._registry = getattr(self.runner, "_deployment_registry", None)
         if self._registry is None or not hasattr(self._registry, "register_deployment"):
-            raise FerryError(
+            raise ConfigurationError(
                 "This Prefect version's Runner has no deployment registry; ferry serve needs Prefect 3.8.",
                 "Install the Prefect version pyproject.toml pins, or use `ferry worker`.",
             )

@@ -72,9 +72,9 @@ def pg_url() -> Iterator[str]:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc}); run `make test-services`.")
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     yield url
-    from ferry.store.engine import _cached_engine
+    from ferry.store.engine import forget_engines
 
-    _cached_engine.cache_clear()
+    forget_engines()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.dispose()

@@ -44,6 +44,11 @@ def get_engine(url: str | None = None) -> Engine:
     return _cached_engine(url)
 
 
+def forget_engines() -> None:
+    """Drop the cached engines (after a store's database is dropped, or its URL changed)."""
+    _cached_engine.cache_clear()
+
+
 def workspace_id(conn: Connection, slug: str) -> int:
     """The id of workspace ``slug``; a clear error if it does not exist."""
     try:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from ferry.store import seed
+from ferry.store import fast_load, seed
 from ferry.store.seed import SeedCounts, seed_workspace
 
 PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
@@ -111,24 +111,24 @@ def test_bulk_load_path_gives_the_same_rows_and_schema(kind, tmp_path, pg_admin,
         schema_before = _schema(bulk)
 
         rebuilt: list[str] = []
-        original = seed._drop_pg_indexes if kind == "postgresql" else seed._drop_sqlite_indexes
+        original = fast_load._drop_pg_indexes if kind == "postgresql" else fast_load._drop_sqlite_indexes
 
         def spy(conn, table):
             ddl = original(conn, table)
             rebuilt.extend(ddl)
             return ddl
 
-        monkeypatch.setattr(seed, "_drop_pg_indexes" if kind == "postgresql" else "_drop_sqlite_indexes", spy)
-        monkeypatch.setattr(seed, "BULK_ROWS", 1)
+        monkeypatch.setattr(fast_load, "_drop_pg_indexes" if kind == "postgresql" else "_drop_sqlite_indexes", spy)
+        monkeypatch.setattr(fast_load, "BULK_ROWS", 1)
         seed_workspace(bulk, "acme", counts, seed=3)
 
         assert any("contacts" in ddl for ddl in rebuilt)  # the bulk path did run...
         assert _schema(bulk) == schema_before  # ...and put every index and constraint back as it was
         assert _rows(bulk) == _rows(plain)
     finally:
-        from ferry.store.engine import _cached_engine
+        from ferry.store.engine import forget_engines
 
-        _cached_engine.cache_clear()
+        forget_engines()
         with pg_admin.connect() as conn:
             for name in cleanup:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -139,7 +139,7 @@ def test_prefetch_raises_the_generators_error_and_stops_early():
         yield pa.table({"x": [1]})
         raise ValueError("generator failed")
 
-    got = seed._prefetch(broken())
+    got = fast_load._prefetch(broken())
     assert next(got).num_rows == 1
     with pytest.raises(ValueError, match="generator failed"):
         next(got)
@@ -151,7 +151,7 @@ def test_prefetch_raises_the_generators_error_and_stops_early():
             produced.append(i)
             yield pa.table({"x": [i]})
 
-    stream = seed._prefetch(endless())
+    stream = fast_load._prefetch(endless())
     next(stream)
     stream.close()  # the consumer stops: the producer thread must end, not fill memory
     assert len(produced) < 10
