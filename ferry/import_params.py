@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ferry.catalog import RESOURCES, Column, FieldType, Resource, get_resource
+from ferry.catalog import PHONE_TYPES, RESOURCES, Column, FieldType, Resource, get_resource
 from ferry.checks import is_remote_source
 from ferry.errors import ParameterError, Problem, UnknownResourceError, problems_from_validation
 
@@ -44,29 +46,62 @@ def _source_and_notification_problems(request: ImportRequest) -> list[Problem]:
     return notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
 
 
-class MappingEntry(BaseModel):
-    """One source column and where it goes; JSON names match ``ColumnMapping.to_json()``."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore"))
+class ColumnMapping:
+    """Where one source column goes: a field (and phone type or address part), or nowhere.
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    One model for a mapping entry wherever it appears: a mapping file, the
+    suggestions, the request, the run record and the remembered mappings. JSON
+    names are camelCase (``sourceColumn``, ``targetFieldSlug``, ``valueType``,
+    ``addressPart``, ``confidence``, ``reason``); snake_case is accepted too, and a
+    column key such as ``"targetFieldSlug": "phone.mobile"`` is split into its field
+    and phone type (or address part).
+    """
 
-    source_column: str = Field(alias="sourceColumn", description="Header of the column in the file.")
+    source_column: str = Field(description="Header of the column in the file.")
     target_field_slug: str | None = Field(
-        default=None, alias="targetFieldSlug", description="Field slug (or column key such as `phone.mobile`); null ignores the column."
+        default=None, description="Field slug (or column key such as `phone.mobile`); null ignores the column."
     )
-    value_type: str | None = Field(default=None, alias="valueType", description="Multi-value fields: mobile, work, home or fax.")
-    address_part: str | None = Field(
-        default=None, alias="addressPart", description="Address fields: street, street2, city, state, zip or country."
-    )
-    confidence: float | None = Field(default=None, description="How sure auto-mapping was (0-1); informational.")
+    value_type: str | None = Field(default=None, description="Multi-value fields: mobile, work, home or fax.")
+    address_part: str | None = Field(default=None, description="Address fields: street, street2, city, state, zip or country.")
+    confidence: float = Field(default=1.0, description="How sure the suggestion was (0-1); a mapping a person gave is 1.0.")
+    reason: str = Field(default="", description="Why the suggestion was made (suggestions only).")
+
+    def __post_init__(self) -> None:
+        target, value_type, address_part = self.target_field_slug or None, self.value_type or None, self.address_part or None
+        if target and "." in target and not (value_type or address_part):  # a column key: phone.mobile, address.city
+            target, sub = target.split(".", 1)
+            value_type, address_part = (sub, None) if sub in PHONE_TYPES else (None, sub)
+        object.__setattr__(self, "target_field_slug", target)
+        object.__setattr__(self, "value_type", value_type)
+        object.__setattr__(self, "address_part", address_part)
+
+    @property
+    def target_key(self) -> str | None:
+        """The catalog column key this maps to: ``email``, ``phone.mobile``, ``address.city``."""
+        if self.target_field_slug is None:
+            return None
+        sub = self.value_type or self.address_part
+        return f"{self.target_field_slug}.{sub}" if sub else self.target_field_slug
+
+    def to_json(self) -> dict:
+        return _MAPPING_ADAPTER.dump_python(self, mode="json", by_alias=True)
 
     @classmethod
-    def coerce(cls, item: Any) -> MappingEntry:
-        """Accept a MappingEntry, a ``ColumnMapping`` (has ``to_json``) or its JSON dict."""
-        if isinstance(item, MappingEntry):
-            return item
-        if hasattr(item, "to_json"):
-            item = item.to_json()
-        return cls.model_validate(item)
+    def from_json(cls, data: dict) -> ColumnMapping:
+        """Read the JSON form; a missing or empty ``sourceColumn`` is a ParameterError, a null confidence is 1.0."""
+        source = data.get("sourceColumn", data.get("source_column"))
+        if not isinstance(source, str) or not source:
+            raise ParameterError([Problem("sourceColumn", source, "is required: the source column's name")])
+        if data.get("confidence", 0) is None:
+            data = {**data, "confidence": 1.0}
+        try:
+            return _MAPPING_ADAPTER.validate_python(data)
+        except ValidationError as exc:
+            raise ParameterError(problems_from_validation(exc.errors(), root="mapping")) from None
+
+
+_MAPPING_ADAPTER = TypeAdapter(ColumnMapping)
 
 
 class ImportRequest(BaseModel):
@@ -81,7 +116,7 @@ class ImportRequest(BaseModel):
     )
     resource: str = Field(description="Resource slug or alias, e.g. `contacts` (or `profiles`).")
     workspace: str = Field(min_length=1, description="Workspace the rows go into; nothing crosses workspaces.")
-    mapping: list[MappingEntry] | None = Field(default=None, description="Source column -> field; omit with auto_map=true.")
+    mapping: list[ColumnMapping] | None = Field(default=None, description="Source column -> field; omit with auto_map=true.")
     auto_map: bool = Field(default=False, description="Suggest the mapping from the header and sample rows (and remember it).")
     duplicates: DuplicateStrategy = Field(
         default="skip", description="What a row that matches an existing record (or an earlier row) does."
@@ -206,7 +241,7 @@ def target_column(resource: Resource, key: str) -> Column | None:
     return col
 
 
-def route_mapping(resource: Resource, entries: list[MappingEntry]) -> tuple[dict[str, str], list[Problem], list[str]]:
+def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dict[str, str], list[Problem], list[str]]:
     """Mapping entries -> {column key: source column}, with problems and warnings.
 
     Several source columns can fill one multi-value field (``phone.mobile``,
@@ -216,7 +251,7 @@ def route_mapping(resource: Resource, entries: list[MappingEntry]) -> tuple[dict
     routes: dict[str, str] = {}
     problems: list[Problem] = []
     warnings: list[str] = []
-    pending: list[tuple[int, MappingEntry]] = []
+    pending: list[tuple[int, ColumnMapping]] = []
     for i, entry in enumerate(entries):
         slug = entry.target_field_slug
         if not slug:
@@ -314,7 +349,7 @@ class ImportPlan:
         return next((c for c in self.columns if c.key == key), None)
 
 
-def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[MappingEntry]) -> ImportPlan:
+def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[ColumnMapping]) -> ImportPlan:
     """Resolve the mapping against the file's header; raise ParameterError listing every problem."""
     resource = request.resource_def
     routes, problems, warnings = route_mapping(resource, mapping)
@@ -382,7 +417,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
         skip_validation=request.skip_validation,
         dry_run=request.dry_run,
         warnings=tuple(warnings),
-        mapping=tuple(e.model_dump(by_alias=True) for e in mapping),
+        mapping=tuple(e.to_json() for e in mapping),
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ferry.import_params import ImportRequest, MappingEntry, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest, build_plan
 from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.engine import ensure_workspace
@@ -71,7 +71,7 @@ def source_spool(path: Path, rows: list[dict], first_row: int = 2, header: list[
     return path, columns
 
 
-def mapping_for(routes: dict[str, str]) -> list[MappingEntry]:
+def mapping_for(routes: dict[str, str]) -> list[ColumnMapping]:
     """{source column: column key} -> mapping entries (keys like phone.mobile split into field + part)."""
     entries = []
     for source, key in routes.items():
@@ -81,7 +81,7 @@ def mapping_for(routes: dict[str, str]) -> list[MappingEntry]:
             extra["valueType"] = part
         elif part:
             extra["addressPart"] = part
-        entries.append(MappingEntry.model_validate({"sourceColumn": source, "targetFieldSlug": slug, **extra}))
+        entries.append(ColumnMapping.from_json({"sourceColumn": source, "targetFieldSlug": slug, **extra}))
     return entries
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ferry.catalog import FieldType as T
 from ferry.errors import ParameterError
-from ferry.import_params import ImportRequest, MappingEntry, PlannedColumn, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest, PlannedColumn, build_plan
 from tasks.imports.quality import expectation_specs
 from tasks.imports.transform import stage_schema, static_scalars, transform_batch
 from tasks.imports.validate import check_batch, coerce_column
@@ -88,7 +88,7 @@ def test_json_columns_accept_json_and_tag_lists():
 def plan_for(mapping: dict[str, str], tmp_path, **options):
     source = tmp_path / "f.csv"
     source.write_text("x\n")
-    entries = [MappingEntry.model_validate({"sourceColumn": s, "targetFieldSlug": t}) for s, t in mapping.items()]
+    entries = [ColumnMapping.from_json({"sourceColumn": s, "targetFieldSlug": t}) for s, t in mapping.items()]
     request = ImportRequest(source=str(source), resource="contacts", workspace="w", mapping=entries, **options).validated()
     return build_plan(request, list(mapping) + ["Extra"], entries)
 

@@ -28,11 +28,12 @@ Accepted mappings are remembered per workspace, resource and set of source colum
 (table ``import_mappings``) and proposed first, with confidence 1.0, next time.
 """
 
+from ferry.import_params import ColumnMapping
 from tasks.imports.map.memory import columns_key, remember_mapping, remembered_mapping, validate_mapping
 from tasks.imports.map.names import normalize
 from tasks.imports.map.stage import auto_mapping, map_columns, remember_plan, suggest_for_file
 from tasks.imports.map.suggest import THRESHOLD, suggest_mapping
-from tasks.imports.map.targets import ColumnMapping, target_fields
+from tasks.imports.map.targets import target_fields
 
 __all__ = [
     "THRESHOLD",

@@ -13,8 +13,9 @@ from sqlalchemy import Engine, delete, insert, select
 
 from ferry.catalog import Resource
 from ferry.errors import ParameterError, Problem
+from ferry.import_params import ColumnMapping
 from tasks.imports.map.names import resource_slots
-from tasks.imports.map.targets import ColumnMapping, importable_resource
+from tasks.imports.map.targets import importable_resource
 
 
 def validate_mapping(resource: Resource | str, mapping: list[ColumnMapping], columns: list[str] | None = None) -> None:

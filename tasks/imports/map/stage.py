@@ -14,12 +14,11 @@ from prefect.cache_policies import NONE
 from sqlalchemy import Engine
 
 from ferry.errors import FerryError
-from ferry.import_params import ImportPlan, ImportRequest, MappingEntry, build_plan
+from ferry.import_params import ColumnMapping, ImportPlan, ImportRequest, build_plan
 from ferry.store.engine import get_engine
 from tasks.imports.load import check_create_missing
 from tasks.imports.map.memory import remember_mapping
 from tasks.imports.map.suggest import suggest_mapping
-from tasks.imports.map.targets import ColumnMapping
 from tasks.imports.parse import FileInfo, sample
 from tasks.imports.transform import static_scalars
 
@@ -32,10 +31,9 @@ def suggest_for_file(info: FileInfo, resource: str, engine: Engine | None = None
     return suggest_mapping(info, rows, resource, engine=engine, workspace=workspace)
 
 
-def auto_mapping(info: FileInfo, request: ImportRequest, engine: Engine | None, workspace: str | None) -> list[MappingEntry]:
-    """The request's mapping when ``auto_map`` is on: the suggestion, as mapping entries."""
-    suggested = suggest_for_file(info, request.resource_def.slug, engine=engine if workspace else None, workspace=workspace)
-    return [MappingEntry.coerce(m) for m in suggested]
+def auto_mapping(info: FileInfo, request: ImportRequest, engine: Engine | None, workspace: str | None) -> list[ColumnMapping]:
+    """The request's mapping when ``auto_map`` is on: the suggestion."""
+    return suggest_for_file(info, request.resource_def.slug, engine=engine if workspace else None, workspace=workspace)
 
 
 @task(name="import-map", cache_policy=NONE, persist_result=False)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from ferry.catalog import Resource
+from ferry.import_params import ColumnMapping
 from tasks.imports.map.memory import remembered_mapping
 from tasks.imports.map.names import Header, Slot, name_score, resource_slots
-from tasks.imports.map.targets import ColumnMapping, importable_resource
+from tasks.imports.map.targets import importable_resource
 from tasks.imports.map.values import compatibility, profile_values, value_candidates
 
 THRESHOLD = 0.62  # below this a column stays unmapped
