@@ -1,4 +1,4 @@
-"""Ferry on Prefect deployments: scheduled export jobs, the run ledger, ``ferry serve`` / ``ferry worker``.
+"""Ferry on Prefect deployments: scheduled export jobs, ad-hoc runs, ``ferry serve`` / ``ferry worker``.
 
 Prefect is the ledger. A job is a deployment of the ``export-data`` flow, a run
 is a flow run, a run record is the flow's persisted result: Ferry keeps no job

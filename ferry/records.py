@@ -1,4 +1,4 @@
-"""Run records: the persisted return values of flows, i.e. Ferry's job ledger."""
+"""Run records: the persisted return values of flows, the entries of Ferry's run ledger (``ferry.runs``)."""
 
 from __future__ import annotations
 

@@ -160,9 +160,9 @@ def table_for(resource: Resource) -> Table:
     return tables[resource.slug]
 
 
-# --- import ledger (migration 0003) ---------------------------------------------------
+# --- the rollback journal of imports (migration 0003; tables named import_*) ---------------------------------------------------
 # What each import changed, written in the import's own transaction so a crash leaves
-# neither data nor ledger: the run, the ids it created, and before/after images of the
+# neither data nor journal: the run, the ids it created, and before/after images of the
 # records it updated (one typed shadow table per importable resource, so a rollback
 # restores exact values without a JSON round trip).
 
@@ -186,7 +186,7 @@ import_created = Table(
     "import_created_ranges",
     metadata,
     # The ids an import created, as runs of consecutive ids (first_id..last_id, both included): one
-    # ledger row per run, not per record. A million-row import has one or a few runs; a row per id
+    # journal row per run, not per record. A million-row import has one or a few runs; a row per id
     # cost ~20% of its load.
     Column("run_id", String(64), nullable=False, index=True),
     Column("resource", String(64), nullable=False),

@@ -2,7 +2,7 @@
 
 Everything an import writes happens in ONE database transaction:
 
-1. the run's ledger row (first, so SQLite holds its write lock from here on);
+1. the run's row in the rollback journal (first, so SQLite holds its write lock from here on);
 2. the transformed rows go into a temporary staging table in bulk (COPY on
    PostgreSQL, executemany on SQLite) - never row by row;
 3. set-based SQL does the rest: missing references created (and recorded),
@@ -10,7 +10,7 @@ Everything an import writes happens in ONE database transaction:
    store, duplicates inside the file folded by the same rules as duplicates
    against the store, then one ``INSERT ... SELECT`` and one ``UPDATE ... FROM``;
 4. before- and after-images of updated records and the ids of created
-   records go into the import ledger in the same transaction.
+   records go into the rollback journal in the same transaction.
 
 A crash or a killed worker therefore leaves the store exactly as it was, and
 the run can simply be retried. A dry run executes every statement and rolls

@@ -4,7 +4,7 @@ Every step of the merge is one statement over the staging table (never a
 statement per row): references, matches against the store, uniqueness within
 the file and against the store, folding of in-file duplicates, the insert of
 new records and the update of matched ones, each recorded in the import
-ledger for an exact rollback. See ``tasks.imports.load`` for the order.
+rollback journal for an exact rollback. See ``tasks.imports.load`` for the order.
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ class MergeSql:
         return self.insert_recording(insert_sql, table, target.slug, stamp=stamp)
 
     def insert_recording(self, insert_sql: str, table: Table, resource_slug: str, **params) -> int:
-        """Run an INSERT ... SELECT and record the ids it created in the ledger, server-side, as runs of
-        consecutive ids (one ledger row per run: a million-row insert usually makes one)."""
+        """Run an INSERT ... SELECT and record the ids it created in the rollback journal, server-side, as runs of
+        consecutive ids (one journal row per run: a million-row insert usually makes one)."""
         ranges = (
             "INSERT INTO import_created_ranges (run_id, resource, first_id, last_id) "
             "SELECT :run, :res, MIN(id), MAX(id) FROM (SELECT id, id - ROW_NUMBER() OVER (ORDER BY id) AS island FROM {ids}) x "
@@ -152,7 +152,7 @@ class MergeSql:
                 f"SELECT COALESCE(SUM(last_id - first_id + 1), 0) FROM r"
             )
             return int(self.scalar(sql, res=resource_slug, **params))
-        # SQLite: this transaction holds the database's only write lock (the ledger row was written
+        # SQLite: this transaction holds the database's only write lock (the journal row was written
         # first), so the ids above the current maximum are exactly the ones this INSERT creates.
         before = self.scalar(f"SELECT COALESCE(MAX(id), 0) FROM {q(table.name)}")
         created = self.exec(insert_sql, **params).rowcount
