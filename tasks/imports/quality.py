@@ -26,6 +26,8 @@ from ferry.import_params import ImportPlan
 from ferry.spool import read_spool, write_spool
 from tasks.imports.validate import NUMBER_RE, normalise_text
 
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
 
 def expectation_specs(plan: ImportPlan) -> list[dict]:
     """The catalog's checks as GX expectation specs over the mapped (string) source columns."""
@@ -114,10 +116,10 @@ def start_quality_summary(source: Path, plan: ImportPlan, out_dir: Path, sample_
     log = open(out_dir / "quality.log", "wb")
     # niced: the report must not slow the load it runs beside (2 cores are shared with the database)
     return subprocess.Popen(
-        [sys.executable, "-m", "tasks.imports.quality", str(out_dir)],
+        [sys.executable, "-m", "tasks.imports.quality", str(out_dir.resolve())],
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=str(Path(__file__).resolve().parent.parent),
+        cwd=str(PROJECT_ROOT),  # where `-m tasks.imports.quality` resolves, whatever the caller's folder
         preexec_fn=lambda: os.nice(10),
     )
 
