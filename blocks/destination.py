@@ -112,6 +112,10 @@ class Destination(Block):
         """A URL that downloads ``key`` until ``expires`` from now; None where the destination has none."""
         return None
 
+    def local_path(self, key: str) -> Path | None:
+        """The file of ``key`` on this machine's disk, for destinations that are a local folder; None elsewhere."""
+        return None
+
     def exists(self, key: str) -> bool:
         """True when a complete file is stored at ``key``."""
         raise DestinationError(f"{self.describe()} cannot check whether a file exists.", "Use a destination that supports it.")

@@ -43,6 +43,9 @@ class LocalDirectory(Destination):
             )
         return target
 
+    def local_path(self, key: str) -> Path | None:
+        return self.target(key)
+
     def deliver(self, source: BinaryIO, key: str) -> Delivery:
         target = self.target(key)
         try:

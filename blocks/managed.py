@@ -112,6 +112,9 @@ class ManagedStorage(Destination):
     def download_url(self, key: str, expires: timedelta) -> str | None:
         return self.inner().download_url(key, expires)
 
+    def local_path(self, key: str) -> Path | None:
+        return self.inner().local_path(key)
+
     def exists(self, key: str) -> bool:
         return self.inner().exists(key)
 

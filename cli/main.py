@@ -15,11 +15,14 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from cli.api import api
 from cli.blocks import blocks_app
 from cli.console import err, fail, out, parse_filter, parse_pairs, split_list
 from cli.imports import import_app
 from cli.jobs import jobs_app
+from cli.keys import keys_app
 from cli.runs import mount_runs
+from cli.workspaces import workspaces_app
 from ferry.errors import FerryError
 
 
@@ -37,6 +40,8 @@ db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(workspaces_app, name="workspaces")
+app.add_typer(keys_app, name="keys")
 
 
 # --- db -------------------------------------------------------------------------------
@@ -287,6 +292,7 @@ def demo(
 
 app.add_typer(jobs_app, name="jobs")
 mount_runs(app)  # runs, serve, worker, deploy
+app.command("api")(api)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from deployments.adhoc import export_via_deployment
-from ferry.errors import FerryError, ParameterError, RunStateError
+from ferry.errors import ConfigurationError, FerryError, ParameterError, PermissionDeniedError, RunStateError
 from ferry.import_params import ImportRequest
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord, ImportRecord, RollbackRecord
@@ -115,3 +115,105 @@ def check_import_file(source, resource: str, **options) -> dict:
     from tasks.imports.check import validate_file
 
     return validate_file(source, resource, **options)
+
+
+# --- runs started for other programs (the HTTP API) ---------------------------------------------
+
+
+def start_export(request: ExportRequest, idempotency_key: str | None = None) -> str:
+    """Start a run of export-data/default and return its id at once (the run executes where Ferry is served).
+
+    ``idempotency_key`` reaches Prefect, which starts one run per (flow, key):
+    a client that retries after a lost answer gets the same run. Keys are
+    namespaced by the caller (workspace and key id), so two callers never share one.
+    """
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from deployments import project
+
+    parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    try:
+        flow_run = run_deployment(
+            project.ADHOC_EXPORT_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=idempotency_key
+        )
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"The deployment {project.ADHOC_EXPORT_DEPLOYMENT!r} does not exist on this Prefect server.",
+            "Start Ferry's runner (`ferry serve`, or `ferry deploy` and `ferry worker`).",
+        ) from None
+    return str(flow_run.id)
+
+
+def fresh_download_link(run_id: str, base_url: str | None = None, expires_minutes: int | None = None):
+    """A fresh signed URL for export run ``run_id``'s file, without a flow run (the HTTP API calls this per request).
+
+    With ``base_url`` (the API's own address), a file in a local folder gets a
+    signed, expiring URL of the API (``/v1/files/{run_id}``), which serves it.
+    """
+    from flows.reissue_url import fresh_link
+
+    def serve_local(path, lifetime) -> str:
+        from ferry.signing import signed_query
+
+        route = f"/v1/files/{run_id}"
+        query, _ = signed_query(route, int(lifetime.total_seconds()))
+        return f"{base_url.rstrip('/')}{route}?{query}"
+
+    return fresh_link(run_id, expires_minutes, serve_local=serve_local if base_url else None)
+
+
+def local_export_file(run_id: str, expires: int, signature: str):
+    """The local file a signed ``/v1/files/{run_id}`` URL names, or a PermissionDeniedError when the URL is not valid."""
+    from ferry.signing import verify
+    from flows.reissue_url import export_file
+
+    if not verify(f"/v1/files/{run_id}", expires, signature):
+        raise PermissionDeniedError("This download URL is invalid or has expired.", "Ask for a fresh one: GET /v1/runs/{id}/download.")
+    record, destination, key = export_file(run_id)
+    path = destination.local_path(key)
+    if path is None:
+        raise RunStateError(f"The file of run {run_id} is not in a local folder.", "Use the download URL its storage signs.")
+    return path
+
+
+def record_api_call(
+    caller, action: str, resource: str | None, run_id: str | None, client_ip: str | None, details: dict, payload_bytes: int | None
+) -> None:
+    """An audit entry for an API call that reads or writes customer data: who (key id, name, role), what, from where."""
+    from ferry.audit import write_audit
+    from ferry.store.engine import get_engine
+
+    write_audit(
+        get_engine(),
+        workspace=caller.workspace,
+        actor=f"key:{caller.key_id}:{caller.name}",
+        action=action,
+        resource=resource or "-",
+        run_id=run_id,
+        details={**details, "role": caller.role, "client_ip": client_ip},
+        payload_bytes=payload_bytes,
+    )
+
+
+def health() -> dict[str, dict]:
+    """Whether Prefect (``PREFECT_API_URL``) and the store answer, each with a short reason when not."""
+    from prefect import get_client
+    from sqlalchemy import text
+
+    from ferry.store.engine import get_engine
+
+    checks: dict[str, dict] = {}
+    try:
+        with get_client(sync_client=True) as client:
+            failure = client.api_healthcheck()
+        checks["prefect"] = {"ok": failure is None, "detail": None if failure is None else type(failure).__name__}
+    except Exception as exc:  # noqa: BLE001 - unreachable in any way: reported, not raised
+        checks["prefect"] = {"ok": False, "detail": type(exc).__name__}
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["store"] = {"ok": True, "detail": None}
+    except Exception as exc:  # noqa: BLE001 - as above
+        checks["store"] = {"ok": False, "detail": type(exc).__name__}
+    return checks

@@ -28,3 +28,30 @@ def write_audit(
                 created_at=datetime.now(UTC).replace(tzinfo=None),
             )
         )
+
+
+def read_audit(engine: Engine, workspace: str, limit: int = 100) -> list[dict]:
+    """The workspace's audit entries, newest first, as JSON-ready dicts (camelCase)."""
+    with engine.connect() as conn:
+        ws = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).scalar_one_or_none()
+        if ws is None:
+            return []
+        rows = conn.execute(
+            select(audit_log)
+            .where(audit_log.c.workspace_id == ws)
+            .order_by(audit_log.c.created_at.desc(), audit_log.c.id.desc())
+            .limit(limit)
+        ).mappings()
+        return [
+            {
+                "id": r["id"],
+                "actor": r["actor"],
+                "action": r["action"],
+                "resource": r["resource"],
+                "runId": r["run_id"],
+                "details": r["details"],
+                "payloadBytes": r["payload_bytes"],
+                "createdAt": r["created_at"].isoformat() + "Z",
+            }
+            for r in rows
+        ]

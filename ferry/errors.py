@@ -91,12 +91,12 @@ def problems_from_validation(errors: list[dict], root: str = "request", field_na
     for error in errors:
         loc = tuple(error.get("loc") or ())
         name = field_name(loc) if field_name else ".".join(str(part) for part in loc) or root
-        value = "***" if _looks_secret(name) else error.get("input")
+        value = "***" if looks_secret(name) else error.get("input")
         problems.append(Problem(name, value, error["msg"]))
     return problems
 
 
-def _looks_secret(name: str) -> bool:
+def looks_secret(name: str) -> bool:
     lowered = name.lower()
     return any(word in lowered for word in ("password", "secret", "token", "passphrase", "private_key", "api_key"))
 
@@ -187,3 +187,42 @@ class NotificationError(FerryError):
 
 class TransientNotificationError(NotificationError, TransientError):
     """Sending a notice failed in a way that retrying may fix (connection refused, timeouts, 4xx SMTP replies)."""
+
+
+class WorkspaceExistsError(FerryError):
+    """A workspace of that name (slug) exists already."""
+
+
+class WorkspaceBusyError(FerryError):
+    """A workspace cannot be deleted while runs of it are in flight (pending, running or cancelling)."""
+
+
+class KeyNotFoundError(FerryError):
+    """No API key with that id in the store."""
+
+
+# --- the HTTP API's refusals (each maps to one status: api/problems.py) --------------------------------
+
+
+class AuthenticationError(FerryError):
+    """No API key, or one that is malformed, unknown, revoked or expired (401)."""
+
+
+class PermissionDeniedError(FerryError):
+    """The key's role may not do this (403)."""
+
+
+class RateLimitedError(TransientError):
+    """Too many requests for the key's (or address's) budget; retry after the window (429)."""
+
+
+class MalformedRequestError(FerryError):
+    """The request cannot be read at all: its body is not valid JSON (400)."""
+
+
+class UnsupportedMediaTypeError(FerryError):
+    """A JSON endpoint was called without a JSON content type (415)."""
+
+
+class PayloadTooLargeError(FerryError):
+    """An upload or body is over its size limit (413)."""

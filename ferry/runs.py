@@ -326,3 +326,59 @@ def _import_record_of(run) -> ImportRecord | None:
         error=f"run {state}; its result record could not be read" if ended_badly else None,
         warnings=[f"Run state: {run.state.name if run.state else 'unknown'}"],
     )
+
+
+# --- runs in flight -----------------------------------------------------------------------
+
+ROLLBACK_FLOW = "rollback-import"
+IN_FLIGHT_STATES = ["PENDING", "RUNNING", "CANCELLING"]
+
+
+def runs_in_flight(workspace: str, page: int = 200) -> int:
+    """How many Ferry runs of ``workspace`` are pending, running or cancelling (before deleting the workspace).
+
+    Export and import runs name their workspace in ``parameters.request``; a
+    rollback names only the import it undoes, so its workspace is that import
+    run's. A rollback whose import run Prefect no longer holds is counted too:
+    when in doubt, the workspace is busy. Parameters are checked here, not by
+    the server (Prefect cannot filter on them), a page of runs at a time.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+
+    def in_flight(client, flows: list[str]) -> list:
+        found, offset = [], 0
+        while True:
+            batch = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=flows)),
+                flow_run_filter=history_filter(IN_FLIGHT_STATES),
+                limit=page,
+                offset=offset,
+            )
+            found += batch
+            if len(batch) < page:
+                return found
+            offset += page
+
+    def workspace_of(run) -> str | None:
+        request = (run.parameters or {}).get("request")
+        return request.get("workspace") if isinstance(request, dict) else None
+
+    with get_client(sync_client=True) as client:
+        busy = sum(1 for run in in_flight(client, [EXPORT_FLOW, IMPORT_FLOW]) if workspace_of(run) == workspace)
+        undone = [_as_uuid((run.parameters or {}).get("run_id")) for run in in_flight(client, [ROLLBACK_FLOW])]
+        ids = sorted({i for i in undone if i is not None}, key=str)
+        owners: dict[uuid.UUID, str | None] = {}
+        for start in range(0, len(ids), page):
+            chunk = ids[start : start + page]
+            owners.update(
+                {r.id: workspace_of(r) for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)))}
+            )
+    return busy + sum(1 for i in undone if owners.get(i) in (None, workspace))
+
+
+def _as_uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

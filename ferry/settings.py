@@ -10,7 +10,7 @@ import ipaddress
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,26 @@ class FerrySettings(BaseSettings):
     download_url_minutes: int = Field(
         default=15, ge=1, le=7 * 24 * 60, description="Lifetime of download URLs (S3, Azure SAS, GCS) unless a block sets its own."
     )
+    # The HTTP API (api/): rate limits per API key (per client IP without one), in the `limits` notation.
+    api_rate_limit: str = Field(default="600/minute", description="Requests per API key (or client IP) and window, e.g. `600/minute`.")
+    api_run_rate_limit: str = Field(default="60/minute", description="Runs an API key may start per window (exports, imports).")
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where rate-limit counters live: `memory://` (one API process) or `redis://HOST:6379` (shared by several).",
+    )
+
+    url_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs the API's own download URLs (local managed storage); default: a random key in data_dir/secrets.",
+    )
+
+    @field_validator("api_rate_limit", "api_run_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # ValueError names the bad notation
+        return value
 
     @field_validator("import_url_allow")
     @classmethod

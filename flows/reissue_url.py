@@ -43,16 +43,12 @@ def link_problems(run_id: str, expires_minutes: int | None) -> list[Problem]:
     return problems
 
 
-def fresh_link(run_id: str, expires_minutes: int | None = None) -> DownloadLink:
-    """The work of the flow, callable without one (tests, other flows)."""
+def export_file(run_id: str):
+    """The destination and key of a finished export's file, while it exists: ``(record, destination, key)``."""
     from blocks.registry import resolve_destination
     from ferry.settings import get_settings
 
-    problems = link_problems(run_id, expires_minutes)
-    if problems:
-        raise ParameterError(problems)
     settings = get_settings()
-    lifetime = timedelta(minutes=expires_minutes or settings.download_url_minutes)
     record, parameters = read_export_run(run_id)
     if record.status != "success" or not record.destination_path:
         raise RunStateError(f"Export run {run_id} failed, so it has no file to download.", "Run the export again.")
@@ -70,7 +66,25 @@ def fresh_link(run_id: str, expires_minutes: int | None = None) -> DownloadLink:
             f"(managed exports are kept {settings.managed_retention_days} days).",
             "Run the export again to get a new file.",
         )
+    return record, destination, key
+
+
+def fresh_link(run_id: str, expires_minutes: int | None = None, serve_local=None) -> DownloadLink:
+    """The work of the flow, callable without one (tests, other flows, the HTTP API).
+
+    ``serve_local(path, lifetime) -> url``: how to give a URL for a file in a
+    local folder, which cannot sign one itself (the HTTP API serves such files).
+    """
+    from ferry.settings import get_settings
+
+    problems = link_problems(run_id, expires_minutes)
+    if problems:
+        raise ParameterError(problems)
+    lifetime = timedelta(minutes=expires_minutes or get_settings().download_url_minutes)
+    record, destination, key = export_file(run_id)
     url = destination.download_url(key, lifetime)
+    if not url and serve_local is not None and (path := destination.local_path(key)) is not None:
+        url = serve_local(path, lifetime)
     if not url:
         raise DestinationError(
             f"{destination.describe()} cannot give download URLs; the file is at {record.destination_path}.",

@@ -27,6 +27,7 @@ def prefect_server(tmp_path_factory) -> Iterator[None]:
     """One temporary Prefect server (and database) for the whole session."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # nothing leaves the machine (and no telemetry writes to lock SQLite)
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=90):

@@ -59,7 +59,10 @@ def workspace_id(conn: Connection, slug: str) -> int:
             "Run `ferry db init` first.",
         ) from exc
     if found is None:
-        raise UnknownWorkspaceError(f"Workspace {slug!r} does not exist.", "Create it with `ferry db seed --workspace NAME`.")
+        raise UnknownWorkspaceError(
+            f"Workspace {slug!r} does not exist.",
+            "Create it with `ferry workspaces create NAME` (or `ferry db seed --workspace NAME` for demo data).",
+        )
     return found
 
 

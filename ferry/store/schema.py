@@ -202,3 +202,22 @@ def _images_table(table: Table) -> Table:
 
 
 import_images: dict[str, Table] = {r.slug: _images_table(tables[r.slug]) for r in _STORED if r.importable and r.has_field("id")}
+
+
+# --- API keys (migration 0005) -------------------------------------------------------------------------------------------------
+# The HTTP API's bearer keys: one row per key, keyed by the key's public id (the part between
+# ``ferry_`` and the secret), holding only the SHA-256 of the whole key (ferry/keys.py). Times are UTC.
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("expires_at", DateTime),
+    Column("last_used_at", DateTime),
+    Column("revoked_at", DateTime),
+)

@@ -1,0 +1,100 @@
+"""The live service the API tests call over HTTP: a Prefect server on PostgreSQL, ``ferry serve``, ``ferry api``, a store.
+
+Everything is real and on loopback: the store is a fresh PostgreSQL database
+with two seeded workspaces (acme and globex), ``ferry serve`` runs the export
+deployment, and ``ferry api`` is a separate process, called with httpx.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from servers.api import start_api
+from servers.prefect import FerryProcess, deployment_ready, ferry_env, wait_for
+
+PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
+CONTACTS = 120
+
+
+@dataclass
+class Service:
+    """The running service: its base URL, store and data folder, and keys by name."""
+
+    url: str
+    store_url: str
+    engine: sa.Engine
+    data_dir: Path
+    env: dict[str, str]
+    keys: dict[str, str]
+
+    def client(self, key: str | None = None, **headers: str) -> httpx.Client:
+        if key is not None:
+            headers["x-api-key"] = self.keys.get(key, key)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    @staticmethod
+    def poll(http: httpx.Client, run_id: str, timeout: float) -> dict:
+        """GET /v1/runs/{id} until the run has ended; its last answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = http.get(f"/v1/runs/{run_id}").json()
+            if run.get("status") in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+                return run
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def api_store(tmp_path_factory):
+    """A fresh, migrated PostgreSQL store with workspaces acme and globex; dropped at the end."""
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    name = f"ferry_api_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = get_engine(url)
+    upgrade(engine)
+    seed_workspace(engine, "acme", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=1)
+    seed_workspace(engine, "globex", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=2)
+    yield url, engine
+    from ferry.store.engine import forget_engines
+
+    forget_engines()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def service(prefect_api, api_store, tmp_path_factory):
+    """``ferry serve`` and ``ferry api`` against one Prefect server, store and data folder; keys for both workspaces."""
+    from ferry.keys import create_key
+
+    url, engine = api_store
+    workdir = tmp_path_factory.mktemp("api")
+    data_dir = workdir / "data"
+    env = ferry_env(prefect_api.api_url, data_dir, url)
+    runner = FerryProcess(["serve", "--poll-seconds", "1", "--sync-seconds", "2", "--limit", "4"], env, workdir, "serve").start()
+    api_process = None
+    try:
+        wait_for(lambda: deployment_ready("export-data/default"), 180, "ferry serve polling export-data/default", logs=runner.log_text)
+        api_process, base_url = start_api(workdir, env)
+        keys = {}
+        for workspace in ("acme", "globex"):
+            for role in ("admin", "operator", "viewer"):
+                keys[f"{workspace}-{role}"] = create_key(engine, workspace, role, f"tests {role}")[1]
+        yield Service(base_url, url, engine, data_dir, env, keys)
+    finally:
+        if api_process is not None:
+            api_process.stop()
+        runner.stop()
