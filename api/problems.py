@@ -28,6 +28,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.UnsupportedMediaTypeError, 415),
     (e.PayloadTooLargeError, 413),
     (e.ParameterError, 422),
+    (e.IdempotencyKeyReusedError, 422),
     (e.UnknownWorkspaceError, 404),
     (e.RunNotFoundError, 404),
     (e.JobNotFoundError, 404),

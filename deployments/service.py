@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from deployments.adhoc import export_via_deployment
-from ferry.errors import ConfigurationError, FerryError, ParameterError, PermissionDeniedError, RunStateError
+from ferry.errors import (
+    ConfigurationError,
+    FerryError,
+    IdempotencyKeyReusedError,
+    ParameterError,
+    PermissionDeniedError,
+    RunStateError,
+)
 from ferry.import_params import ImportRequest
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord, ImportRecord, RollbackRecord
@@ -142,6 +149,11 @@ def start_export(request: ExportRequest, idempotency_key: str | None = None) -> 
             f"The deployment {project.ADHOC_EXPORT_DEPLOYMENT!r} does not exist on this Prefect server.",
             "Start Ferry's runner (`ferry serve`, or `ferry deploy` and `ferry worker`).",
         ) from None
+    if idempotency_key and flow_run.parameters != parameters:  # Prefect handed back the run this key started before
+        raise IdempotencyKeyReusedError(
+            f"The Idempotency-Key already started run {flow_run.id} with other parameters.",
+            "Send a new key for a new export, or the same body to get that run again.",
+        )
     return str(flow_run.id)
 
 

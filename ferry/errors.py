@@ -224,5 +224,9 @@ class UnsupportedMediaTypeError(FerryError):
     """A JSON endpoint was called without a JSON content type (415)."""
 
 
+class IdempotencyKeyReusedError(FerryError):
+    """An ``Idempotency-Key`` already started a run with other parameters (422)."""
+
+
 class PayloadTooLargeError(FerryError):
     """An upload or body is over its size limit (413)."""

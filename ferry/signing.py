@@ -44,4 +44,4 @@ def signed_query(path: str, lifetime_seconds: int) -> tuple[str, int]:
 
 def verify(path: str, expires: int, presented: str) -> bool:
     """True while the URL has not expired and its signature is the one this key makes."""
-    return expires >= time.time() and hmac.compare_digest(signature(path, expires), presented)
+    return expires >= time.time() and hmac.compare_digest(signature(path, expires).encode(), presented.encode("utf-8", "replace"))

@@ -137,6 +137,8 @@ def test_the_same_idempotency_key_starts_one_run(service):
         first = http.post("/v1/exports", json={"resource": "events", "fields": ["type"]})
         again = http.post("/v1/exports", json={"resource": "events", "fields": ["type"]})
         assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+        other = problem(http.post("/v1/exports", json={"resource": "events", "fields": ["occurred_at"]}), 422)
+        assert first.json()["id"] in other["detail"]
     with service.client("globex-admin", **{"Idempotency-Key": "nightly-2026-12-04"}) as http:  # keys are namespaced per caller
         assert http.post("/v1/exports", json={"resource": "events", "fields": ["type"]}).json()["id"] != first.json()["id"]
 
