@@ -229,3 +229,28 @@ def health() -> dict[str, dict]:
     except Exception as exc:  # noqa: BLE001 - as above
         checks["store"] = {"ok": False, "detail": type(exc).__name__}
     return checks
+
+
+def export_in_response(request: ExportRequest, folder) -> tuple[ExportRecord, object] | None:
+    """Small exports answered in the response body: the same flow, delivered into ``folder``; None when too large.
+
+    Above ``FERRY_API_SYNC_MAX_ROWS`` rows (counted first, with the export's own
+    query) the caller starts a run instead. A failed run raises its error, so
+    nothing has been sent when it fails.
+    """
+    from pathlib import Path
+
+    from ferry.settings import get_settings
+    from ferry.store.engine import get_engine
+    from flows.export import export_data
+    from tasks.export.extract import count_rows
+
+    request = request.validated()
+    with get_engine().connect() as conn:
+        if count_rows(request, conn) > get_settings().api_sync_max_rows:
+            return None
+    state = export_data(request.model_copy(update={"destination": str(folder)}), return_state=True)
+    record = state.result(raise_on_failure=False)
+    if not isinstance(record, ExportRecord) or record.status != "success":
+        raise RunStateError(f"The export failed: {getattr(record, 'error', record)}", "Fix what the error names and ask again.")
+    return record, Path(record.destination_path)

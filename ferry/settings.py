@@ -65,6 +65,9 @@ class FerrySettings(BaseSettings):
         description="Where rate-limit counters live: `memory://` (one API process) or `redis://HOST:6379` (shared by several).",
     )
 
+    api_sync_max_rows: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="Largest export the API answers in the response body (`Prefer: respond=sync`)."
+    )
     url_signing_key: SecretStr | None = Field(
         default=None,
         description="Key that signs the API's own download URLs (local managed storage); default: a random key in data_dir/secrets.",

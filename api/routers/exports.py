@@ -1,15 +1,24 @@
-"""``POST /v1/exports``: start an export of the key's workspace (a run of ``export-data/default``)."""
+"""``POST /v1/exports``: start an export of the key's workspace (a run of ``export-data/default``).
+
+With ``Prefer: respond=sync`` a small export (at most ``FERRY_API_SYNC_MAX_ROWS``
+rows) answers with the file itself, through the same flow, run by the API
+process; a larger one is started as a run as usual (no ``Preference-Applied``).
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.background import BackgroundTask
 
 from api.auth import require
 from api.body import json_object, snake_keys
-from deployments.service import record_api_call, start_export
+from deployments.service import export_in_response, record_api_call, start_export
 from ferry.errors import UnknownWorkspaceError
 from ferry.keys import Principal
 from ferry.params import ExportRequest, parse_request
@@ -19,6 +28,16 @@ router = APIRouter(tags=["exports"])
 #: ExportRequest names that are not camelCase conversions of a field name.
 _ALIASES = ("from", "to", "schema")
 _BODY_SCHEMA = ExportRequest.model_json_schema(by_alias=True)
+MEDIA_TYPES = {
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "xml": "application/xml",
+    "parquet": "application/vnd.apache.parquet",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
 
 
 def export_request(body: dict[str, Any], caller: Principal) -> ExportRequest:
@@ -35,15 +54,43 @@ def export_request(body: dict[str, Any], caller: Principal) -> ExportRequest:
     status_code=202,
     summary="Start an export",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
-    responses={202: {"description": "The run started; follow it at `Location`."}},
+    responses={
+        200: {"description": "`Prefer: respond=sync` and at most FERRY_API_SYNC_MAX_ROWS rows: the file itself."},
+        202: {"description": "The run started; follow it at `Location`."},
+    },
 )
 def create_export(
     request: Request,
     body: dict[str, Any] = Depends(json_object),
     caller: Principal = require("exports.create"),
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
-) -> JSONResponse:
+    prefer: str | None = Header(default=None, alias="Prefer"),
+):
     export = export_request(body, caller)
+    client_ip = request.client.host if request.client else None
+    if prefer and "respond=sync" in prefer.replace(" ", "").lower():
+        folder = Path(tempfile.mkdtemp(prefix="ferry-api-export-"))
+        answered = export_in_response(export, folder)
+        if answered is not None:
+            record, path = answered
+            record_api_call(
+                caller,
+                "api.export.sync",
+                export.resource_def.slug,
+                record.run_id,
+                client_ip,
+                {"filters": [f.model_dump(mode="json") for f in export.filters], "format": export.format, "status": 200},
+                record.file_size,
+            )
+            headers = {"Preference-Applied": "respond=sync", "X-Ferry-Run-Id": record.run_id}
+            return FileResponse(
+                path,
+                filename=path.name,
+                media_type=MEDIA_TYPES.get(export.format, "application/octet-stream"),
+                headers=headers,
+                background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+            )
+        shutil.rmtree(folder, ignore_errors=True)
     key = f"ferry-api:{caller.workspace}:{caller.key_id}:{idempotency_key}" if idempotency_key else None
     run_id = start_export(export, idempotency_key=key)
     record_api_call(

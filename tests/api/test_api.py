@@ -168,3 +168,27 @@ def test_rate_limit_is_hit_and_recovers(service, tmp_path):
 def test_pages_are_bounded(service, path):
     with service.client("acme-admin") as http:
         problem(http.get(path, params={"limit": 0}), 422)
+
+
+def test_small_exports_answer_in_the_body_when_asked(service, tmp_path):
+    with service.client("acme-admin", Prefer="respond=sync") as http:
+        answer = http.post("/v1/exports", json={"resource": "contacts", "fields": ["email"], "format": "csv"})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["Preference-Applied"] == "respond=sync" and answer.headers["content-type"].startswith("text/csv")
+        assert "attachment" in answer.headers["content-disposition"] and ".csv" in answer.headers["content-disposition"]
+        lines = answer.text.splitlines()
+        assert lines[0] == '"email"' and len(lines) == 121
+        run = http.get(f"/v1/runs/{answer.headers['X-Ferry-Run-Id']}").json()  # the same stages, in the run history
+        assert run["status"] == "succeeded" and run["recordCount"] == 120
+        problem(http.post("/v1/exports", json={"resource": "contacts", "format": "nope"}), 422)  # errors before any byte
+    env = ferry_env(service.env["PREFECT_API_URL"], service.data_dir, service.store_url, FERRY_API_SYNC_MAX_ROWS="50")
+    process, url = start_api(tmp_path, env, name="ferry-api-small-sync")
+    try:
+        headers = {"x-api-key": service.keys["acme-admin"], "Prefer": "respond=sync"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
+            too_big = http.post("/v1/exports", json={"resource": "contacts", "fields": ["email"]})
+            assert too_big.status_code == 202 and "Preference-Applied" not in too_big.headers
+            small = http.post("/v1/exports", json={"resource": "contacts", "fields": ["email"], "limit": 10})
+            assert small.status_code == 200 and len(small.text.splitlines()) == 11
+    finally:
+        process.stop()
