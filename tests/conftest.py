@@ -7,18 +7,17 @@ error with the reason (``make test`` installs and starts it first).
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from servers.postgres import fresh_database
 
 #: The real servers' session fixtures (tests/servers/), available to every test.
 pytest_plugins = [f"servers.{name}" for name in ("azurite", "ftp", "gcs", "http", "local", "prefect", "s3", "sftp", "smtp")]
 
-PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
 SMALL = dict(contacts=400, events=3_000, products=12)
 
 
@@ -64,21 +63,8 @@ def _worker() -> str:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test process, dropped at the end."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"ferry_test_{_worker()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable ({exc}); run `make test-services`.")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    from ferry.store.engine import forget_engines
-
-    forget_engines()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_database("ferry_test") as url:
+        yield url
 
 
 def _make_store(kind: str, tmp_path_factory, pg_url_factory) -> Store:

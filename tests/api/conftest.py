@@ -7,9 +7,7 @@ deployment, and ``ferry api`` is a separate process, called with httpx.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from servers.api import start_api
+from servers.postgres import fresh_database
 from servers.prefect import FerryProcess, deployment_ready, ferry_env, wait_for
 
-PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
 CONTACTS = 120
 
 
@@ -57,22 +55,12 @@ def api_store(tmp_path_factory):
     from ferry.store.migrate import upgrade
     from ferry.store.seed import SeedCounts, seed_workspace
 
-    name = f"ferry_api_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = get_engine(url)
-    upgrade(engine)
-    seed_workspace(engine, "acme", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=1)
-    seed_workspace(engine, "globex", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=2)
-    yield url, engine
-    from ferry.store.engine import forget_engines
-
-    forget_engines()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    with fresh_database("ferry_api") as url:
+        engine = get_engine(url)
+        upgrade(engine)
+        seed_workspace(engine, "acme", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=1)
+        seed_workspace(engine, "globex", SeedCounts(contacts=CONTACTS, events=100, products=2), seed=2)
+        yield url, engine
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,7 @@ import sqlalchemy as sa
 
 from . import spawn
 from ._process import ServerProcess
-
-PG_ADMIN_URL = os.environ.get("FERRY_TEST_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
+from .postgres import PG_ADMIN_URL
 
 
 @dataclass
