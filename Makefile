@@ -1,11 +1,11 @@
-# Ferry's two commands: `make demo` and `make test`. Both set up what they need.
+# Ferry's three commands: `make demo`, `make test` and `make up`. Each sets up what it needs.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 
-.PHONY: install blocks demo lint test test-services bench bench-sftp clean
+.PHONY: install blocks demo up lint test test-services bench bench-sftp clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ blocks: install
 
 demo: install
 	$(BIN)/ferry demo
+
+# Ferry as a service on this machine: a Prefect server, every deployment and job, the HTTP API (Ctrl-C stops it).
+up: install
+	$(BIN)/ferry up
 
 # Real servers the tests talk to (PostgreSQL, ...): installed and started when missing.
 test-services:

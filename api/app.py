@@ -10,7 +10,7 @@ from starlette.responses import Response
 from api import problems
 from api.auth import presented_key
 from api.ratelimit import RateLimiter, caller_identity
-from api.routers import audit, exports, files, health, runs
+from api.routers import audit, export_jobs, exports, files, health, imports, runs, uploads
 
 DESCRIPTION = """Ferry's native API: start exports, follow runs, download files through signed URLs.
 
@@ -41,6 +41,9 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix="/v1")
     app.include_router(exports.router, prefix="/v1")
     app.include_router(runs.router, prefix="/v1")
+    app.include_router(export_jobs.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(files.router, prefix="/v1")
+    app.include_router(uploads.router, prefix="/v1")
+    app.include_router(imports.router, prefix="/v1")
     return app

@@ -19,6 +19,8 @@ from ferry.settings import get_settings
 
 #: (method, path) that start runs: counted against the run budget too.
 RUN_STARTS = {("POST", "/v1/exports"), ("POST", "/v1/imports")}
+#: Paths under which a POST starts a run too (``/v1/runs/{id}/rollback``, ``/v1/export-jobs/{id}/run-now``).
+RUN_SUFFIXES = ("/rollback", "/run-now")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ class RateLimiter:
 
     def check(self, who: str, method: str, path: str) -> Verdict:
         """The verdict for one request: the run budget first when it starts a run, then the default budget."""
-        if (method, path.rstrip("/")) in RUN_STARTS:
+        path = path.rstrip("/")
+        if (method, path) in RUN_STARTS or (method == "POST" and path.endswith(RUN_SUFFIXES)):
             runs = self._check(self._runs, "runs", who)
             if not runs.allowed:
                 return runs

@@ -22,6 +22,7 @@ from cli.imports import import_app
 from cli.jobs import jobs_app
 from cli.keys import keys_app
 from cli.runs import mount_runs
+from cli.up import up
 from cli.workspaces import workspaces_app
 from ferry.errors import FerryError
 
@@ -293,6 +294,7 @@ def demo(
 app.add_typer(jobs_app, name="jobs")
 mount_runs(app)  # runs, serve, worker, deploy
 app.command("api")(api)
+app.command("up")(up)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -254,3 +254,33 @@ def export_in_response(request: ExportRequest, folder) -> tuple[ExportRecord, ob
     if not isinstance(record, ExportRecord) or record.status != "success":
         raise RunStateError(f"The export failed: {getattr(record, 'error', record)}", "Fix what the error names and ask again.")
     return record, Path(record.destination_path)
+
+
+def start_import(request: ImportRequest, idempotency_key: str | None = None) -> str:
+    """Start a run of import-data/default and return its id at once (the run executes where Ferry is served).
+
+    The source is a file on this machine (an upload of the HTTP API) or an
+    http(s) URL, which the run downloads through the SSRF guard: the caller never
+    fetches it. The run imports inline (it is the deployment run). As for
+    exports, ``idempotency_key`` starts one run per (flow, key).
+    """
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from ferry.import_params import IMPORT_DEPLOYMENT
+
+    inline = request.model_copy(update={"processing": "inline"})
+    parameters = {"request": inline.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    try:
+        flow_run = run_deployment(IMPORT_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=idempotency_key)
+    except ObjectNotFound:
+        raise ConfigurationError(
+            f"The deployment {IMPORT_DEPLOYMENT!r} does not exist on this Prefect server.",
+            "Start Ferry's runner (`ferry serve`, or `ferry deploy` and `ferry worker`).",
+        ) from None
+    if idempotency_key and flow_run.parameters != parameters:  # Prefect handed back the run this key started before
+        raise IdempotencyKeyReusedError(
+            f"The Idempotency-Key already started run {flow_run.id} with other parameters.",
+            "Send a new key for a new import, or the same body to get that run again.",
+        )
+    return str(flow_run.id)

@@ -230,3 +230,11 @@ class IdempotencyKeyReusedError(FerryError):
 
 class PayloadTooLargeError(FerryError):
     """An upload or body is over its size limit (413)."""
+
+
+class UploadNotFoundError(FerryError):
+    """No upload with that id in the key's workspace (404)."""
+
+
+class UploadStateError(FerryError):
+    """An upload cannot do what was asked: no content yet, its content is there already, or it expired (409)."""

@@ -103,8 +103,10 @@ def job_run(flow_run, record: ExportRecord | None = None) -> JobRun:
         id=str(flow_run.id),
         job_id=str(flow_run.deployment_id) if flow_run.deployment_id else "",
         status=status,
-        started_at=flow_run.start_time or (record.started_at if record else None),
-        completed_at=flow_run.end_time or (record.completed_at if record else None),
+        # The record's own times first: a run recorded from elsewhere (POST /v1/export-jobs/{id}/runs) carries
+        # when it really ran, while Prefect stamps the moment it was recorded.
+        started_at=(record.started_at if record else None) or flow_run.start_time,
+        completed_at=(record.completed_at if record else None) or flow_run.end_time,
         record_count=record.record_count if record else None,
         file_size=record.file_size if record else None,
         destination_path=record.destination_path if record else None,

@@ -68,6 +68,9 @@ class FerrySettings(BaseSettings):
     api_sync_max_rows: int = Field(
         default=10_000, ge=0, le=1_000_000, description="Largest export the API answers in the response body (`Prefer: respond=sync`)."
     )
+    api_max_upload_bytes: int = Field(
+        default=100 * 1024**2, ge=1, description="Largest file the API takes as an upload (bytes; default 100 MB): more is a 413."
+    )
     url_signing_key: SecretStr | None = Field(
         default=None,
         description="Key that signs the API's own download URLs (local managed storage); default: a random key in data_dir/secrets.",
