@@ -5,7 +5,7 @@ already rendered from the user's template) and returns where the file ended
 up, how many bytes it holds and their SHA-256. A reader must never see half a
 file at the final location: write somewhere temporary, then publish at once.
 
-The contract, in full (one conformance suite, tests/test_destination_conformance.py,
+The contract, in full (one conformance suite, tests/blocks/test_conformance.py,
 runs the same test body over every implementation):
 
 ``deliver(source, key) -> Delivery``  (required)

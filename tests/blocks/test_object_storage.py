@@ -2,7 +2,7 @@
 reissued URLs, error classes (terminal vs transient), bounded memory, managed storage and its cleanup,
 and secrets that never reach logs, artifacts, results or parameters.
 
-The shared contract itself is checked by tests/test_destination_conformance.py.
+The shared contract itself is checked by tests/blocks/test_conformance.py.
 """
 
 from __future__ import annotations

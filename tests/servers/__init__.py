@@ -3,10 +3,10 @@
 ``DESTINATIONS`` lists one :class:`DestinationCase` per destination kind. Each
 names a pytest fixture returning a :class:`DestinationHandle`: a configured
 destination block plus a way to read back what landed at the server, so one
-test body (tests/test_destination_conformance.py) checks every backend the
-same way. The fixture lives in ``module`` (a module under tests/servers, e.g.
-``servers.s3``); the suite imports it from there, so adding a backend is one
-line here and a fixture next to its server.
+test body (tests/blocks/test_conformance.py) checks every backend the same
+way. The fixtures live next to their servers (``servers.s3``, ...), registered
+for every test by the root conftest's ``pytest_plugins``, so adding a backend is
+one line here and a fixture next to its server.
 
 :func:`spawn` starts a server binary (moto, Azurite, the GCS emulator, ...):
 free loopback port, log file, a readiness check that speaks the server's
@@ -43,7 +43,6 @@ class DestinationHandle(Protocol):
 class DestinationCase:
     name: str
     fixture: str  # pytest fixture name returning a DestinationHandle
-    module: str | None = None  # module defining the fixture (None: a conftest)
     # Optional parts of the contract this destination must offer ("read", "url", "delete", "list");
     # None = not checked. The suite asserts the block offers exactly these and exercises each.
     capabilities: frozenset[str] | None = None
@@ -52,14 +51,14 @@ class DestinationCase:
 ALL = frozenset({"read", "url", "delete", "list"})
 
 DESTINATIONS: list[DestinationCase] = [
-    DestinationCase("local-directory", "local_directory_handle", "servers.local", frozenset({"read", "delete", "list"})),
-    DestinationCase("s3", "s3_handle", "servers.s3", ALL),
-    DestinationCase("azure-blob", "azure_blob_handle", "servers.azurite", ALL),
-    DestinationCase("gcs", "gcs_handle", "servers.gcs", ALL),
-    DestinationCase("sftp", "sftp_handle", "servers.sftp", frozenset({"read", "delete", "list"})),
-    DestinationCase("ftp", "ftp_handle", "servers.ftp", frozenset({"read", "delete", "list"})),
-    DestinationCase("ftps", "ftps_handle", "servers.ftp", frozenset({"read", "delete", "list"})),
-    DestinationCase("webhook", "webhook_handle", "servers.http", frozenset()),
+    DestinationCase("local-directory", "local_directory_handle", frozenset({"read", "delete", "list"})),
+    DestinationCase("s3", "s3_handle", ALL),
+    DestinationCase("azure-blob", "azure_blob_handle", ALL),
+    DestinationCase("gcs", "gcs_handle", ALL),
+    DestinationCase("sftp", "sftp_handle", frozenset({"read", "delete", "list"})),
+    DestinationCase("ftp", "ftp_handle", frozenset({"read", "delete", "list"})),
+    DestinationCase("ftps", "ftps_handle", frozenset({"read", "delete", "list"})),
+    DestinationCase("webhook", "webhook_handle", frozenset()),
 ]
 
 
