@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import require
@@ -34,6 +34,7 @@ from deployments.job_api import (
     replace_job,
 )
 from deployments.jobs import JobService
+from deployments.service import record_api_call
 from ferry.keys import Principal
 
 router = APIRouter(tags=["export jobs"])
@@ -41,6 +42,19 @@ router = APIRouter(tags=["export jobs"])
 
 def _body(model) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}}}}
+
+
+def _audit(request: Request, caller: Principal, action: str, job: dict[str, Any] | None, run_id: str | None = None, **details) -> None:
+    """An audit entry for a change to a job, or a run of one (it moves the workspace's data)."""
+    record_api_call(
+        caller,
+        action,
+        (job or {}).get("resource"),
+        run_id,
+        request.client.host if request.client else None,
+        {"job": (job or {}).get("name"), **details},
+        getattr(request.state, "payload_bytes", None),
+    )
 
 
 def _job_links(job: dict[str, Any]) -> dict[str, str]:
@@ -53,8 +67,11 @@ def list_export_jobs(caller: Principal = require("export_jobs.read")) -> JSONRes
 
 
 @router.post("/export-jobs", status_code=201, summary="Create an export job", openapi_extra=_body(JobBody))
-def create_export_job(caller: Principal = require("export_jobs.write"), body: dict[str, Any] = Depends(json_object)) -> JSONResponse:
+def create_export_job(
+    request: Request, caller: Principal = require("export_jobs.write"), body: dict[str, Any] = Depends(json_object)
+) -> JSONResponse:
     job = create_job(body, caller.workspace)
+    _audit(request, caller, "api.export_job.create", job, status=201)
     return JSONResponse(job, status_code=201, headers=_job_links(job))
 
 
@@ -65,14 +82,18 @@ def get_export_job(job_id: str, caller: Principal = require("export_jobs.read"))
 
 @router.put("/export-jobs/{job_id}", summary="Replace an export job (send the full object)", openapi_extra=_body(JobBody))
 def replace_export_job(
-    job_id: str, caller: Principal = require("export_jobs.write"), body: dict[str, Any] = Depends(json_object)
+    request: Request, job_id: str, caller: Principal = require("export_jobs.write"), body: dict[str, Any] = Depends(json_object)
 ) -> JSONResponse:
-    return JSONResponse(replace_job(job_id, body, caller.workspace))
+    job = replace_job(job_id, body, caller.workspace)
+    _audit(request, caller, "api.export_job.update", job, status=200)
+    return JSONResponse(job)
 
 
 @router.delete("/export-jobs/{job_id}", status_code=204, summary="Delete an export job and all its run history")
-def delete_export_job(job_id: str, caller: Principal = require("export_jobs.write")) -> Response:
+def delete_export_job(request: Request, job_id: str, caller: Principal = require("export_jobs.write")) -> Response:
+    job = job_json(owned(job_id, caller.workspace))
     delete_job(job_id, caller.workspace)
+    _audit(request, caller, "api.export_job.delete", job, status=204)
     return Response(status_code=204)
 
 
@@ -102,8 +123,10 @@ def record_job_run(
 
 
 @router.post("/export-jobs/{job_id}/run-now", status_code=202, summary="Start a run now (also while paused)")
-def run_export_job_now(job_id: str, caller: Principal = require("export_jobs.run")) -> JSONResponse:
-    run = JobService().run_now(owned(job_id, caller.workspace).id)
+def run_export_job_now(request: Request, job_id: str, caller: Principal = require("export_jobs.run")) -> JSONResponse:
+    job = owned(job_id, caller.workspace)
+    run = JobService().run_now(job.id)
+    _audit(request, caller, "api.export_job.run_now", job_json(job), run.id, status=202)
     links = {"self": f"/v1/runs/{run.id}", "job": f"/v1/export-jobs/{run.job_id}", "jobRuns": f"/v1/export-jobs/{run.job_id}/runs"}
     body = {"id": run.id, "jobId": run.job_id, "status": "queued", "links": links}
     return JSONResponse(body, status_code=202, headers={"Location": links["self"]})

@@ -208,6 +208,12 @@ def test_run_now_delivers_and_the_run_is_in_the_history(service, receiver):
     assert logs and SECRET not in shown and not [log for log in logs if SECRET in log.message]
     with service.client("acme-operator") as http:
         http.delete(f"/v1/export-jobs/{job['id']}")
+    with service.client("acme-admin") as http:  # who created, ran and deleted the job is in the audit log, with no secret
+        events = [e for e in http.get("/v1/audit-events").json()["events"] if (e["details"] or {}).get("job") == name]
+        assert {e["action"] for e in events} == {"api.export_job.create", "api.export_job.run_now", "api.export_job.delete"}
+        assert all(e["actor"].startswith("key:") and e["details"]["role"] == "operator" for e in events)
+        assert next(e for e in events if e["action"] == "api.export_job.run_now")["runId"] == run_id
+        assert SECRET not in json.dumps(events)
 
 
 def test_recorded_runs_join_the_history(service):
