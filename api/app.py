@@ -1,4 +1,4 @@
-"""The application: routers under ``/v1``, problem+json errors, a request id and rate limits on every response."""
+"""The application: routers under ``/v1``, problem+json errors, a request id and rate limits on every response, idempotent POSTs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from api import problems
+from api import idempotency, openapi, problems
 from api.auth import presented_key
 from api.ratelimit import RateLimiter, caller_identity
 from api.routers import audit, export_jobs, exports, files, health, imports, runs, uploads
@@ -22,16 +22,18 @@ A key sees one workspace; every other workspace's objects are 404. Errors are RF
 def create_app() -> FastAPI:
     app = FastAPI(title="Ferry", version="1", description=DESCRIPTION, openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     problems.install(app)
+    openapi.install(app)
     limiter = RateLimiter()
 
     @app.middleware("http")
     async def context(request: Request, call_next) -> Response:
         request.state.request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
-        verdict = limiter.check(
-            caller_identity(presented_key(request), request.client.host if request.client else None), request.method, request.url.path
-        )
+        caller = caller_identity(presented_key(request), request.client.host if request.client else None)
+        verdict = limiter.check(caller, request.method, request.url.path)
         if not verdict.allowed:
             response = problems.problem(request, 429, f"Rate limit {verdict.policy!r} reached; try again in {verdict.reset} s.")
+        elif idempotency.applies(request):
+            response = await idempotency.answer(request, caller, call_next)
         else:
             response = await call_next(request)
         response.headers.update(verdict.headers())

@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 
 from api.auth import require
 from api.body import json_object, snake_keys
+from api.schemas import RunStarted
 from deployments.service import export_in_response, record_api_call, start_export
 from ferry.errors import UnknownWorkspaceError
 from ferry.keys import Principal
@@ -56,7 +57,7 @@ def export_request(body: dict[str, Any], caller: Principal) -> ExportRequest:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
     responses={
         200: {"description": "`Prefer: respond=sync` and at most FERRY_API_SYNC_MAX_ROWS rows: the file itself."},
-        202: {"description": "The run started; follow it at `Location`."},
+        202: {"model": RunStarted, "description": "The run started; follow it at `Location`."},
     },
 )
 def create_export(

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from api.auth import require
 from api.body import json_object
+from api.schemas import RunStarted
 from deployments.run_views import read_run_view
 from deployments.service import check_import_file, preview_file, record_api_call, roll_back_import, start_import, suggest_file_mapping
 from deployments.uploads import Upload, completed_upload
@@ -235,7 +236,7 @@ def validate(request: Request, body: dict = Depends(json_object), caller: Princi
     status_code=202,
     summary="Start an import of an upload (or an http(s) URL) into the workspace",
     openapi_extra=_body(_import_schema(IMPORT_OPTIONS, source_url=True)),
-    responses={202: {"description": "The run started; follow it at `Location`."}},
+    responses={202: {"model": RunStarted, "description": "The run started; follow it at `Location`."}},
 )
 def create_import(
     request: Request,

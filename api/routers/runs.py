@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from api.auth import require
-from deployments.run_views import list_run_views, read_run_view
+from api.schemas import RunList
+from deployments.run_views import RunView, list_run_views, read_run_view
 from deployments.service import fresh_download_link, record_api_call
 from ferry.errors import FerryError, RunStateError
 from ferry.keys import Principal
@@ -17,7 +18,7 @@ from ferry.roles import allows
 router = APIRouter(tags=["runs"])
 
 
-@router.get("/runs", summary="The workspace's runs, newest first")
+@router.get("/runs", summary="The workspace's runs, newest first", responses={200: {"model": RunList}})
 def list_runs(
     request: Request,
     caller: Principal = require("runs.read"),
@@ -34,7 +35,7 @@ def list_runs(
     return JSONResponse(body, headers=headers)
 
 
-@router.get("/runs/{run_id}", summary="One run: status, progress, counts, file")
+@router.get("/runs/{run_id}", summary="One run: status, progress, counts, file", responses={200: {"model": RunView}})
 def get_run(request: Request, run_id: str, caller: Principal = require("runs.read")) -> JSONResponse:
     view = read_run_view(run_id, caller.workspace)
     if view.kind == "export" and view.status == "succeeded" and allows(caller.role, "runs.download"):

@@ -221,3 +221,22 @@ api_keys = Table(
     Column("last_used_at", DateTime),
     Column("revoked_at", DateTime),
 )
+
+
+# --- API idempotency (migration 0006) ------------------------------------------------------------------------------------------
+# One row per (caller, Idempotency-Key) of a POST that starts work (ferry/idempotency.py): the
+# request's fingerprint, whether it is still being answered, and the first answer, replayed for 24 h.
+
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("scope", String(64), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("status_code", Integer),
+    Column("response", Json),
+    Column("created_at", DateTime, nullable=False, index=True),
+    Column("completed_at", DateTime),
+    PrimaryKeyConstraint("scope", "idempotency_key"),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -135,12 +136,39 @@ def test_export_poll_download_isolation_and_audit(service):
 def test_the_same_idempotency_key_starts_one_run(service):
     with service.client("acme-admin", **{"Idempotency-Key": "nightly-2026-12-04"}) as http:
         first = http.post("/v1/exports", json={"resource": "events", "fields": ["type"]})
-        again = http.post("/v1/exports", json={"resource": "events", "fields": ["type"]})
-        assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+        again = http.post(
+            "/v1/exports", content=b'{ "fields": ["type"], "resource": "events" }', headers={"content-type": "application/json"}
+        )
+        assert first.status_code == again.status_code == 202 and again.json() == first.json()  # the same JSON, in another order
+        assert again.headers["Idempotent-Replayed"] == "true" and again.headers["Location"] == first.headers["Location"]
         other = problem(http.post("/v1/exports", json={"resource": "events", "fields": ["occurred_at"]}), 422)
-        assert first.json()["id"] in other["detail"]
+        assert other["errors"][0]["field"] == "Idempotency-Key"
     with service.client("globex-admin", **{"Idempotency-Key": "nightly-2026-12-04"}) as http:  # keys are namespaced per caller
         assert http.post("/v1/exports", json={"resource": "events", "fields": ["type"]}).json()["id"] != first.json()["id"]
+
+
+def test_an_idempotency_key_in_flight_is_409_and_prefect_still_starts_one_run(service):
+    from api.ratelimit import caller_identity
+    from ferry.store.schema import api_idempotency
+
+    key, body = f"in-flight-{uuid.uuid4().hex}", {"resource": "events", "fields": ["type"]}
+    scope = caller_identity(service.keys["acme-admin"], None)
+    with service.client("acme-admin", **{"Idempotency-Key": key}) as http:
+        first = http.post("/v1/exports", json=body)
+        assert first.status_code == 202
+        # As if the API process died after starting the run, before it kept the answer: the claim is running.
+        with service.engine.begin() as conn:
+            this = (api_idempotency.c.scope == scope) & (api_idempotency.c.idempotency_key == key)
+            conn.execute(api_idempotency.update().where(this).values(state="running", response=None))
+        busy = problem(http.post("/v1/exports", json=body), 409)
+        assert "still being answered" in busy["detail"]
+        # Ten minutes on, the claim counts as abandoned: the retry goes ahead and Prefect's key hands back the same run.
+        with service.engine.begin() as conn:
+            stale = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=11)
+            conn.execute(api_idempotency.update().where(this).values(created_at=stale))
+        retried = http.post("/v1/exports", json=body)
+        assert retried.status_code == 202 and retried.json()["id"] == first.json()["id"]
+        assert "Idempotent-Replayed" not in retried.headers
 
 
 def test_rate_limit_is_hit_and_recovers(service, tmp_path):
