@@ -192,6 +192,31 @@ def test_rate_limit_is_hit_and_recovers(service, tmp_path):
         process.stop()
 
 
+def test_api_processes_share_one_rate_limit_budget_through_redis(service, tmp_path):
+    from ferry.keys import create_key
+
+    storage = f"redis://127.0.0.1:6379/{uuid.uuid4().int % 16}"
+    env = ferry_env(
+        service.env["PREFECT_API_URL"],
+        service.data_dir,
+        service.store_url,
+        FERRY_API_RATE_LIMIT="4/30 seconds",
+        FERRY_RATE_LIMIT_STORAGE=storage,
+    )
+    first, first_url = start_api(tmp_path, env, name="ferry-api-redis-1")
+    second, second_url = start_api(tmp_path, env, name="ferry-api-redis-2")
+    key = create_key(service.engine, "acme", "viewer", f"redis {uuid.uuid4().hex[:8]}")[1]  # a budget no other test spent
+    try:
+        answers = [
+            httpx.get(f"{url}/v1/runs", params={"limit": 1}, headers={"x-api-key": key}, timeout=30) for url in [first_url, second_url] * 3
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200, 200, 429, 429]  # four in all, wherever they landed
+        assert answers[3].headers["RateLimit"].startswith('"default";r=0;')
+    finally:
+        first.stop()
+        second.stop()
+
+
 @pytest.mark.parametrize("path", ["/v1/runs", "/v1/audit-events"])
 def test_pages_are_bounded(service, path):
     with service.client("acme-admin") as http:
