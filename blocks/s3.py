@@ -362,6 +362,25 @@ class S3Destination(ObjectStoreDestination):
         except (boto_errors.BotoCoreError, boto_errors.ClientError) as exc:
             raise self._error(exc, "sign a download URL for", name) from None
 
+    def upload_form(self, key: str, size_bytes: int, expires: timedelta) -> dict[str, Any]:
+        """A presigned POST (an HTML form upload) of exactly ``size_bytes`` to ``key``: ``{url, fields}``.
+
+        The signed policy carries ``content-length-range`` [size_bytes, size_bytes], so S3
+        refuses a file of any other size (EntityTooLarge / EntityTooSmall), and expires
+        after ``expires``. Posting again before then replaces the object.
+        """
+        name = object_name(self._folder, key)
+        seconds = check_lifetime(expires)
+        try:
+            return self.client().generate_presigned_post(
+                self.bucket.bucket_name,
+                name,
+                Conditions=[["content-length-range", size_bytes, size_bytes]],
+                ExpiresIn=seconds,
+            )
+        except (boto_errors.BotoCoreError, boto_errors.ClientError) as exc:
+            raise self._error(exc, "sign an upload form for", name) from None
+
     def exists(self, key: str) -> bool:
         name = object_name(self._folder, key)
         try:

@@ -13,17 +13,36 @@ counted as they are written; more than the announced size or than
 ``FERRY_API_MAX_UPLOAD_BYTES`` stops the write (PayloadTooLargeError) and
 removes the partial file. The file appears under its name only when it is
 whole, and only once.
+
+When managed storage is an S3 bucket (``FERRY_MANAGED_DESTINATION`` names an
+``s3-bucket`` or ``s3-destination`` block), the target is a presigned S3 POST
+instead: the client posts the form's ``fields`` and the file straight to the
+bucket, at ``<folder>/uploads/<workspace>/<upload_id>/<filename>``, and the
+policy's ``content-length-range`` is exactly ``sizeBytes`` (S3 refuses other
+sizes, and the form after ``expiresAt``). The metadata records the object's key
+and location. The first look at such an upload once its object exists
+(:func:`current_upload`: its status, or any import step) fetches it: streamed
+from the bucket into the upload's folder with the same size checks as a PUT,
+the file appearing only when whole; then the upload is complete and the
+bucket's copy deleted. An object of the wrong size is deleted and refused (413
+or 400, as a PUT would be), so the form can be posted again; until the object
+exists the upload stays pending. Other managed storage (local, Azure, GCS,
+SFTP, ...) keeps the API's own signed URL.
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import re
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -31,6 +50,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from ferry.errors import (
+    ConfigurationError,
+    FerryError,
     MalformedRequestError,
     ParameterError,
     PayloadTooLargeError,
@@ -50,6 +71,12 @@ UPLOAD_HEADERS = {"Content-Type": "application/octet-stream"}
 _ID = re.compile(r"[0-9a-f]{32}")
 #: Unicode categories a file name may not contain: control, format (e.g. bidi overrides), surrogate, line/paragraph separators.
 _UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+#: The largest file S3 takes in one POST (an HTML form upload).
+S3_POST_MAX_BYTES = 5 * 1024**3
+#: Bytes read from the bucket at a time when an upload is fetched.
+_CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 def unsafe_name_reason(name: str) -> str | None:
@@ -101,6 +128,10 @@ class Upload(BaseModel):
     key_name: str
     key_role: str
     workspace_id: int
+    bucket_key: str | None = None
+    """Key of the object in managed storage (relative to its folder) when the content is posted to the bucket."""
+    bucket_location: str | None = None
+    """``s3://bucket/name`` of that object: the bucket it was signed for."""
 
     @property
     def folder(self) -> Path:
@@ -166,8 +197,32 @@ def _save(upload: Upload) -> None:
     os.replace(temporary, upload.meta_path)
 
 
-def create_upload(caller: Principal, body: dict) -> Upload:
-    """A new, empty upload of the caller's workspace; every problem with ``body`` at once (ParameterError), 413 over the limit."""
+def managed_bucket() -> Any | None:
+    """The S3 destination that managed storage is (``FERRY_MANAGED_DESTINATION``), or None: uploads then come to the API."""
+    settings = get_settings()
+    if not settings.managed_destination or "/" not in settings.managed_destination:
+        return None
+    from blocks.registry import managed_storage
+    from blocks.s3 import S3Destination
+
+    inner = managed_storage(settings.exports_dir).inner()
+    return inner if isinstance(inner, S3Destination) else None
+
+
+def _bucket_key(workspace: str, upload_id: str, filename: str) -> str:
+    # boto3 turns a key ending in ${filename} into a starts-with condition (any name the form sends): not for us.
+    name = "content" if filename.endswith("${filename}") else filename
+    return f"uploads/{workspace}/{upload_id}/{name}"
+
+
+def create_upload(caller: Principal, body: dict, base_url: str) -> dict:
+    """A new, empty upload of the caller's workspace, as its target: where and how to send the file before ``expiresAt``.
+
+    ``{uploadId, method, url, headers, expiresAt, maxBytes}``: a signed ``PUT`` to the
+    API at ``base_url``, or, when managed storage is an S3 bucket, a presigned S3
+    ``POST`` whose form ``fields`` go with the file. Every problem with ``body`` at
+    once (ParameterError), 413 over the limit.
+    """
     try:
         wanted = UploadRequest.model_validate(body)
     except ValidationError as exc:
@@ -175,9 +230,13 @@ def create_upload(caller: Principal, body: dict) -> Upload:
     limit = max_upload_bytes()
     if wanted.size_bytes > limit:
         raise _too_large(wanted.size_bytes, limit, "the upload limit FERRY_API_MAX_UPLOAD_BYTES")
-    created = _now()
+    bucket = managed_bucket()
+    if bucket is not None and wanted.size_bytes > S3_POST_MAX_BYTES:
+        raise _too_large(wanted.size_bytes, S3_POST_MAX_BYTES, "what S3 takes in one POST")
+    created, upload_id = _now(), uuid.uuid4().hex
+    key = _bucket_key(caller.workspace, upload_id, wanted.filename) if bucket is not None else None
     upload = Upload(
-        upload_id=uuid.uuid4().hex,
+        upload_id=upload_id,
         workspace=caller.workspace,
         filename=wanted.filename,
         size_bytes=wanted.size_bytes,
@@ -187,10 +246,18 @@ def create_upload(caller: Principal, body: dict) -> Upload:
         key_name=caller.name,
         key_role=caller.role,
         workspace_id=caller.workspace_id,
+        bucket_key=key,
+        bucket_location=bucket.location(key) if bucket is not None else None,
     )
+    target = {"uploadId": upload.upload_id}
+    if bucket is None:
+        target |= {"method": "PUT", "url": signed_url(upload, base_url), "headers": UPLOAD_HEADERS}
+    else:
+        form = bucket.upload_form(key, upload.size_bytes, upload.expires_at - created)
+        target |= {"method": "POST", "url": form["url"], "fields": form["fields"], "headers": {}}
     upload.folder.mkdir(parents=True, mode=0o700)
     _save(upload)
-    return upload
+    return target | {"expiresAt": upload.expires_at.isoformat(), "maxBytes": limit}
 
 
 def signed_url(upload: Upload, base_url: str) -> str:
@@ -227,13 +294,24 @@ def signed_upload(upload_id: str, expires: str, presented: str) -> Upload:
     return read_upload(found[0].parent.name, upload_id)
 
 
+def current_upload(workspace: str, upload_id: str) -> Upload:
+    """Upload ``upload_id`` of ``workspace`` as it is now: an S3 upload whose object has arrived is fetched first."""
+    upload = read_upload(workspace, upload_id)
+    if upload.completed_at is None and upload.bucket_key is not None:
+        upload = _fetch_from_bucket(upload)
+    return upload
+
+
 def completed_upload(workspace: str, upload_id: str) -> Upload:
     """Upload ``upload_id`` of ``workspace`` once its content is complete (to preview, map, validate or import it)."""
-    upload = read_upload(workspace, upload_id)
+    upload = current_upload(workspace, upload_id)
     if upload.completed_at is None:
-        raise UploadStateError(
-            f"Upload {upload_id} has no content yet.", "PUT the file to the upload's URL, or POST it to /v1/uploads/{id}/content."
+        how = (
+            "POST the file with the upload's form fields to its S3 url"
+            if upload.bucket_key is not None
+            else "PUT the file to the upload's URL"
         )
+        raise UploadStateError(f"Upload {upload_id} has no content yet.", f"{how}, or POST it to /v1/uploads/{{id}}/content.")
     return upload
 
 
@@ -248,12 +326,7 @@ async def write_content(upload: Upload, chunks: AsyncIterator[bytes], announced_
         raise UploadStateError(f"Upload {upload.upload_id} has its content already.", "Create a new upload for another file.")
     if _now() > upload.expires_at:
         raise UploadStateError(f"Upload {upload.upload_id} expired at {upload.expires_at.isoformat()}.", "Create a new upload.")
-    limit = max_upload_bytes()
-    cap, what = (
-        (limit, "the upload limit FERRY_API_MAX_UPLOAD_BYTES")
-        if limit < upload.size_bytes
-        else (upload.size_bytes, "the announced sizeBytes")
-    )
+    cap, what = _cap(upload)
     if announced_length is not None and announced_length > cap:
         raise _too_large(announced_length, cap, what)
     partial = upload.folder / f".partial-{uuid.uuid4().hex}"
@@ -265,17 +338,91 @@ async def write_content(upload: Upload, chunks: AsyncIterator[bytes], announced_
                 if written > cap:
                     raise _too_large(written, cap, what)
                 await anyio.to_thread.run_sync(file.write, chunk)
-        if written < upload.size_bytes:
-            raise MalformedRequestError(
-                f"The body has {written:,} bytes, fewer than the {upload.size_bytes:,} announced (sizeBytes).",
-                "Nothing was kept; send the whole file.",
-            )
+        _check_whole(written, upload, "The body")
         _publish(partial, upload)
     finally:
         partial.unlink(missing_ok=True)
     completed = upload.model_copy(update={"completed_at": _now()})
     _save(completed)
     return completed
+
+
+def _cap(upload: Upload) -> tuple[int, str]:
+    """The most bytes the upload takes, and what sets that limit."""
+    limit = max_upload_bytes()
+    if limit < upload.size_bytes:
+        return limit, "the upload limit FERRY_API_MAX_UPLOAD_BYTES"
+    return upload.size_bytes, "the announced sizeBytes"
+
+
+def _check_whole(written: int, upload: Upload, what: str) -> None:
+    if written < upload.size_bytes:
+        raise MalformedRequestError(
+            f"{what} has {written:,} bytes, fewer than the {upload.size_bytes:,} announced (sizeBytes).",
+            "Nothing was kept; send the whole file.",
+        )
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the upload's folder (across threads and processes of this machine)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fetch_from_bucket(upload: Upload) -> Upload:
+    """The upload, completed from its object in the bucket once that exists; as it was while it does not."""
+    bucket = managed_bucket()
+    if bucket is None or bucket.location(upload.bucket_key) != upload.bucket_location:
+        raise ConfigurationError(
+            f"Upload {upload.upload_id} was posted to {upload.bucket_location}, which is no longer Ferry's managed storage.",
+            "Restore FERRY_MANAGED_DESTINATION, or create a new upload.",
+        )
+    with _locked(upload.folder):
+        upload = read_upload(upload.workspace, upload.upload_id)  # another request may have fetched it meanwhile
+        if upload.completed_at is not None or not bucket.exists(upload.bucket_key):
+            return upload
+        cap, what = _cap(upload)
+        partial = upload.folder / f".partial-{uuid.uuid4().hex}"
+        written = 0
+        try:
+            with bucket.open_source(upload.bucket_key) as stream, open(partial, "xb") as file:
+                while chunk := stream.read(_CHUNK):
+                    written += len(chunk)
+                    if written > cap:
+                        raise _too_large(written, cap, what)
+                    file.write(chunk)
+            _check_whole(written, upload, "The file posted to the bucket")
+            _publish(partial, upload)
+        except (PayloadTooLargeError, MalformedRequestError):
+            _delete_object(bucket, upload)  # refused as a PUT would be; the form may be posted again
+            raise
+        finally:
+            partial.unlink(missing_ok=True)
+        completed = upload.model_copy(update={"completed_at": _now()})
+        _save(completed)
+    _delete_object(bucket, completed)  # the file is here now, once
+    _audit_fetch(completed)
+    return completed
+
+
+def _delete_object(bucket: Any, upload: Upload) -> None:
+    try:
+        bucket.delete_file(upload.bucket_key)
+    except FerryError as exc:  # retention cleanup removes it later
+        log.warning("Could not delete %s after fetching upload %s: %s", upload.bucket_location, upload.upload_id, exc.message)
+
+
+def _audit_fetch(upload: Upload) -> None:
+    """The audit entry of the content's arrival, as for a PUT (the key that created the upload is the actor)."""
+    from deployments.service import record_api_call
+
+    details = {"uploadId": upload.upload_id, "filename": upload.filename, "via": "s3-post", "status": 200}
+    record_api_call(upload.creator(), "api.upload", None, None, None, details, upload.size_bytes)
 
 
 def _publish(partial: Path, upload: Upload) -> None:

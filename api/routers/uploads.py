@@ -1,10 +1,13 @@
-"""``/v1/uploads``: a file to import, sent to the API itself through a signed URL (``PUT``) or with a key (``POST``).
+"""``/v1/uploads``: a file to import, sent to the API itself through a signed URL (``PUT``) or with a key (``POST``), or to S3.
 
 ``POST /v1/uploads {filename, sizeBytes}`` answers with a signed, expiring URL
 (15 minutes) like an S3 presigned PUT: the URL is the permission, no key. The
 content is streamed to disk and counted as it arrives (``deployments.uploads``);
 a multipart form (``-F file=@contacts.csv``) is parsed as a stream too, never
-held in memory. Presigned uploads straight into a bucket are not built yet.
+held in memory. When managed storage is an S3 bucket the answer is a presigned
+S3 POST instead (``method: POST`` and form ``fields``, size fixed by the
+policy): the file goes straight to the bucket, and ``deployments.uploads``
+fetches it from there the first time the upload is looked at once it exists.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ from api.auth import require
 from api.body import json_object
 from deployments.service import record_api_call
 from deployments.uploads import (
-    UPLOAD_HEADERS,
     Upload,
     UploadRequest,
     create_upload,
+    current_upload,
     max_upload_bytes,
     read_upload,
     signed_upload,
-    signed_url,
     write_content,
 )
 from ferry.errors import MalformedRequestError, ParameterError, PayloadTooLargeError, Problem
@@ -53,28 +55,25 @@ _CONTENT_BODY = {
 @router.post(
     "/uploads",
     status_code=201,
-    summary="Announce a file to import: a signed URL to PUT it to",
+    summary="Announce a file to import: a signed URL to PUT it to (or a presigned S3 POST)",
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": UploadRequest.model_json_schema(by_alias=True)}}}
     },
-    responses={201: {"description": "`{uploadId, method, url, headers, expiresAt, maxBytes}`; PUT the file to `url` before `expiresAt`."}},
+    responses={
+        201: {
+            "description": "`{uploadId, method, url, headers, expiresAt, maxBytes}`: PUT the file to `url` with `headers` before "
+            "`expiresAt`; with `method: POST` (managed storage on S3), POST a multipart form of `fields` and then `file` to `url`."
+        }
+    },
 )
 def create(request: Request, body: dict = Depends(json_object), caller: Principal = require("imports.create")) -> JSONResponse:
-    upload = create_upload(caller, body)
-    answer = {
-        "uploadId": upload.upload_id,
-        "method": "PUT",
-        "url": signed_url(upload, str(request.base_url)),
-        "headers": UPLOAD_HEADERS,
-        "expiresAt": upload.expires_at.isoformat(),
-        "maxBytes": max_upload_bytes(),
-    }
-    return JSONResponse(answer, status_code=201, headers={"Location": f"/v1/uploads/{upload.upload_id}"})
+    target = create_upload(caller, body, str(request.base_url))
+    return JSONResponse(target, status_code=201, headers={"Location": f"/v1/uploads/{target['uploadId']}"})
 
 
 @router.get("/uploads/{upload_id}", summary="One upload: name, size, status (pending or completed)")
 def get_upload(upload_id: str, caller: Principal = require("imports.create")) -> JSONResponse:
-    return JSONResponse(read_upload(caller.workspace, upload_id).to_json())
+    return JSONResponse(current_upload(caller.workspace, upload_id).to_json())
 
 
 @router.put("/uploads/{upload_id}/content", summary="The file, through the upload's signed URL (no key)", openapi_extra=_CONTENT_BODY)
