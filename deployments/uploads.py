@@ -28,6 +28,9 @@ bucket's copy deleted. An object of the wrong size is deleted and refused (413
 or 400, as a PUT would be), so the form can be posted again; until the object
 exists the upload stays pending. Other managed storage (local, Azure, GCS,
 SFTP, ...) keeps the API's own signed URL.
+
+Uploads are kept ``FERRY_UPLOAD_RETENTION_DAYS`` (7) after their creation; each
+new upload removes the older ones (:func:`remove_old_uploads`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -257,7 +261,30 @@ def create_upload(caller: Principal, body: dict, base_url: str) -> dict:
         target |= {"method": "POST", "url": form["url"], "fields": form["fields"], "headers": {}}
     upload.folder.mkdir(parents=True, mode=0o700)
     _save(upload)
+    remove_old_uploads()
     return target | {"expiresAt": upload.expires_at.isoformat(), "maxBytes": limit}
+
+
+def remove_old_uploads(now: datetime | None = None) -> int:
+    """Remove every upload created more than FERRY_UPLOAD_RETENTION_DAYS ago (file and metadata); how many went.
+
+    Called whenever an upload is created, so the upload store stays bounded
+    without a schedule of its own. The metadata goes last: an upload half
+    removed is still found, and removed again next time.
+    """
+    cutoff = (now or _now()) - timedelta(days=get_settings().upload_retention_days)
+    removed = 0
+    for meta_path in _root().glob("*/*.json"):
+        try:
+            upload = Upload.model_validate_json(meta_path.read_text())
+        except (OSError, ValidationError):
+            continue  # being written, or not an upload's metadata: left alone
+        if upload.created_at >= cutoff:
+            continue
+        shutil.rmtree(upload.folder, ignore_errors=True)
+        meta_path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def signed_url(upload: Upload, base_url: str) -> str:

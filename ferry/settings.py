@@ -71,6 +71,9 @@ class FerrySettings(BaseSettings):
     api_max_upload_bytes: int = Field(
         default=100 * 1024**2, ge=1, description="Largest file the API takes as an upload (bytes; default 100 MB): more is a 413."
     )
+    upload_retention_days: int = Field(
+        default=7, ge=1, le=365, description="Days an upload (its file and metadata) is kept after it was created; then it is removed."
+    )
     url_signing_key: SecretStr | None = Field(
         default=None,
         description="Key that signs the API's own download URLs (local managed storage); default: a random key in data_dir/secrets.",

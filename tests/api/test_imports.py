@@ -58,6 +58,19 @@ def stored_emails(service, workspace: str, emails: list[str]) -> set[str]:
         return {row[0] for row in conn.execute(query, {"ws": workspace, "emails": emails})}
 
 
+def test_uploads_older_than_the_retention_period_are_removed(service):
+    with service.client("acme-admin") as http:
+        old = uploaded(http, b"email\nold@example.com\n")
+        meta_path = service.data_dir / "uploads" / "acme" / f"{old}.json"
+        meta = json.loads(meta_path.read_text())
+        meta["createdAt"] = (datetime.now(UTC) - timedelta(days=8)).isoformat()
+        meta_path.write_text(json.dumps(meta))
+        recent = uploaded(http, b"email\nrecent@example.com\n")  # creating an upload sweeps the old ones
+        problem(http.get(f"/v1/uploads/{old}"), 404)
+        assert not (service.data_dir / "uploads" / "acme" / old).exists() and not meta_path.exists()
+        assert http.get(f"/v1/uploads/{recent}").json()["status"] == "completed"
+
+
 def test_upload_preview_map_validate_import_and_roll_back(service):
     content, emails = contacts_csv(uuid.uuid4().hex[:8])
     with service.client("acme-admin") as http:
