@@ -317,6 +317,26 @@ SEGMENTS = Resource(
     ),
 )
 
+WORKFLOWS = Resource(
+    slug="workflows",
+    label="Workflows",
+    table="workflows",
+    aliases=("automations",),
+    description="Automation definitions: what starts a workflow (its trigger) and the steps it runs.",
+    time_column="created_at",
+    key_fields=("key",),
+    fields=(
+        _ID,
+        _f("key", "Key", required=True, unique=True, aliases=("workflow key", "workflow id", "automation id")),
+        _f("name", "Name", required=True, aliases=("workflow name", "title")),
+        _f("status", "Status", T.ENUM, enum=("draft", "active", "paused", "archived"), aliases=("state",)),
+        _f("trigger", "Trigger", description="What starts it, e.g. `event:signup` or `segment:30_day_engaged`.", aliases=("trigger type",)),
+        _f("steps", "Steps", T.JSON, description='A JSON list of steps, e.g. [{"type": "email", "template": "welcome"}].'),
+        _CREATED,
+        _UPDATED,
+    ),
+)
+
 CATALOGS = Resource(
     slug="catalogs",
     label="Catalogs",
@@ -427,6 +447,7 @@ RESOURCES: dict[str, Resource] = {
         LISTS,
         LIST_MEMBERSHIPS,
         SEGMENTS,
+        WORKFLOWS,
         CATALOGS,
         SCHEMAS,
         PRODUCTS,

@@ -87,6 +87,7 @@ def seed_workspace(engine: Engine, workspace: str, counts: SeedCounts, seed: int
         n_responses = counts.survey_responses if counts.survey_responses is not None else counts.contacts // 10
         added["survey_responses"] = bulk_insert(conn, schema.survey_responses, _responses(rng, ws, n_responses, contact_ids), n_responses)
         added.update(_lists_and_segments(conn, rng, ws, contact_ids))
+        added.update(_workflows(conn, ws))
         added.update(_products(conn, rng, ws, counts.products))
     return added
 
@@ -295,6 +296,21 @@ def _lists_and_segments(conn: Connection, rng, ws: int, contact_ids: np.ndarray)
         ],
     )
     return {"lists": len(list_ids), "list_memberships": members, "segments": 2}
+
+
+_WORKFLOWS = (
+    ("welcome", "Welcome series", "active", "event:signup", [{"type": "email", "template": "welcome"}, {"type": "wait", "days": 2}]),
+    ("win-back", "Win back", "paused", "segment:customers", [{"type": "email", "template": "we-miss-you"}]),
+    ("nps", "NPS survey", "draft", "event:purchase", [{"type": "wait", "days": 14}, {"type": "survey", "survey": "nps"}]),
+)
+
+
+def _workflows(conn: Connection, ws: int) -> dict[str, int]:
+    if conn.execute(select(func.count()).select_from(schema.workflows).where(schema.workflows.c.workspace_id == ws)).scalar_one():
+        return {}
+    rows = [{"workspace_id": ws, "key": k, "name": n, "status": s, "trigger": t, "steps": steps} for k, n, s, t, steps in _WORKFLOWS]
+    conn.execute(schema.workflows.insert(), rows)
+    return {"workflows": len(rows)}
 
 
 def _products(conn: Connection, rng, ws: int, n: int) -> dict[str, int]:
