@@ -9,6 +9,8 @@ from starlette.responses import Response
 
 from api import idempotency, openapi, problems
 from api.auth import presented_key
+from api.compat import ADAPTERS, error_response
+from api.problems import Failure
 from api.ratelimit import RateLimiter, caller_identity
 from api.routers import audit, export_jobs, exports, files, health, imports, runs, uploads
 
@@ -23,20 +25,21 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Ferry", version="1", description=DESCRIPTION, openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
     problems.install(app)
     openapi.install(app)
-    limiter = RateLimiter()
+    limiter = app.state.limiter = RateLimiter()
 
     @app.middleware("http")
     async def context(request: Request, call_next) -> Response:
         request.state.request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
         caller = caller_identity(presented_key(request), request.client.host if request.client else None)
-        verdict = limiter.check(caller, request.method, request.url.path)
+        verdict = limiter.check(caller)
         if not verdict.allowed:
-            response = problems.problem(request, 429, f"Rate limit {verdict.policy!r} reached; try again in {verdict.reset} s.")
+            response = error_response(request, Failure(429, f"Rate limit {verdict.policy!r} reached; try again in {verdict.reset} s."))
         elif idempotency.applies(request):
-            response = await idempotency.answer(request, caller, call_next)
+            response = await idempotency.answer(request, caller, call_next, error_response)
         else:
             response = await call_next(request)
-        response.headers.update(verdict.headers())
+        if "RateLimit-Policy" not in response.headers:  # a run budget's 429 says its own budget
+            response.headers.update(verdict.headers())
         response.headers["X-Request-Id"] = request.state.request_id
         return response
 
@@ -48,4 +51,6 @@ def create_app() -> FastAPI:
     app.include_router(files.router, prefix="/v1")
     app.include_router(uploads.router, prefix="/v1")
     app.include_router(imports.router, prefix="/v1")
+    for adapter in ADAPTERS:
+        app.include_router(adapter.router, prefix=adapter.prefix)
     return app

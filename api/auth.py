@@ -7,6 +7,9 @@ what the action needs (``ferry.roles``) is a 403.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 from fastapi import Depends, Request
 
 from ferry.errors import AuthenticationError, PermissionDeniedError
@@ -16,11 +19,23 @@ from ferry.store.engine import get_engine
 
 
 def presented_key(request: Request) -> str | None:
-    """The key the request carries, if any (``x-api-key`` wins over ``Authorization: Bearer``)."""
+    """The key the request carries, if any; ``x-api-key`` wins over ``Authorization``.
+
+    ``Authorization`` takes the schemes the products Ferry follows use: ``Bearer KEY``
+    (native, Coherence), ``apiKey KEY`` (Connectif) and HTTP Basic with the key as
+    the user name and an empty password (Cordial).
+    """
     if key := request.headers.get("x-api-key"):
         return key.strip()
     scheme, _, credentials = (request.headers.get("authorization") or "").partition(" ")
-    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+    credentials, scheme = credentials.strip(), scheme.lower()
+    if scheme == "basic" and credentials:
+        try:
+            user, _, _password = base64.b64decode(credentials, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user.strip() or None
+    return credentials if scheme in ("bearer", "apikey") and credentials else None
 
 
 def principal(request: Request) -> Principal:

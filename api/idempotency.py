@@ -11,12 +11,13 @@ its key up, so a retry runs again. A replayed answer carries
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from api import problems
+from api.problems import Failure
 from ferry import idempotency
 from ferry.store.engine import get_engine
 
@@ -31,25 +32,25 @@ def applies(request: Request) -> bool:
     return request.method == "POST" and HEADER in request.headers and (not content_type or "json" in content_type)
 
 
-async def answer(request: Request, scope: str, call_next) -> Response:
-    """The response to an idempotent POST: replayed, refused, or the app's own (then kept)."""
+async def answer(request: Request, scope: str, call_next, refuse: Callable[[Request, Failure], Response]) -> Response:
+    """The response to an idempotent POST: replayed, refused (``refuse`` renders why), or the app's own (then kept)."""
     key = request.headers[HEADER].strip()
     if not key or len(key) > MAX_KEY_LENGTH:
         reason = f"must be 1 to {MAX_KEY_LENGTH} characters"
-        return problems.problem(
-            request, 422, "Invalid Idempotency-Key.", [{"field": "Idempotency-Key", "value": key[:40], "reason": reason}]
+        return refuse(
+            request, Failure(422, "Invalid Idempotency-Key.", [{"field": "Idempotency-Key", "value": key[:40], "reason": reason}])
         )
     engine = get_engine()
     request_fingerprint = idempotency.fingerprint(request.method, request.url.path, await request.body())
     found = await run_in_threadpool(idempotency.claim, engine, scope, key, request_fingerprint)
     if found.outcome == "mismatch":
         detail = "This Idempotency-Key was used for another request (method, path or body); use a new key for a new request."
-        return problems.problem(
-            request, 422, detail, [{"field": "Idempotency-Key", "value": key, "reason": "already used with another body"}]
+        return refuse(
+            request, Failure(422, detail, [{"field": "Idempotency-Key", "value": key, "reason": "already used with another body"}])
         )
     if found.outcome == "in_flight":
         detail = "The first request with this Idempotency-Key is still being answered; retry shortly for its answer."
-        return problems.problem(request, 409, detail, headers={"Retry-After": "1"})
+        return refuse(request, Failure(409, detail, headers={"Retry-After": "1"}))
     if found.outcome == "replay":
         kept = found.response or {}
         headers = {**kept.get("headers", {}), "Idempotent-Replayed": "true"}
@@ -66,3 +67,8 @@ async def answer(request: Request, scope: str, call_next) -> Response:
     kept = {"headers": {h: response.headers[h] for h in _REPLAYED_HEADERS if h in response.headers}, "body": json.loads(body or b"null")}
     await run_in_threadpool(idempotency.complete, engine, scope, key, response.status_code, kept)
     return Response(body, status_code=response.status_code, headers=dict(response.headers), media_type=response.media_type)
+
+
+def run_key(caller, idempotency_key: str | None) -> str | None:
+    """The key Prefect's ``run_deployment`` gets for a run a request starts: namespaced per workspace and API key."""
+    return f"ferry-api:{caller.workspace}:{caller.key_id}:{idempotency_key}" if idempotency_key else None

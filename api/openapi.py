@@ -4,7 +4,8 @@ FastAPI documents a 422 as its own ``HTTPValidationError``; Ferry answers every
 error, 422 included, as an RFC 9457 problem (api/problems.py). This rewrites
 the generated document once: the ``Problem`` schema as a component, each
 documented 4xx/5xx with ``application/problem+json`` and a ``default`` answer
-for the rest, so a client generator (and schemathesis) sees what is sent.
+for the rest (a vendor adapter's routes declare their vendor's error model as
+``default`` instead, api/compat/base.py), so a client generator (and schemathesis) sees what is sent.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def problem_answers(document: dict[str, Any]) -> dict[str, Any]:
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.setdefault("responses", {})
+            default = responses.setdefault("default", {"description": "An error (RFC 9457 problem document).", "content": _PROBLEM_CONTENT})
             for status, answer in responses.items():
                 declared = answer.get("content", {}).get("application/json", {}).get("schema", {})
-                if int(status) >= 400 and (not declared or "HTTPValidationError" in str(declared)):
-                    answer["content"] = _PROBLEM_CONTENT
-            responses["default"] = {"description": "An error (RFC 9457 problem document).", "content": _PROBLEM_CONTENT}
+                if status != "default" and int(status) >= 400 and (not declared or "HTTPValidationError" in str(declared)):
+                    answer["content"] = default["content"]  # the problem document, or an adapter's own error model
     return document

@@ -8,6 +8,7 @@ Values of secret-looking fields are never echoed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,6 +33,7 @@ STATUS: list[tuple[type[Exception], int]] = [
     (e.UnknownWorkspaceError, 404),
     (e.RunNotFoundError, 404),
     (e.UploadNotFoundError, 404),
+    (e.ReportNotFoundError, 404),
     (e.UploadStateError, 409),
     (e.RollbackError, 409),
     (e.SourceFileError, 422),
@@ -77,7 +79,18 @@ def problem(request: Request, status: int, detail: str, errors: list[dict] | Non
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _errors_of(problems: list[e.Problem]) -> list[dict]:
+@dataclass(frozen=True)
+class Failure:
+    """What an error says to a client, whatever the body's shape (a problem document here, a vendor's error in api/compat)."""
+
+    status: int
+    detail: str
+    errors: list[dict] | None = None
+    headers: dict[str, str] | None = None
+
+
+def field_errors(problems: list[e.Problem]) -> list[dict]:
+    """``[{field, value, reason}]``, secret-looking values as ``***``."""
     return [{"field": p.field, "value": _shown(p.field, p.value), "reason": p.reason} for p in problems]
 
 
@@ -87,21 +100,29 @@ def _shown(field: str, value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
 
 
-async def _ferry_error(request: Request, exc: e.FerryError) -> JSONResponse:
+def failure_of(exc: Exception) -> Failure:
+    """The status, detail, field errors and headers of a Ferry error or a request FastAPI could not validate."""
+    if isinstance(exc, RequestValidationError):
+        raw = exc.errors()
+        if any(err.get("type") == "json_invalid" for err in raw):
+            return Failure(400, "The request body is not valid JSON.")
+        problems = e.problems_from_validation(
+            [{**err, "loc": tuple(p for p in err.get("loc", ()) if p != "body")} for err in raw], root="body"
+        )
+        return Failure(422, f"{len(problems)} invalid parameter(s).", field_errors(problems))
+    if not isinstance(exc, e.FerryError):
+        raise TypeError(f"not a client error: {type(exc).__name__}")
     status = status_of(exc)
     headers = dict(getattr(exc, "headers", None) or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="ferry", ApiKey header="x-api-key"')
-    errors = _errors_of(exc.problems) if isinstance(exc, e.ParameterError) else None
-    return problem(request, status, str(exc), errors, headers or None)
+    errors = field_errors(exc.problems) if isinstance(exc, e.ParameterError) else None
+    return Failure(status, str(exc), errors, headers or None)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    raw = exc.errors()
-    if any(err.get("type") == "json_invalid" for err in raw):
-        return problem(request, 400, "The request body is not valid JSON.")
-    problems = e.problems_from_validation([{**err, "loc": tuple(p for p in err.get("loc", ()) if p != "body")} for err in raw], root="body")
-    return problem(request, 422, f"{len(problems)} invalid parameter(s).", _errors_of(problems))
+async def _client_error(request: Request, exc: Exception) -> JSONResponse:
+    failure = failure_of(exc)
+    return problem(request, failure.status, failure.detail, failure.errors, failure.headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -116,7 +137,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(e.FerryError, _ferry_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(e.FerryError, _client_error)
+    app.add_exception_handler(RequestValidationError, _client_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,8 +2,10 @@
 
 Counters live where ``FERRY_RATE_LIMIT_STORAGE`` says (``memory://`` for one
 API process, ``redis://...`` so several share one budget), through the
-well-kept ``limits`` library. Starting a run (an export or an import) also
-counts against the lower ``FERRY_API_RUN_RATE_LIMIT``.
+well-kept ``limits`` library. A route that starts a run (an export, an
+import, a rollback, a job run, natively or through an adapter) declares
+``dependencies=[STARTS_RUN]`` and so also counts against the lower
+``FERRY_API_RUN_RATE_LIMIT``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import math
 import time
 from dataclasses import dataclass
 
+from fastapi import Depends, Request
 from limits import RateLimitItem, parse, storage, strategies
 
+from api.auth import presented_key
+from ferry.errors import RateLimitedError
 from ferry.settings import get_settings
-
-#: (method, path) that start runs: counted against the run budget too.
-RUN_STARTS = {("POST", "/v1/exports"), ("POST", "/v1/imports")}
-#: Paths under which a POST starts a run too (``/v1/runs/{id}/rollback``, ``/v1/export-jobs/{id}/run-now``).
-RUN_SUFFIXES = ("/rollback", "/run-now")
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,26 @@ class RateLimiter:
         reset = max(0, math.ceil(stats.reset_time - time.time()))
         return Verdict(allowed, policy, item.amount, item.get_expiry(), max(0, stats.remaining), reset)
 
-    def check(self, who: str, method: str, path: str) -> Verdict:
-        """The verdict for one request: the run budget first when it starts a run, then the default budget."""
-        path = path.rstrip("/")
-        if (method, path) in RUN_STARTS or (method == "POST" and path.endswith(RUN_SUFFIXES)):
-            runs = self._check(self._runs, "runs", who)
-            if not runs.allowed:
-                return runs
+    def check(self, who: str) -> Verdict:
+        """The default budget's verdict for one request (the middleware asks for every request)."""
         return self._check(self._default, "default", who)
+
+    def check_runs(self, who: str) -> Verdict:
+        """The run budget's verdict for a request that starts a run."""
+        return self._check(self._runs, "runs", who)
+
+
+def run_budget(request: Request) -> None:
+    """A route dependency: the request starts a run, so it spends the run budget too (429 when it is spent)."""
+    limiter: RateLimiter = request.app.state.limiter
+    verdict = limiter.check_runs(caller_identity(presented_key(request), request.client.host if request.client else None))
+    if not verdict.allowed:
+        error = RateLimitedError(f"Rate limit 'runs' reached; try again in {verdict.reset} s.", "Start fewer runs, or wait.")
+        error.headers = verdict.headers()
+        raise error
+
+
+STARTS_RUN = Depends(run_budget)
 
 
 def caller_identity(presented_key: str | None, client_ip: str | None) -> str:

@@ -59,6 +59,9 @@ class RunView(BaseModel):
         default=None, description="A fresh signed URL for a finished export's file, when its storage signs URLs."
     )
     download_url_expires_at: datetime | None = None
+    request: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, description="The run's `request` parameter (what it was asked to do); not shown natively."
+    )
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
@@ -118,6 +121,7 @@ def view_of(client, flow_run, flow_name: str, workspace: str) -> RunView | None:
         created_rows=getattr(record, "created_rows", None),
         updated_rows=getattr(record, "updated_rows", None),
         error=error,
+        request=(flow_run.parameters or {}).get("request") or {},
     )
 
 

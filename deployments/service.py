@@ -127,6 +127,15 @@ def check_import_file(source, resource: str, **options) -> dict:
 # --- runs started for other programs (the HTTP API) ---------------------------------------------
 
 
+def check_export_against_store(request: ExportRequest) -> None:
+    """What only the store can tell (the segment and lists exist, a segment's rule is valid): a ParameterError before any run starts."""
+    from ferry.store.engine import get_engine
+    from tasks.export.query import build_query
+
+    with get_engine().connect() as conn:
+        build_query(request, conn)
+
+
 def start_export(request: ExportRequest, idempotency_key: str | None = None) -> str:
     """Start a run of export-data/default and return its id at once (the run executes where Ferry is served).
 
@@ -139,6 +148,7 @@ def start_export(request: ExportRequest, idempotency_key: str | None = None) -> 
 
     from deployments import project
 
+    check_export_against_store(request)
     parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     try:
         flow_run = run_deployment(

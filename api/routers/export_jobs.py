@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.auth import require
 from api.body import json_object
+from api.ratelimit import STARTS_RUN
 from deployments.job_api import (
     JobBody,
     RunReport,
@@ -122,7 +123,7 @@ def record_job_run(
     return JSONResponse(run.to_json(), status_code=201, headers={"Location": f"/v1/runs/{run.id}"})
 
 
-@router.post("/export-jobs/{job_id}/run-now", status_code=202, summary="Start a run now (also while paused)")
+@router.post("/export-jobs/{job_id}/run-now", status_code=202, summary="Start a run now (also while paused)", dependencies=[STARTS_RUN])
 def run_export_job_now(request: Request, job_id: str, caller: Principal = require("export_jobs.run")) -> JSONResponse:
     job = owned(job_id, caller.workspace)
     run = JobService().run_now(job.id)

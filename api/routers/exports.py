@@ -18,6 +18,8 @@ from starlette.background import BackgroundTask
 
 from api.auth import require
 from api.body import json_object, snake_keys
+from api.idempotency import run_key
+from api.ratelimit import STARTS_RUN
 from api.schemas import RunStarted
 from deployments.service import export_in_response, record_api_call, start_export
 from ferry.errors import UnknownWorkspaceError
@@ -54,6 +56,7 @@ def export_request(body: dict[str, Any], caller: Principal) -> ExportRequest:
     "/exports",
     status_code=202,
     summary="Start an export",
+    dependencies=[STARTS_RUN],
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}},
     responses={
         200: {"description": "`Prefer: respond=sync` and at most FERRY_API_SYNC_MAX_ROWS rows: the file itself."},
@@ -92,8 +95,7 @@ def create_export(
                 background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
             )
         shutil.rmtree(folder, ignore_errors=True)
-    key = f"ferry-api:{caller.workspace}:{caller.key_id}:{idempotency_key}" if idempotency_key else None
-    run_id = start_export(export, idempotency_key=key)
+    run_id = start_export(export, idempotency_key=run_key(caller, idempotency_key))
     record_api_call(
         caller,
         "api.export.start",

@@ -22,6 +22,8 @@ from pydantic_core import PydanticCustomError
 
 from api.auth import require
 from api.body import json_object
+from api.idempotency import run_key
+from api.ratelimit import STARTS_RUN
 from api.schemas import RunStarted
 from deployments.run_views import read_run_view
 from deployments.service import check_import_file, preview_file, record_api_call, roll_back_import, start_import, suggest_file_mapping
@@ -234,6 +236,7 @@ def validate(request: Request, body: dict = Depends(json_object), caller: Princi
 @router.post(
     "/imports",
     status_code=202,
+    dependencies=[STARTS_RUN],
     summary="Start an import of an upload (or an http(s) URL) into the workspace",
     openapi_extra=_body(_import_schema(IMPORT_OPTIONS, source_url=True)),
     responses={202: {"model": RunStarted, "description": "The run started; follow it at `Location`."}},
@@ -245,8 +248,7 @@ def create_import(
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
 ) -> JSONResponse:
     wanted, upload = import_request(body, caller, IMPORT_OPTIONS, source_url=True)
-    key = f"ferry-api:{caller.workspace}:{caller.key_id}:{idempotency_key}" if idempotency_key else None
-    run_id = start_import(wanted, idempotency_key=key)
+    run_id = start_import(wanted, idempotency_key=run_key(caller, idempotency_key))
     details = {
         "source": f"upload:{upload.upload_id}" if upload else shown_url(wanted.source),
         "duplicates": wanted.duplicates,
@@ -261,7 +263,9 @@ def create_import(
     return JSONResponse({"id": run_id, "status": "queued", "links": links}, status_code=202, headers={"Location": links["self"]})
 
 
-@router.post("/runs/{run_id}/rollback", summary="Undo an import of the workspace exactly (the rollback's record)")
+@router.post(
+    "/runs/{run_id}/rollback", summary="Undo an import of the workspace exactly (the rollback's record)", dependencies=[STARTS_RUN]
+)
 def rollback(request: Request, run_id: str, caller: Principal = require("runs.rollback")) -> JSONResponse:
     view = read_run_view(run_id, caller.workspace)
     if view.kind != "import":
