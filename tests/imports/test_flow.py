@@ -5,6 +5,7 @@ processing modes, and an export -> import -> export round trip that is byte-iden
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -332,6 +333,24 @@ def test_export_import_export_round_trip_is_byte_identical(istore, tmp_path):
     assert again["accounts"] == first["accounts"]
     assert again["contacts"] == first["contacts"]
     assert len(first["contacts"].splitlines()) == 301
+
+
+def test_workflows_export_and_import_like_the_other_resources(istore, tmp_path):
+    """The catalog's workflows (automation definitions): seeded, exported, imported into another workspace, exported the same."""
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    origin, target = istore.workspace(), istore.workspace()
+    seed_workspace(istore.engine, origin, SeedCounts(contacts=20, events=0, products=0), seed=3)
+    first = _export(origin, "workflows", tmp_path / "first")
+    path = tmp_path / "first" / "workflows.csv"
+    header = next(csv.reader(path.open(newline="")))
+    assert header == ["key", "name", "status", "trigger", "steps"]
+    mapping = [{"sourceColumn": k, "targetFieldSlug": k} for k in header]
+    _, record = run(source=str(path), resource="workflows", workspace=target, mapping=mapping, data_quality=False)
+    assert record.status == "success" and record.created_rows == 3 and record.error_rows == 0, record
+    assert _export(target, "workflows", tmp_path / "again") == first
+    steps = {row["key"]: json.loads(row["steps"]) for row in csv.DictReader(io.StringIO(first.decode()))}
+    assert steps["welcome"] == [{"type": "email", "template": "welcome"}, {"type": "wait", "days": 2}]
 
 
 # --- CLI ------------------------------------------------------------------------------------------
