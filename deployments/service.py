@@ -23,6 +23,7 @@ from ferry.errors import (
 from ferry.import_params import ImportRequest
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord, ImportRecord, RollbackRecord
+from ferry.runs import run_result
 
 
 def _flow_run_id(state) -> str:
@@ -36,7 +37,7 @@ def run_export(request: ExportRequest) -> ExportRecord:
     if (record := export_via_deployment(request)) is not None:
         return record
     state = export_data(request, return_state=True)
-    result = state.result(raise_on_failure=False)
+    result = run_result(state)
     if isinstance(result, ExportRecord):
         return result
     return ExportRecord(
@@ -55,7 +56,7 @@ def run_import(request: ImportRequest) -> ImportRecord:
     from flows.import_ import import_data
 
     state = import_data(request, return_state=True)
-    result = state.result(raise_on_failure=False)
+    result = run_result(state)
     if isinstance(result, ImportRecord):
         return result
     return ImportRecord(
@@ -75,7 +76,7 @@ def roll_back_import(run_id: str, actor: str) -> RollbackRecord:
     from flows.rollback import rollback_import
 
     state = rollback_import(run_id, actor, return_state=True)
-    result = state.result(raise_on_failure=False)
+    result = run_result(state)
     if isinstance(result, RollbackRecord):
         return result
     return RollbackRecord(
@@ -260,7 +261,7 @@ def export_in_response(request: ExportRequest, folder) -> tuple[ExportRecord, ob
         if count_rows(request, conn) > get_settings().api_sync_max_rows:
             return None
     state = export_data(request.model_copy(update={"destination": str(folder)}), return_state=True)
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
     if not isinstance(record, ExportRecord) or record.status != "success":
         raise RunStateError(f"The export failed: {getattr(record, 'error', record)}", "Fix what the error names and ask again.")
     return record, Path(record.destination_path)

@@ -238,3 +238,16 @@ class UploadNotFoundError(FerryError):
 
 class UploadStateError(FerryError):
     """An upload cannot do what was asked: no content yet, its content is there already, or it expired (409)."""
+
+class RunFailedError(FerryError):
+    """A flow run ended failed; ``record`` is its run record, whose error says why.
+
+    A failed state's data must be an exception Prefect's engine can raise (a
+    record there ends a deployment run with ``TypeError: Unexpected result for
+    failed state``), so flows end failed runs with this error and the record
+    rides inside it; ``ferry.runs.persisted_result`` hands the record back.
+    """
+
+    def __init__(self, message: str, record: object = None) -> None:
+        super().__init__(message)
+        self.record = record

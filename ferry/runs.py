@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ferry.errors import FerryError, ParameterError, Problem, RunNotFoundError, RunStateError
+from ferry.errors import FerryError, ParameterError, Problem, RunFailedError, RunNotFoundError, RunStateError
 from ferry.records import ExportRecord, ImportRecord
 
 EXPORT_FLOW = "export-data"
@@ -64,13 +64,19 @@ class JobRun(BaseModel):
 
 
 def persisted_result(state) -> Any:
-    """A finished run's persisted return value, or None (unfinished, crashed, result storage unreadable from here)."""
+    """A finished run's persisted return value (a failed run's record too), or None (unfinished, crashed, unreadable)."""
     if state is None or not (state.is_completed() or state.is_failed()):
         return None
     try:
-        return state.result(raise_on_failure=False)
+        return run_result(state)
     except Exception:  # noqa: BLE001 - missing/unreadable result storage: fall back to the flow run's own facts
         return None
+
+
+def run_result(state) -> Any:
+    """What a final state holds: the flow's return value, a failed run's record (out of its RunFailedError), or the error."""
+    result = state.result(raise_on_failure=False)
+    return result.record if isinstance(result, RunFailedError) and result.record is not None else result
 
 
 def read_record(flow_run, model: type[BaseModel] = ExportRecord):
@@ -267,7 +273,7 @@ def read_export_run(run_id: str) -> tuple[ExportRecord, dict]:
             "Wait for it to finish, then ask again.",
         )
     try:
-        record = run.state.result(raise_on_failure=False)
+        record = run_result(run.state)
     except Exception as exc:  # noqa: BLE001 - missing or unreadable result storage: say what to check
         raise RunStateError(
             f"The record of export run {run_id} cannot be read back ({type(exc).__name__}).",

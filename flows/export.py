@@ -15,14 +15,13 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import deployment, flow_run
-from prefect.states import Failed
 
 from blocks.registry import resolve_destination
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord
 from ferry.runs import incremental_cursor
 from ferry.settings import get_settings
-from flows.outcome import failure_message
+from flows.outcome import failed, failure_message
 from tasks.export.deliver import deliver, render_filename
 from tasks.export.extract import extract
 from tasks.export.ledger import ledger
@@ -107,6 +106,6 @@ def export_data(request: ExportRequest):
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": _now()})
         ledger(record, request, None)
         send_notifications(record, "export", request.notify_email, request.notify_webhook, request.notify_smtp)
-        return Failed(message=error, data=record)
+        return failed(error, record)
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)

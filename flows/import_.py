@@ -21,12 +21,11 @@ import uuid
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed
 
 from ferry.checks import is_remote_source
 from ferry.import_params import ImportRequest
 from ferry.settings import get_settings
-from flows.outcome import failure_message
+from flows.outcome import failed, failure_message
 from tasks.imports.fetch import check_source, fetch_source
 from tasks.imports.handoff import hand_off
 from tasks.imports.ledger import completed_record, import_ledger, new_record, now
@@ -117,7 +116,7 @@ def import_data(request: ImportRequest):
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": now()})
         import_ledger(record, request.actor)
         send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
-        return Failed(message=error, data=record)
+        return failed(error, record)
     finally:
         stop_quality_summary(quality)
         shutil.rmtree(spool_dir, ignore_errors=True)

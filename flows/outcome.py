@@ -4,13 +4,20 @@ A :class:`~ferry.errors.FerryError`'s message is the record's error: it says
 what was wrong and what to do. Anything else is a bug or a library's error
 whose text may quote customer data (driver errors do), so the record names
 only its type and the traceback goes to the run's logs. Every flow then
-returns ``Failed(message=error, data=record)``, so the run history shows the
-record and the UI the message.
+ends with :func:`failed`, so the run history shows the record and the UI the
+message.
 """
 
 from __future__ import annotations
 
-from ferry.errors import FerryError
+from prefect.states import Failed, State
+
+from ferry.errors import FerryError, RunFailedError
+
+
+def failed(error: str, record: object) -> State:
+    """The Failed state a flow ends with: ``error`` as its message, the run record inside its data (a RunFailedError)."""
+    return Failed(message=error, data=RunFailedError(error, record))
 
 
 def failure_message(exc: BaseException, what: str, logger, *, nothing_written: bool = False) -> str:

@@ -6,10 +6,9 @@ import uuid
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed
 
 from ferry.records import RollbackRecord
-from flows.outcome import failure_message
+from flows.outcome import failed, failure_message
 from tasks.imports.ledger import now, rollback_ledger
 from tasks.imports.rollback import roll_back
 
@@ -25,7 +24,7 @@ def rollback_import(run_id: str, actor: str = "ferry"):
         error = failure_message(exc, "rollback", logger, nothing_written=True)
         record = record.model_copy(update={"error": error, "completed_at": now()})
         rollback_ledger(record, actor)
-        return Failed(message=error, data=record)
+        return failed(error, record)
     record = record.model_copy(
         update={
             "status": "success",

@@ -20,6 +20,7 @@ from blocks.smtp import SmtpServer
 from blocks.webhook import Webhook
 from ferry.errors import ParameterError
 from ferry.params import ExportRequest, parse_request
+from ferry.runs import run_result
 from flows.export import export_data
 from tasks.notify import email_text, summary
 
@@ -49,7 +50,7 @@ def unique(prefix: str) -> str:
 def run(tmp_path, **params):
     request = ExportRequest(workspace="acme", resource="contacts", fields=["email", "first_name"], limit=20, **params)
     state = export_data(request, return_state=True)
-    return state, state.result(raise_on_failure=False)
+    return state, run_result(state)
 
 
 @sqlite_only

@@ -30,6 +30,7 @@ from servers.s3 import SECRET_KEY, make_s3_destination, start_moto
 from typer.testing import CliRunner
 
 from ferry.errors import DestinationError, FerryError, TransientDestinationError
+from ferry.runs import run_result
 
 MIB = 1 << 20
 # The leak checks route the cloud SDKs' debug logs to the Prefect API; calls made outside a run only warn.
@@ -104,7 +105,7 @@ def run_traces(run_id: str) -> str:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_uuid])))
         run = client.read_flow_run(run_uuid)
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_uuid])))
-    result = run.state.result(raise_on_failure=False)
+    result = run_result(run.state)
     parts = [f"{log.name}: {log.message}" for log in logs] + [json.dumps(a.data, default=str) + str(a.description) for a in artifacts]
     parts += [json.dumps(run.parameters, default=str), str(run.state.message), repr(result)]
     parts += [f"{t.state.message} {t.task_inputs}" for t in task_runs if t.state]
@@ -221,7 +222,7 @@ def test_azure_wrong_key_fails_once_naming_the_block_and_leaks_nothing(store, az
         ExportRequest(workspace="acme", resource="contacts", limit=5, destination=f"azure-blob-storage-container/{block}"),
         return_state=True,
     )
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
     assert state.is_failed() and record.status == "failed"
     assert f"azure-blob-storage-container block {block!r}" in record.error
     assert "permission denied" in record.error and "403" in record.error

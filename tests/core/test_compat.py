@@ -43,7 +43,7 @@ def test_a_job_created_on_the_old_entrypoint_runs_and_reads_back(prefect_api, st
 
     from deployments import project
     from deployments.jobs import JobService
-    from ferry.runs import list_runs, read_record
+    from ferry.runs import list_runs, read_record, run_result
 
     old = json.loads((OLD / "job_deployment.json").read_text())
     assert old["entrypoint"] == project.EXPORT_ENTRYPOINT
@@ -72,7 +72,7 @@ def test_a_job_created_on_the_old_entrypoint_runs_and_reads_back(prefect_api, st
     from prefect.flow_engine import run_flow
 
     state = run_flow(export_data, flow_run=flow_run, parameters=parameters, return_type="state")
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
     assert isinstance(record, ExportRecord) and record.status == "success", record
     with get_client(sync_client=True) as client:
         runs = list_runs(client, deployment_id)

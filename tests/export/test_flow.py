@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from ferry.params import ExportRequest
+from ferry.runs import run_result
 from ferry.settings import get_settings
 from flows.export import export_data
 
@@ -24,7 +25,7 @@ def run(tmp_path: Path, **params):
     params.setdefault("destination", str(tmp_path))
     request = ExportRequest(workspace=params.pop("workspace", "acme"), **params)
     state = export_data(request, return_state=True)
-    return state, state.result(raise_on_failure=False)
+    return state, run_result(state)
 
 
 def audit_rows(store, run_id: str) -> list[dict]:
@@ -187,6 +188,17 @@ def test_invalid_parameters_fail_the_run_listing_every_problem(store, tmp_path):
     assert files_in(tmp_path) == []
     (entry,) = audit_rows(store, record.run_id)
     assert entry["action"] == "export.failed" and entry["payload_bytes"] == 0
+
+
+def test_a_failed_run_raises_its_error_with_the_record_as_a_deployment_run_does(store, tmp_path):
+    """Prefect's engine raises a failed run's data (in a deployment run too): it must be an exception, with the record inside."""
+    from ferry.errors import RunFailedError
+
+    request = ExportRequest(workspace="acme", resource="events", fields=["nope"], destination=str(tmp_path))
+    with pytest.raises(RunFailedError) as failed:
+        export_data(request)  # not TypeError("Unexpected result for failed state: ExportRecord(...)")
+    assert failed.value.record.status == "failed" and "fields[0]='nope'" in failed.value.record.error
+    assert str(failed.value) == failed.value.record.error
 
 
 def test_rows_breaking_the_catalog_fail_in_validate_and_leave_no_file(empty_store, tmp_path):

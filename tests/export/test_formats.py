@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from pypdf import PdfReader
 
 from ferry.params import ExportRequest
+from ferry.runs import run_result
 from ferry.store import schema as s
 from flows.export import export_data
 
@@ -36,7 +37,7 @@ LIMIT = 20
 def run(tmp_path: Path, **params):
     request = ExportRequest(workspace="acme", resource="contacts", destination=str(tmp_path), **params)
     state = export_data(request, return_state=True)
-    return state, state.result(raise_on_failure=False)
+    return state, run_result(state)
 
 
 def exported(tmp_path: Path, **params) -> Path:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from blocks.webhook import Webhook
 from cli.main import app
 from ferry.import_params import ImportRequest
+from ferry.runs import run_result
 from ferry.settings import reload_settings
 from flows.import_ import import_data
 
@@ -75,7 +76,7 @@ def test_url_import_to_loopback_is_refused_without_the_allow_list(istore, httpse
         ImportRequest(source=httpserver_ipv4.url_for("/contacts.csv"), resource="contacts", workspace=istore.workspace(), mapping=MAPPING),
         return_state=True,
     )
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
 
     assert state.is_failed() and record.status == "failed"
     assert "loopback address" in record.error and "FERRY_IMPORT_URL_ALLOW" in record.error
@@ -93,7 +94,7 @@ def test_import_reads_through_a_saved_sftp_block(istore, sftp_server):
     state = import_data(
         ImportRequest(source=f"sftp://{name}/contacts.csv", resource="contacts", workspace=ws, mapping=MAPPING), return_state=True
     )
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
 
     assert state.is_completed(), record.error
     assert record.created_rows == 2 and record.source == f"sftp://{name}/contacts.csv"
@@ -106,5 +107,5 @@ def test_unknown_source_schemes_are_parameter_problems(istore):
         ImportRequest(source="gopher://x/contacts.csv", resource="contacts", workspace=istore.workspace(), mapping=MAPPING),
         return_state=True,
     )
-    record = state.result(raise_on_failure=False)
+    record = run_result(state)
     assert state.is_failed() and "no block reads gopher:// sources" in record.error
