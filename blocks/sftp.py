@@ -435,3 +435,16 @@ def _quietly_remove(sftp: paramiko.SFTPClient, path: str) -> None:
         sftp.remove(path)
     except Exception:  # noqa: BLE001 - the original error matters more
         pass
+
+
+def known_hosts_lines(text: str, host: str, port: int) -> list[str]:
+    """The lines of a known_hosts file that pin ``host``:``port`` (lines without a host field, or unreadable ones, never match)."""
+    lines = []
+    for raw in text.splitlines():
+        try:
+            [(hosts, _kind, _key)] = parse_pins(raw)
+        except ValueError:
+            continue
+        if hosts is not None and _host_matches(hosts, host, port):
+            lines.append(raw.strip())
+    return lines

@@ -45,6 +45,11 @@ class FerrySettings(BaseSettings):
     smtp_block: str | None = Field(
         default=None, description="Name of the SMTP block (`ferry blocks create smtp NAME`) that sends notification e-mails."
     )
+    ssh_known_hosts: Path | None = Field(
+        default=None,
+        description="OpenSSH known_hosts file pinning the SFTP servers that inline SFTP settings (the Cordial adapter) "
+        "may reach; default data_dir/known_hosts.",
+    )
     # Managed storage (blocks/managed.py): where exports go when no destination is named, and for how long.
     managed_destination: str | None = Field(
         default=None,
