@@ -16,6 +16,7 @@ states, so they live here and keep their names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 
 
 class FerryError(Exception):
@@ -62,7 +63,7 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        shown = repr(self.value)
+        shown = self.value.isoformat() if isinstance(self.value, (date, datetime)) else repr(self.value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         return f"{self.field}={shown}: {self.reason}"

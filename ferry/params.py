@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import string
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
 
 from ferry.catalog import Resource, get_resource
 from ferry.columns import FieldFilter, OutputColumn, filter_problems, naive_utc, output_columns, resolve_column
@@ -33,6 +33,22 @@ ANALYTICS_MEASURES = ("count", "unique_contacts")
 
 
 #: Column types that text operators (contains, starts_with) apply to.
+#: A time relative to when the run starts: ``-30d`` or ``30d`` (30 days ago), ``24h``, ``90m``, ``2w``; ``+1d`` is ahead.
+RelativeTime = Annotated[str, StringConstraints(pattern=r"^\s*[+-]?\d+\s*[mhdw]\s*$")]
+_RELATIVE = re.compile(r"\s*([+-]?)(\d+)\s*([mhdw])\s*")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def resolve_time(value: datetime | date | str | None, now: datetime | None = None) -> datetime | date | None:
+    """A window bound as an instant or a day: a relative time (``-30d``) counted back from ``now`` (naive UTC)."""
+    if not isinstance(value, str):
+        return value
+    sign, amount, unit = _RELATIVE.fullmatch(value).groups()
+    delta = timedelta(**{_UNITS[unit]: int(amount)})
+    base = naive_utc(now or datetime.now(UTC))
+    return base + delta if sign == "+" else base - delta
+
+
 class SortSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -53,10 +69,12 @@ class ExportRequest(BaseModel):
         description="Columns to export, in this order: field slugs (`phone`), column keys (`phone.mobile`) "
         "or JSON keys (`properties.amount`). Default: every column of the resource.",
     )
-    date_from: datetime | date | None = Field(
+    date_from: datetime | date | RelativeTime | None = Field(
         default=None, alias="from", description="Start of the window on the resource's time column (inclusive)."
     )
-    date_to: datetime | date | None = Field(default=None, alias="to", description="End of the window (a date includes that whole day).")
+    date_to: datetime | date | RelativeTime | None = Field(
+        default=None, alias="to", description="End of the window (a date includes that whole day; `-1d`: a day ago)."
+    )
     segment: str | None = Field(default=None, description="Audience key of a saved segment; only its contacts are exported.")
     lists: list[str] = Field(default_factory=list, description="List keys; adds one 1/0 membership column per list (contacts).")
     activity_types: list[str] = Field(default_factory=list, description="Event types to keep (events, analytics).")
@@ -101,9 +119,10 @@ class ExportRequest(BaseModel):
         default=False,
         description="Export only rows created or changed since the job's last successful run (that run record's start time, read from Prefect's run history); the first run exports everything.",
     )
-    since: datetime | None = Field(
+    since: datetime | RelativeTime | None = Field(
         default=None,
-        description="Export only rows created or changed at or after this instant (UTC when naive). Incremental runs fill it in from the run ledger.",
+        description="Export only rows created or changed at or after this instant (UTC when naive), or this long ago (`24h`). "
+        "Incremental runs fill it in from the run ledger.",
     )
 
     @field_validator("sort", mode="before")
@@ -114,13 +133,20 @@ class ExportRequest(BaseModel):
             return {"field": name.strip(), "direction": (direction or "asc").strip().lower()}
         return value
 
-    @field_validator("date_from", "date_to", mode="before")
+    @field_validator("date_from", "date_to", "since", mode="before")
     @classmethod
-    def _date_only_is_a_day(cls, value: Any) -> Any:
-        """``"2026-10-31"`` means that whole day; pydantic alone would read it as midnight and drop the day."""
-        if isinstance(value, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value):
-            return date.fromisoformat(value.strip())
-        return value
+    def _window_bound(cls, value: Any, info: ValidationInfo) -> Any:
+        """A date (``"2026-10-31"``: that whole day, where pydantic alone would read midnight), an instant, or a relative time."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if _RELATIVE.fullmatch(text):
+            return text
+        day_only = re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) and info.field_name != "since"  # since is an instant
+        try:
+            return date.fromisoformat(text) if day_only else datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError("not a date (2026-10-01), an instant (2026-10-01T08:00:00Z) or a relative time (-30d, 24h, 90m, 2w)") from None
 
     @field_validator("fields", "lists", "activity_types", mode="before")
     @classmethod
@@ -144,8 +170,9 @@ class ExportRequest(BaseModel):
 
     def window(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
         """The effective [start, end) window, naive UTC. Resources with a maximum span get a default window."""
-        start = _as_start(self.date_from)
-        end = _as_end(self.date_to)
+        now = naive_utc(now or datetime.now(UTC))
+        start = _as_start(resolve_time(self.date_from, now))
+        end = _as_end(resolve_time(self.date_to, now))
         span = self.resource_def.max_span_days
         if span and (start is None or end is None):
             if end is None:
@@ -207,17 +234,21 @@ class ExportRequest(BaseModel):
             return []
         if not resource.time_column:
             return [Problem("from", self.date_from, f"{resource.slug} has no time column to filter on")]
-        start, end = _as_start(self.date_from), _as_end(self.date_to)
+        now = naive_utc(datetime.now(UTC))
+        date_from, date_to = resolve_time(self.date_from, now), resolve_time(self.date_to, now)
+        start, end = _as_start(date_from), _as_end(date_to)
         if start and end and start >= end:
-            return [Problem("from", self.date_from, f"must be before to={self.date_to}")]
+            return [Problem("from", _shown(self.date_from), f"must be before to={_shown(self.date_to)}")]
         span = resource.max_span_days
-        if span and start and end and (end - start) > timedelta(days=span):
-            days = (end - start).total_seconds() / 86_400
+        # Days count from date to date, as the seeds do: 2026-10-01 to 2026-11-01 is 31 days (the last day still included).
+        counted_end = _as_start(date_to) if isinstance(date_to, date) and not isinstance(date_to, datetime) else end
+        if span and start and counted_end and (counted_end - start) > timedelta(days=span):
+            days = (counted_end - start).total_seconds() / 86_400
             return [
                 Problem(
                     "to",
-                    self.date_to,
-                    f"the window {start.isoformat()} to {end.isoformat()} (end exclusive) spans {days:g} days; "
+                    _shown(self.date_to),
+                    f"from {_shown(date_from)} to {_shown(date_to)} is {days:g} days; "
                     f"{resource.slug} exports span at most {span} days. Split the export into smaller windows",
                 )
             ]
@@ -315,6 +346,11 @@ def incremental_problems(request: ExportRequest, resource: Resource) -> list[Pro
         name, value = ("incremental", True) if request.incremental else ("since", request.since)
         return [Problem(name, value, f"{resource.slug} has no column recording when rows change; export it in full")]
     return []
+
+
+def _shown(value: Any) -> Any:
+    """A window bound as a person writes it: an ISO date or instant (never ``datetime.date(...)``), or the relative text."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 def _as_start(value: datetime | date | None) -> datetime | None:

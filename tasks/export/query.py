@@ -217,9 +217,9 @@ class _Query:
         """Incremental exports (issue 5): rows created or changed at or after ``request.since``."""
         from datetime import UTC
 
-        from ferry.params import change_column
+        from ferry.params import change_column, resolve_time
 
-        since = self.request.since
+        since = resolve_time(self.request.since)
         if since is None:
             return []
         if since.tzinfo is not None:

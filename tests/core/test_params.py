@@ -146,13 +146,34 @@ def test_events_may_span_exactly_31_days():
     assert end - start == timedelta(days=31)
 
 
-def test_events_past_31_days_fail_naming_the_window_and_the_limit():
-    problems = problems_of(resource="events", **{"from": "2026-10-01", "to": "2026-11-01"})
+def test_days_count_from_date_to_date_as_the_seeds_do():
+    ok(resource="events", **{"from": "2026-10-01", "to": "2026-11-01"})  # 31 days, the last one included
 
-    (problem,) = problems
-    assert problem.field == "to" and problem.value == date(2026, 11, 1)
-    assert "2026-10-01T00:00:00 to 2026-11-02T00:00:00" in problem.reason
-    assert "32 days" in problem.reason and "at most 31 days" in problem.reason and "Split" in problem.reason
+    (problem,) = problems_of(resource="events", **{"from": "2026-10-01", "to": "2026-11-02"})
+    assert problem.field == "to" and problem.value == "2026-11-02"
+    assert "from 2026-10-01 to 2026-11-02 is 32 days" in problem.reason
+    assert "at most 31 days" in problem.reason and "Split" in problem.reason
+    assert "datetime.date" not in str(ParameterError([problem]))
+
+
+def test_a_problem_shows_dates_as_dates():
+    assert str(Problem("from", date(2026, 10, 1), "x")) == "from=2026-10-01: x"
+    (problem,) = problems_of(resource="contacts", **{"from": "2026-10-02", "to": "2026-10-01"})
+    assert problem.reason == "must be before to=2026-10-01" and "datetime" not in str(problem)
+
+
+def test_relative_windows_count_back_from_now():
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    request = ok(resource="events", **{"from": "-30d"})
+    assert request.date_from == "-30d"  # kept as given: a scheduled job's window moves with each run
+    assert request.window(now=now) == (datetime(2026, 10, 23, 12, 0), datetime(2026, 11, 23, 12, 0))
+    assert ok(resource="contacts", **{"from": "24h", "to": "-1h"}).window(now=now) == (
+        datetime(2026, 11, 21, 12),
+        datetime(2026, 11, 22, 11),
+    )
+    assert ok(resource="contacts", since="90m").since == "90m"
+    assert {p.field for p in problems_of(resource="events", **{"from": "-40d", "to": "-1d"})} == {"to"}  # 39 days
+    assert {p.field for p in problems_of(resource="contacts", **{"from": "-30x"})} == {"from"}
 
 
 def test_one_second_past_31_days_is_refused():
@@ -161,8 +182,8 @@ def test_one_second_past_31_days_is_refused():
 
 def test_other_resources_have_their_own_span_or_none():
     ok(resource="contacts", **{"from": "2020-01-01", "to": "2026-01-01"})
-    ok(resource="survey_responses", **{"from": "2026-01-01", "to": "2026-04-02"})  # 92 days
-    problems_of(resource="survey_responses", **{"from": "2026-01-01", "to": "2026-04-03"})
+    ok(resource="survey_responses", **{"from": "2026-01-01", "to": "2026-04-03"})  # 92 days
+    problems_of(resource="survey_responses", **{"from": "2026-01-01", "to": "2026-04-04"})
 
 
 def test_events_get_a_default_31_day_window_ending_now():
@@ -212,7 +233,7 @@ def test_analytics_rules():
     problems = problems_of(resource="analytics", fields=["date", "count"], sort="event_type")
     assert fields_of(problems) == ["sort.field"]
     # Analytics spans at most 366 days; its columns are its own (no event ids or JSON keys).
-    assert "to" in fields_of(problems_of(resource="analytics", **{"from": "2025-01-01", "to": "2026-01-02"}))
+    assert "to" in fields_of(problems_of(resource="analytics", **{"from": "2025-01-01", "to": "2026-01-03"}))  # 367 days
     assert "fields[0]" in fields_of(problems_of(resource="analytics", fields=["id"]))
     assert "fields[0]" in fields_of(problems_of(resource="analytics", fields=["properties.amount"]))
     # Filters on measures and dimensions are allowed; sorting by a measure is too.
