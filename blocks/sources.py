@@ -356,14 +356,32 @@ def scheme_blocks() -> dict[str, list[type]]:
 
 def _saved_names(slug: str) -> list[str]:
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     with get_client(sync_client=True) as client:
         try:
             documents = client.read_block_documents_by_type(slug, include_secrets=False)
         except ObjectNotFound:  # the block type was never registered: no saved blocks
             return []
+        except PrefectHTTPStatusError as exc:  # ... which some Prefect calls answer as a plain 404
+            if exc.response.status_code == 404:
+                return []
+            raise
         return [doc.name for doc in documents if doc.name and not doc.is_anonymous]
+
+
+def _saved_block(cls: type, name: str):
+    """The saved block of type ``cls`` named ``name``, or None: no such block, or its type was never registered here."""
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    try:
+        return cls.load(name)
+    except (ValueError, FerryError, ObjectNotFound):
+        return None
+    except PrefectHTTPStatusError as exc:  # Prefect answers 404 for a block type it has never seen
+        if exc.response.status_code == 404:
+            return None
+        raise
 
 
 def block_for_uri(uri: str):
@@ -379,10 +397,8 @@ def block_for_uri(uri: str):
         raise SourceError(f"{uri!r} must look like {scheme}://BLOCK-NAME/path/file or {scheme}://HOST/path/file.", "Check the source.")
     if re.fullmatch(r"[a-z0-9-]+", netloc):
         for cls in classes:
-            try:
-                return cls.load(netloc), key
-            except (ValueError, FerryError):
-                continue  # no block of that name: maybe the netloc is a host or bucket
+            if (block := _saved_block(cls, netloc)) is not None:
+                return block, key
     matches = []
     for cls in classes:
         for name in _saved_names(cls.get_block_type_slug()):

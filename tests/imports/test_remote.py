@@ -109,3 +109,28 @@ def test_unknown_source_schemes_are_parameter_problems(istore):
     )
     record = run_result(state)
     assert state.is_failed() and "no block reads gopher:// sources" in record.error
+
+
+@sqlite_only
+def test_an_ftp_source_naming_no_saved_block_says_how_to_create_one(istore):
+    state = import_data(
+        ImportRequest(source="ftp://no-such-block/contacts.csv", resource="contacts", workspace=istore.workspace(), mapping=MAPPING),
+        return_state=True,
+    )
+    record = run_result(state)
+    assert state.is_failed() and "No saved ftp block named or pointing at 'no-such-block'" in record.error
+    assert "ferry blocks create" in record.error and "PrefectHTTPStatusError" not in record.error and "block_types" not in record.error
+
+
+@sqlite_only
+def test_a_block_type_this_server_never_registered_is_no_saved_block(istore):
+    """Prefect answers 404 for an unknown block type: that is 'no such block', not an HTTP error to show."""
+    from prefect.blocks.core import Block
+
+    from blocks.sources import _saved_block
+
+    class NeverRegistered(Block):
+        _block_type_slug = f"ferry-test-never-registered-{uuid.uuid4().hex[:8]}"
+        host: str = "x"
+
+    assert _saved_block(NeverRegistered, "anything") is None
