@@ -8,6 +8,8 @@ The patterns are RE2-compatible (Arrow's regex kernels use RE2).
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,12 +30,37 @@ URL = r"(?i)^(https?://)?([a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1
 TRUE_WORDS = ("true", "t", "yes", "y", "1", "on", "x")
 FALSE_WORDS = ("false", "f", "no", "n", "0", "off")
 #: Vendors' consent states, yes or no in words (Klaviyo's ``SUBSCRIBED`` / ``NEVER_SUBSCRIBED``, "Opted in").
-#: The mapping profiler counts them as boolean values (lower-cased, ``_`` and ``-`` read as spaces);
-#: import validation reads only :data:`TRUE_WORDS` / :data:`FALSE_WORDS`.
+#: The mapping profiler counts them as boolean values and import validation reads them as true / false
+#: (lower-cased, ``_`` and ``-`` read as spaces).
 CONSENT_TRUE_WORDS = ("subscribed", "opted in", "confirmed")
 CONSENT_FALSE_WORDS = ("unsubscribed", "opted out", "never subscribed", "not subscribed", "non subscribed")
-#: Consent states that mean neither yes nor no (Mailchimp's ``pending`` and ``cleaned``): a boolean column may hold them.
+#: Consent states that mean neither yes nor no (Mailchimp's ``pending`` and ``cleaned``): a boolean column may hold them
+#: (imported as empty, not refused).
 UNDECIDED_WORDS = ("pending", "cleaned")
+#: How vendors separate the values of a multi-value cell written as text (``a, b``; ``"Black Friday","Customer"``; ``a;b``; ``a|b``).
+LIST_SEPARATORS = (",", ";", "|")
+
+
+def list_cell(value: str) -> list[str] | None:
+    """A multi-value cell in any shape vendors write it, as its values; None when it is JSON that is no list.
+
+    JSON (``["a", "b"]``) is read as JSON. A cell with double quotes is a quoted,
+    comma-separated list (Mailchimp's ``"Black Friday","Customer"``: commas inside
+    quotes stay); any other cell is values separated by ``,``, ``;`` or ``|``. Blanks drop.
+    """
+    text = value.strip()
+    if text.startswith(("[", "{")):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        return [str(item) for item in parsed if item is not None and str(item).strip()] if isinstance(parsed, list) else None
+    if text.startswith('"'):
+        items = next(csv.reader([text], skipinitialspace=True), [])
+    else:
+        items = re.split(r"[,;|]", text)
+    return [item.strip() for item in items if item.strip()]
+
 
 _EMAIL = re.compile(EMAIL)
 _PHONE = re.compile(PHONE)

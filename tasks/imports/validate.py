@@ -33,7 +33,18 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ferry.catalog import FieldType, arrow_type
-from ferry.checks import EMAIL, FALSE_WORDS, PHONE, PHONE_SEPARATORS, TRUE_WORDS, URL
+from ferry.checks import (
+    CONSENT_FALSE_WORDS,
+    CONSENT_TRUE_WORDS,
+    EMAIL,
+    FALSE_WORDS,
+    PHONE,
+    PHONE_SEPARATORS,
+    TRUE_WORDS,
+    UNDECIDED_WORDS,
+    URL,
+    list_cell,
+)
 from ferry.errors import ParameterError, Problem
 from ferry.import_params import ImportPlan, PlannedColumn
 from ferry.progress import Progress
@@ -66,7 +77,7 @@ MESSAGES = {
     FieldType.URL: "not a valid URL",
     FieldType.INTEGER: "not a whole number",
     FieldType.NUMBER: "not a number",
-    FieldType.BOOLEAN: "not a boolean (true/false, yes/no, 1/0)",
+    FieldType.BOOLEAN: "not a boolean (true/false, yes/no, 1/0, subscribed/unsubscribed)",
     FieldType.DATE: "not a date (2024-01-05, 01/05/2024, 05.01.2024 or Jan 5, 2024)",
     FieldType.DATETIME: "not a date-time (ISO 8601 such as 2024-01-05T10:30:00Z, or a date)",
     FieldType.JSON: "not valid JSON",
@@ -168,12 +179,21 @@ def parse_datetimes(text: pa.Array) -> pa.Array:
     return pc.coalesce(result, midnight)
 
 
-def _json_list_text(text: pa.Array) -> pa.Array:
-    """'a, b; c' -> '["a", "b", "c"]' (vectorised; quotes and backslashes escaped)."""
-    escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
-    parts = pc.split_pattern_regex(escaped, r"\s*[,;]\s*")
-    joined = pc.binary_join(parts, '", "')
-    return pc.binary_join_element_wise('["', joined, '"]', "")
+#: Why a multi-value cell (tags) is refused, and the shapes it may take.
+LIST_MESSAGE = 'not a list: write a JSON array (["a", "b"]) or values separated by , ; or | (each may be in "quotes")'
+
+
+def _list_cells(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Multi-value cells in any vendor's shape as JSON arrays (``ferry.checks.list_cell``), and which could not be read.
+
+    Row by row, like the JSON check it replaces for these columns: no vectorised CSV-in-a-cell reader exists.
+    """
+    values, bad = [], []
+    for value in text.to_pylist():
+        items = None if value is None else list_cell(value)
+        values.append(None if items is None else json.dumps(items, ensure_ascii=False))  # as the store writes JSON text
+        bad.append(value is not None and items is None)
+    return pa.array(values, pa.string()), pa.array(bad, pa.bool_())
 
 
 def _json_invalid(text: pa.Array) -> pa.Array:
@@ -223,12 +243,13 @@ def coerce_column(raw: pa.Array, col: PlannedColumn, resource: str) -> Coerced:
             bad = pc.or_(bad, inf)
             values = _null_where(values, inf)
         return Coerced(values, bad, MESSAGES[kind], "integer" if kind is FieldType.INTEGER else "number")
-    if kind is FieldType.BOOLEAN:
-        lowered = pc.utf8_lower(text)
-        is_true = _mask(pc.is_in(lowered, pa.array(TRUE_WORDS)))
-        is_false = _mask(pc.is_in(lowered, pa.array(FALSE_WORDS)))
-        bad = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(is_true, is_false)))
-        values = _null_where(pc.if_else(is_true, True, False), pc.or_(pc.is_null(lowered), bad))
+    if kind is FieldType.BOOLEAN:  # vendors' consent words too: SUBSCRIBED, never_subscribed, Opted in
+        lowered = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(text), r"[_\-\s]+", " "))
+        is_true = _mask(pc.is_in(lowered, pa.array(TRUE_WORDS + CONSENT_TRUE_WORDS)))
+        is_false = _mask(pc.is_in(lowered, pa.array(FALSE_WORDS + CONSENT_FALSE_WORDS)))
+        undecided = _mask(pc.is_in(lowered, pa.array(UNDECIDED_WORDS)))
+        bad = pc.and_(pc.is_valid(lowered), pc.invert(pc.or_(pc.or_(is_true, is_false), undecided)))
+        values = _null_where(pc.if_else(is_true, True, False), pc.or_(pc.or_(pc.is_null(lowered), bad), undecided))
         return Coerced(values, bad, MESSAGES[kind], "boolean")
     if kind is FieldType.DATE:
         values = parse_dates(text)
@@ -244,8 +265,8 @@ def coerce_column(raw: pa.Array, col: PlannedColumn, resource: str) -> Coerced:
         return Coerced(_null_where(lowered, bad), bad, f"not one of: {', '.join(col.enum)}", "enum")
     if kind is FieldType.JSON:
         if (resource, col.field_slug) in LIST_TEXT_FIELDS:
-            bracketed = _mask(pc.match_substring_regex(text, r"^[\[{\"]"))
-            text = pc.if_else(pc.and_(pc.is_valid(text), pc.invert(bracketed)), _json_list_text(text), text)
+            values, bad = _list_cells(text)
+            return Coerced(_null_where(values, bad), bad, LIST_MESSAGE, "json")
         bad = _json_invalid(text) if pc.any(pc.is_valid(text)).as_py() else _false(n)
         return Coerced(_null_where(text, bad), bad, MESSAGES[kind], "json")
     if col.reference:

@@ -141,7 +141,7 @@ def test_csv_import_end_to_end(istore, tmp_path):
     assert [r["ferry_row"] for r in rejected] == ["3", "6"]
     assert rejected[0]["Email"] == "not-an-email" and rejected[0]["Orders"] == "x"
     assert rejected[0]["ferry_errors"] == (
-        "email: not a valid e-mail address; email_consent: not a boolean (true/false, yes/no, 1/0); orders_count: not a whole number"
+        "email: not a valid e-mail address; email_consent: not a boolean (true/false, yes/no, 1/0, subscribed/unsubscribed); orders_count: not a whole number"
     )
     if istore.kind == "postgresql":
         assert {d["expectation"] for d in record.data_quality} >= {

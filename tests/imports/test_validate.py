@@ -85,6 +85,30 @@ def test_json_columns_accept_json_and_tag_lists():
     assert invalid == [False, True]
 
 
+def test_tags_come_in_every_shape_vendors_write_them():
+    cells = ['"Black Friday","Customer"', '"Black Friday, 2024", VIP', "vip|beta", "vip; beta", '["vip", "beta"]', "", "[broken"]
+    values, invalid, message = coerce(T.JSON, cells, slug="tags")
+    assert values == [
+        '["Black Friday", "Customer"]',
+        '["Black Friday, 2024", "VIP"]',
+        '["vip", "beta"]',
+        '["vip", "beta"]',
+        '["vip", "beta"]',
+        None,  # an empty cell is no value
+        None,
+    ]
+    assert invalid == [False] * 6 + [True]
+    assert "JSON array" in message and ", ; or |" in message  # which shapes are accepted
+
+
+def test_booleans_in_vendor_words():
+    words = ["subscribed", "UNSUBSCRIBED", "NEVER_SUBSCRIBED", "Opted in", "opted-out", "yes", "0", "pending", "cleaned", "maybe"]
+    values, invalid, message = coerce(T.BOOLEAN, words)
+    assert values == [True, False, False, True, False, True, False, None, None, None]
+    assert invalid == [False] * 9 + [True]
+    assert "subscribed/unsubscribed" in message
+
+
 def plan_for(mapping: dict[str, str], tmp_path, **options):
     source = tmp_path / "f.csv"
     source.write_text("x\n")
