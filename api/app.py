@@ -12,7 +12,7 @@ from api.auth import presented_key
 from api.compat import ADAPTERS, error_response
 from api.problems import Failure
 from api.ratelimit import RateLimiter, caller_identity
-from api.routers import audit, export_jobs, exports, files, health, imports, runs, uploads
+from api.routers import audit, export_jobs, exports, files, health, imports, reports, runs, uploads
 
 DESCRIPTION = """Ferry's native API: start exports, follow runs, download files through signed URLs.
 
@@ -50,6 +50,7 @@ def create_app() -> FastAPI:
     app.include_router(audit.router, prefix="/v1")
     app.include_router(files.router, prefix="/v1")
     app.include_router(uploads.router, prefix="/v1")
+    app.include_router(reports.router, prefix="/v1")
     app.include_router(imports.router, prefix="/v1")
     for adapter in ADAPTERS:
         app.include_router(adapter.router, prefix=adapter.prefix)

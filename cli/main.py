@@ -21,6 +21,7 @@ from cli.console import err, fail, out, parse_filter, parse_pairs, split_list
 from cli.imports import import_app
 from cli.jobs import jobs_app
 from cli.keys import keys_app
+from cli.reports import reports_app
 from cli.runs import mount_runs
 from cli.up import up
 from cli.workspaces import workspaces_app
@@ -43,6 +44,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(workspaces_app, name="workspaces")
 app.add_typer(keys_app, name="keys")
+app.add_typer(reports_app, name="reports")
 
 
 # --- db -------------------------------------------------------------------------------

@@ -202,6 +202,10 @@ class KeyNotFoundError(FerryError):
     """No API key with that id in the store."""
 
 
+class ReportNotFoundError(FerryError):
+    """No saved report with that id (or name) in the workspace; another workspace's report is reported the same (404)."""
+
+
 # --- the HTTP API's refusals (each maps to one status: api/problems.py) --------------------------------
 
 
@@ -239,6 +243,7 @@ class UploadNotFoundError(FerryError):
 
 class UploadStateError(FerryError):
     """An upload cannot do what was asked: no content yet, its content is there already, or it expired (409)."""
+
 
 class RunFailedError(FerryError):
     """A flow run ended failed; ``record`` is its run record, whose error says why.

@@ -34,8 +34,10 @@ PERMISSIONS: dict[str, Role] = {
     # operator: run and shape the scheduled jobs admins set up
     "export_jobs.write": "operator",
     "export_jobs.run": "operator",
+    "reports.write": "operator",
     # viewer: see what exists and how it went, never the data itself
     "export_jobs.read": "viewer",
+    "reports.read": "viewer",
     "runs.read": "viewer",
 }
 
@@ -50,6 +52,8 @@ DESCRIPTIONS: dict[str, str] = {
     "export_jobs.write": "create, update, pause, resume and delete export jobs",
     "export_jobs.run": "start a job's run now",
     "export_jobs.read": "list and show export jobs",
+    "reports.write": "create, replace and delete saved reports",
+    "reports.read": "list and show saved reports",
     "runs.read": "list runs and read their records",
 }
 

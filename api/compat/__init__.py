@@ -14,12 +14,13 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
-from api.compat import connectif, cordial, sendora
+from api.compat import coherence, connectif, cordial, sendora
 from api.compat.base import Adapter
 from api.problems import Failure, problem
 
 #: Every adapter, mounted by api/app.py under its prefix.
 ADAPTERS: list[Adapter] = [
+    Adapter("/compat/coherence", coherence.router, coherence.render),
     Adapter("/compat/connectif", connectif.router, connectif.render),
     Adapter("/compat/cordial", cordial.router, cordial.render),
     Adapter("/compat/sendora", sendora.router, sendora.render),

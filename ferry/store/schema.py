@@ -241,3 +241,20 @@ api_idempotency = Table(
     Column("completed_at", DateTime),
     PrimaryKeyConstraint("scope", "idempotency_key"),
 )
+
+
+# --- saved reports (migration 0008) --------------------------------------------------------------------------------------------
+# A named, saved export definition of a workspace (ferry/reports.py): resource, columns, labels, filters,
+# sort, title and description as JSON, validated as an export request whenever it is written.
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", String(32), primary_key=True),  # rpt_<24 hex>
+    Column("workspace_id", Id, ForeignKey("workspaces.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("definition", Json, nullable=False),
+    Column("created_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("updated_at", DateTime, nullable=False, server_default=func.current_timestamp()),
+    UniqueConstraint("workspace_id", "name"),
+)
