@@ -106,8 +106,10 @@ def export(
     workspace: Annotated[str, typer.Option(help="Workspace to export from.")],
     format: Annotated[str, typer.Option(help="csv, tsv, json, jsonl, xml, parquet, xlsx or pdf.")] = "csv",
     fields: Annotated[Optional[str], typer.Option(help="Comma-separated columns, in order.")] = None,
-    date_from: Annotated[Optional[str], typer.Option("--from", help="Window start (ISO date or datetime).")] = None,
-    date_to: Annotated[Optional[str], typer.Option("--to", help="Window end (a date includes the whole day).")] = None,
+    date_from: Annotated[
+        Optional[str], typer.Option("--from", help="Window start: ISO date or datetime, or relative (-30d, 24h, 90m, 2w ago).")
+    ] = None,
+    date_to: Annotated[Optional[str], typer.Option("--to", help="Window end (a date includes the whole day; -1d: a day ago).")] = None,
     segment: Annotated[Optional[str], typer.Option(help="Audience key of a saved segment.")] = None,
     lists: Annotated[Optional[str], typer.Option(help="Comma-separated list keys: one 1/0 column each.")] = None,
     activity_types: Annotated[Optional[str], typer.Option(help="Comma-separated event types.")] = None,

@@ -659,3 +659,27 @@ def test_another_workspace_sees_nothing(service, small_sync_api):
         started = [e for e in events if e["action"] in ("api.import.sync", "api.export.start")]
         assert {e["action"] for e in started} == {"api.import.sync", "api.export.start"}
         assert all(e["details"]["adapter"] == "coherence" for e in started)
+
+
+def test_more_than_5000_rows_stream_as_a_job_with_processed_rows(service):
+    """The table's second mode: 5,001 inline rows answer at once (``stream``); the job's processedRows reach totalRows."""
+    t = tag()
+    rows = [{"Name": f"Stream {n}", "Email": f"stream.{t}.{n}@example.com"} for n in range(5_001)]
+    mapping = [{"sourceColumn": "Name", "targetFieldSlug": "displayName"}, {"sourceColumn": "Email", "targetFieldSlug": "email"}]
+    with coherence(service, "acme-admin") as http:
+        started = http.post("/v1/modules/contacts/import/execute", json={"rows": rows, "columnMapping": mapping})
+        assert started.status_code in (200, 202), started.text
+        data = started.json()["data"]
+        assert data["processingMode"] == "stream" and data["status"] in ("pending", "processing")
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while True:
+            job = success(http.get(f"/v1/modules/contacts/import/jobs/{data['importJobId']}"))
+            if job["status"] in ("completed", "failed") or time.monotonic() > deadline:
+                break
+            assert 0 <= job["processedRows"] <= job["totalRows"]
+            time.sleep(1)
+    check(job, JOB_FIELDS)
+    assert job["status"] == "completed" and job["processingMode"] == "stream", job
+    assert job["totalRows"] == job["processedRows"] == job["successRows"] == 5_001
+    emails = [r["Email"] for r in rows]
+    assert len(stored(service, emails)) == 5_001
