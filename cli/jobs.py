@@ -119,7 +119,9 @@ ListsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated list keys
 ActivityOpt = Annotated[Optional[str], typer.Option(help="Comma-separated event types.")]
 CronOpt = Annotated[Optional[str], typer.Option(help="Cron schedule, e.g. '0 2 * * *'.")]
 TzOpt = Annotated[Optional[str], typer.Option(help="IANA timezone of the cron, e.g. Europe/Berlin (default UTC).")]
-CompressOpt = Annotated[Optional[bool], typer.Option("--compress/--no-compress", help="gzip the file.")]
+CompressOpt = Annotated[
+    Optional[bool], typer.Option("--compress/--no-compress", "--gzip/--no-gzip", help="gzip the file (--gzip, as in `ferry export`).")
+]
 FilenameOpt = Annotated[
     Optional[str], typer.Option("--filename", help="File name template: {date} {resource} {workspace} {run_id} {format}.")
 ]

@@ -120,7 +120,7 @@ def export(
     filter: Annotated[Optional[list[str]], typer.Option(help="FIELD:OP:VALUE, e.g. lifecycle_stage:eq:customer (repeatable).")] = None,
     sort: Annotated[Optional[str], typer.Option(help="FIELD[:asc|desc].")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
-    gzip: Annotated[bool, typer.Option("--gzip", help="Compress with gzip.")] = False,
+    gzip: Annotated[bool, typer.Option("--gzip", "--compress", help="Compress with gzip (--compress, as in `ferry jobs create`).")] = False,
     delimiter: Annotated[str, typer.Option(help="CSV delimiter: , ; | or \\t.")] = ",",
     date_format: Annotated[str, typer.Option(help="iso, L, LL, LLL or a strftime pattern.")] = "iso",
     no_header: Annotated[bool, typer.Option("--no-header", help="Omit the CSV header row.")] = False,

@@ -373,12 +373,40 @@ def build_queries(request: ExportRequest, conn: Connection) -> tuple[Select, Sel
     """The export's SELECT, the SELECT that counts its rows, and the output columns."""
     ws = workspace_id(conn, request.workspace)
     columns = output_columns(request)
-    missing = _missing_lists(conn, ws, request.lists)
-    if missing:
-        raise ParameterError([Problem("lists", missing, "no list with these keys in the workspace")])
+    problems = _scope_problems(conn, ws, request)
+    if missing := _missing_lists(conn, ws, request.lists):
+        problems.append(Problem("lists", missing, "no list with these keys in the workspace"))
+    if problems:
+        raise ParameterError(problems)
     builder = _Query(request, ws, conn)
     query = builder.build(columns)
     return query, builder.count(query), columns
+
+
+def _scope_problems(conn: Connection, ws: int, request: ExportRequest) -> list[Problem]:
+    """A dimension scope naming a dimension or value the workspace's localized values do not have, with the ones that exist."""
+    if not request.dimension_scope:
+        return []
+    lv = s.localized_values
+    rows = conn.execute(
+        select(lv.c.dimension, lv.c.dimension_value)
+        .where(lv.c.workspace_id == ws, lv.c.resource == request.resource_def.slug)
+        .distinct()
+        .order_by(lv.c.dimension, lv.c.dimension_value)
+    ).all()
+    known: dict[str, list[str]] = {}
+    for dimension, value in rows:
+        known.setdefault(dimension, []).append(value)
+    problems = []
+    for dimension, value in request.dimension_scope.items():
+        if dimension not in known:
+            existing = ", ".join(known) or "none"
+            problems.append(Problem(f"dimension_scope.{dimension}", value, f"no dimension {dimension!r}; the workspace has: {existing}"))
+        elif value not in known[dimension]:
+            problems.append(
+                Problem(f"dimension_scope.{dimension}", value, f"no {dimension} {value!r}; there are: {', '.join(known[dimension])}")
+            )
+    return problems
 
 
 def _missing_lists(conn: Connection, ws: int, keys: list[str]) -> list[str]:

@@ -105,7 +105,8 @@ def test_export_json_prints_the_record_with_the_contract_names(store, tmp_path):
     assert values == sorted(values, reverse=True) and min(values) >= 100
 
 
-def test_export_options_reach_the_file(empty_store, tmp_path):
+@pytest.mark.parametrize("compress", ["--gzip", "--compress"])  # the spelling of `ferry jobs create` works here too
+def test_export_options_reach_the_file(empty_store, tmp_path, compress):
     seeded(empty_store)
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"sku": "Artikel", "name": "Bezeichnung"}))
@@ -126,7 +127,7 @@ def test_export_options_reach_the_file(empty_store, tmp_path):
         ";",
         "--labels",
         str(labels),
-        "--gzip",
+        compress,
         "--filename",
         "{workspace}/{resource}",
         "--dest",

@@ -132,9 +132,10 @@ def test_create_show_list_update_and_validation(served, service):
     assert ferry_json("jobs", "show", created["id"]) == ferry_json("jobs", "show", "crm-contacts")
 
     # update is a full replace: the format changes, the schedule and filter not given are gone, id stays
-    updated = ferry_json("jobs", "update", "crm-contacts", "--workspace", "acme", "--resource", "contacts", "--format", "csv")
+    updated = ferry_json("jobs", "update", "crm-contacts", "--workspace", "acme", "--resource", "contacts", "--format", "csv", "--gzip")
     assert updated["id"] == created["id"] and updated["format"] == "csv" and updated["schedule"] is None
-    assert updated["scope"]["filters"] == [] and updated["compress"] is False and updated["nextRunAt"] is None
+    assert updated["scope"]["filters"] == [] and updated["nextRunAt"] is None
+    assert updated["compress"] is True  # `ferry export`'s spelling, --gzip, works for jobs too
 
     duplicate = ferry("jobs", "create", "--name", "crm-contacts", "--workspace", "acme", "--resource", "contacts")
     assert duplicate.exit_code == 2 and "already exists" in duplicate.stderr

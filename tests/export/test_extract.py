@@ -305,12 +305,14 @@ def test_dimension_scope_exports_localized_values(store, tmp_path):
     assert all(name.endswith("(DE)") for name in column(table, "name"))
 
 
-def test_dimension_scope_without_values_falls_back_to_the_base_value(store, tmp_path):
-    table = export(tmp_path, resource="products", fields=["id", "name"], dimension_scope={"language": "es"})
+def test_an_unknown_dimension_or_value_is_a_parameter_problem_listing_the_ones_that_exist(store, tmp_path):
+    from ferry.errors import ParameterError
 
-    assert [tuple(r.values()) for r in table.to_pylist()] == sql(
-        store, "SELECT id, name FROM products WHERE workspace_id = :ws ORDER BY id", ws=ws(store)
-    )
+    with pytest.raises(ParameterError) as refused:
+        export(tmp_path, resource="products", fields=["id", "name"], dimension_scope={"language": "es", "market": "eu"})
+    problems = {p.field: p.reason for p in refused.value.problems}
+    assert problems["dimension_scope.language"].startswith("no language 'es'; there are: de")
+    assert problems["dimension_scope.market"] == "no dimension 'market'; the workspace has: language"  # both at once
 
 
 def test_dimension_scope_falls_back_per_record(empty_store, tmp_path):
