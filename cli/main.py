@@ -225,6 +225,8 @@ def _print_record(record, as_json: bool) -> None:
             f"({record.file_size:,} bytes) to {record.destination_path}"
         )
         out.print(f"sha256 {record.sha256}  run {record.run_id}")
+        for warning in record.warnings:
+            err.print(f"[yellow]Warning:[/yellow] {warning}")
         if record.url:
             out.print(f"download {record.url}", highlight=False)
     else:

@@ -25,6 +25,7 @@ class ExportRecord(BaseModel):
     completed_at: datetime | None = None
     error: str | None = None
     validation_failures: list[dict] = Field(default_factory=list, description="Rows failing catalog checks (on_invalid='warn').")
+    warnings: list[str] = Field(default_factory=list, description="What the user should know, e.g. a window that matched no row.")
 
 
 class ImportRecord(BaseModel):

@@ -95,6 +95,7 @@ def export_data(request: ExportRequest):
                 "sha256": delivery.sha256,
                 "completed_at": _now(),
                 "validation_failures": report.summary(),
+                "warnings": list(extracted.warnings),
             }
         )
         ledger(record, request, preview)

@@ -16,9 +16,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
-from sqlalchemy import Select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from ferry.catalog import arrow_type
@@ -28,7 +28,8 @@ from ferry.params import ExportRequest
 from ferry.progress import Progress
 from ferry.settings import get_settings
 from ferry.spool import write_spool
-from ferry.store.engine import get_engine
+from ferry.store.engine import get_engine, workspace_id
+from ferry.store.schema import tables
 from tasks.export.query import build_queries, build_query
 
 __all__ = [
@@ -191,6 +192,21 @@ class Extracted:
     spool: Path
     rows: int
     columns: list[OutputColumn]
+    warnings: tuple[str, ...] = ()
+
+
+def empty_window_warning(request: ExportRequest, conn: Connection) -> str | None:
+    """Why an export with a time window found nothing, with the newest row's time: the window may simply be wrong."""
+    start, end = request.window()
+    column = request.resource_def.time_column
+    if column is None or (start is None and end is None):
+        return None
+    table = tables[request.resource_def.slug]
+    newest = conn.execute(select(func.max(table.c[column])).where(table.c.workspace_id == workspace_id(conn, request.workspace))).scalar()
+    shown = " and ".join(b.isoformat(sep=" ") for b in (start, end) if b is not None)
+    where = f"between {shown}" if start is not None and end is not None else f"{'after' if start is not None else 'before'} {shown}"
+    found = f"the newest is from {newest.isoformat(sep=' ')}" if newest is not None else f"the workspace has no {request.resource_def.slug}"
+    return f"0 rows {where} (UTC, {column}); {found}."
 
 
 @task(name="extract", cache_policy=NONE, persist_result=False)
@@ -213,4 +229,11 @@ def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
     spool = spool_dir / "extract.arrow"
     rows = write_spool(spool, schema, counted())
     progress.finish()
-    return Extracted(spool, rows, columns)
+    warnings: tuple[str, ...] = ()
+    if rows == 0:
+        with engine.connect() as conn:
+            warning = empty_window_warning(request, conn)
+        if warning:
+            get_run_logger().warning(warning)
+            warnings = (warning,)
+    return Extracted(spool, rows, columns, warnings)

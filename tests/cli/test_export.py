@@ -10,10 +10,12 @@ import csv
 import gzip
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -247,3 +249,31 @@ def test_bad_filter_scope_and_labels_are_usage_errors(empty_store, tmp_path):
     assert result.exit_code == 2 and "--labels" in result.stderr
     (tmp_path / "list.json").write_text("[1, 2]")
     assert ferry("export", "contacts", "--workspace", "acme", "--labels", str(tmp_path / "list.json")).exit_code == 2
+
+
+def test_a_window_that_matches_no_row_says_so_and_when_the_newest_row_is(empty_store, tmp_path):
+    seeded(empty_store)
+    with empty_store.engine.connect() as conn:
+        newest = conn.execute(text("SELECT MAX(occurred_at) FROM events")).scalar_one()
+    newest = datetime.fromisoformat(newest) if isinstance(newest, str) else newest  # SQLite answers text
+
+    result = ferry(
+        "export", "events", "--workspace", "acme", "--from", "2001-01-01", "--to", "2001-01-31", "--dest", str(tmp_path), "--json"
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "success" and record["record_count"] == 0
+    (warning,) = record["warnings"]
+    assert (
+        warning
+        == f"0 rows between 2001-01-01 00:00:00 and 2001-02-01 00:00:00 (UTC, occurred_at); the newest is from {newest.isoformat(sep=' ')}."
+    )
+
+    shown = ferry("export", "events", "--workspace", "acme", "--from", "2001-01-01", "--to", "2001-01-31", "--dest", str(tmp_path))
+    assert "Warning: 0 rows between 2001-01-01" in shown.stderr
+
+    day = newest.date().isoformat()
+    found = json.loads(
+        ferry("export", "events", "--workspace", "acme", "--from", day, "--to", day, "--dest", str(tmp_path), "--json").stdout
+    )
+    assert found["record_count"] >= 1 and found["warnings"] == []  # a window with rows warns of nothing
