@@ -80,6 +80,8 @@ def export_data(request: ExportRequest):
 
         request = with_incremental_cursor(request, run_id, logger)
         extracted = extract(request, spool_dir)
+        for warning in extracted.warnings:
+            logger.warning(warning)
         report = validate(extracted.spool, extracted.columns, request.resource_def, request.on_invalid)
         preview = transform(extracted.spool, request, extracted.columns)
         file = serialize(preview, request)

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NONE
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection, Engine
@@ -229,11 +229,8 @@ def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
     spool = spool_dir / "extract.arrow"
     rows = write_spool(spool, schema, counted())
     progress.finish()
-    warnings: tuple[str, ...] = ()
+    warning = None
     if rows == 0:
         with engine.connect() as conn:
             warning = empty_window_warning(request, conn)
-        if warning:
-            get_run_logger().warning(warning)
-            warnings = (warning,)
-    return Extracted(spool, rows, columns, warnings)
+    return Extracted(spool, rows, columns, (warning,) if warning else ())
