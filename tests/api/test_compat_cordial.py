@@ -18,7 +18,7 @@ import uuid
 import httpx
 import pytest
 from servers.api import start_api
-from servers.prefect import ferry_env
+from servers.prefect import ferry_env, flow_run_logs
 from servers.s3 import ACCESS_KEY, SECRET_KEY
 from sqlalchemy import text
 
@@ -162,13 +162,12 @@ def members(service, list_key: str) -> set[str]:
 def run_traces(job_id: str) -> tuple[dict, str]:
     """The Prefect flow run's parameters, and its logs and artifacts as one text."""
     from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+    logs = flow_run_logs(job_id)
     with get_client(sync_client=True) as client:
         parameters = client.read_flow_run(uuid.UUID(job_id)).parameters
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(job_id)])))
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(job_id)])))
-    assert logs
     return parameters, "\n".join([log.message for log in logs] + [json.dumps(a.data, default=str) for a in artifacts])
 
 

@@ -174,8 +174,7 @@ def test_pause_and_resume_flip_active(service):
 
 
 def test_run_now_delivers_and_the_run_is_in_the_history(service, receiver):
-    from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from servers.prefect import flow_run_logs
 
     from ferry.runs import read_run
 
@@ -203,8 +202,7 @@ def test_run_now_delivers_and_the_run_is_in_the_history(service, receiver):
         assert '"sku"' in content.decode().splitlines()[0]  # a CSV of products, header first
 
     shown = json.dumps(read_run(run_id), default=str)  # the run's parameters and artifacts
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))
+    logs = flow_run_logs(run_id)
     assert logs and SECRET not in shown and not [log for log in logs if SECRET in log.message]
     with service.client("acme-operator") as http:
         http.delete(f"/v1/export-jobs/{job['id']}")

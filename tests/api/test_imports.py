@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from servers.api import start_api
-from servers.prefect import ferry_env
+from servers.prefect import ferry_env, flow_run_logs
 from sqlalchemy import text
 
 RUN_TIMEOUT = 240
@@ -281,24 +281,6 @@ class _Counting(BaseHTTPRequestHandler):
         pass
 
 
-def flow_run_logs(service, run_id: str, until: str = "Finished in state", timeout: float = 60) -> str:
-    """Every log line of a flow run, as the Prefect UI shows them, once its last line (``until``) has arrived."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-
-        def read() -> str:
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(run_id)])))
-            return "\n".join(log.message for log in logs)
-
-        while until not in read() and time.monotonic() < deadline:  # logs reach the server after the run's state does
-            time.sleep(1)
-        time.sleep(2)  # and the engine's own last lines after that
-        return read()
-
-
 def test_a_source_url_on_loopback_is_refused_by_the_ssrf_guard(service):
     listener = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
     threading.Thread(target=listener.serve_forever, daemon=True).start()
@@ -312,7 +294,8 @@ def test_a_source_url_on_loopback_is_refused_by_the_ssrf_guard(service):
             run = service.poll(http, started.json()["id"], RUN_TIMEOUT)
             assert run["status"] == "failed", run
             assert "Refusing to fetch" in run["error"] and "loopback" in run["error"] and "secret" not in run["error"]
-            assert "Unexpected result for failed state" not in flow_run_logs(service, run["id"])  # a clean Failed state
+            logs = "\n".join(log.message for log in flow_run_logs(run["id"]))
+            assert "Unexpected result for failed state" not in logs  # a clean Failed state
             events = [e for e in http.get("/v1/audit-events").json()["events"] if e["runId"] == started.json()["id"]]
             assert events and "secret" not in json.dumps(events)
         assert _Counting.requests == []  # neither the API nor the run asked it for anything

@@ -264,3 +264,22 @@ def deployment_ready(name: str) -> bool:
 
     with get_client(sync_client=True) as client:
         return client.read_deployment_by_name(name).status == DeploymentStatus.READY
+
+
+def flow_run_logs(run_id: str, until: str = "Finished in state", timeout: float = 60) -> list:
+    """A flow run's logs once its last line (``until``) has reached the server: logs arrive after the run's final state."""
+    import time
+    import uuid
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    run_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(str(run_id))]))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(log_filter=run_filter)
+            if any(until in log.message for log in logs) or time.monotonic() > deadline:
+                time.sleep(2)  # and what the engine logs after its last state line
+                return client.read_logs(log_filter=run_filter)
+            time.sleep(1)
