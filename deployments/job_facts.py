@@ -11,7 +11,6 @@ same RunNotFoundError as a run that does not exist.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from deployments.run_views import KINDS, RunView, view_of
+from deployments.run_views import KINDS, RunView, read_flow_run_view, view_of
 from ferry.errors import RunNotFoundError
 from ferry.records import ExportRecord, ImportRecord
 from ferry.runs import persisted_result
@@ -101,20 +100,8 @@ def _facts(pairs: list[tuple[Any, RunView]], workspace: str) -> list[JobFacts]:
 
 def read_job(run_id: str, workspace: str, kind: str) -> JobFacts:
     """Run ``run_id`` of ``workspace``, an export or import (``kind``); RunNotFoundError otherwise."""
-    from prefect import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        flow_run_id = uuid.UUID(str(run_id))
-    except ValueError:
-        raise _not_found(run_id) from None
-    with get_client(sync_client=True) as client:
-        try:
-            flow_run = client.read_flow_run(flow_run_id)
-        except ObjectNotFound:
-            raise _not_found(run_id) from None
-        view = view_of(client, flow_run, client.read_flow(flow_run.flow_id).name, workspace)
-    if view is None or view.kind != kind:
+    flow_run, view = read_flow_run_view(run_id, workspace)
+    if view.kind != kind:
         raise _not_found(run_id)
     return _facts([(flow_run, view)], workspace)[0]
 

@@ -127,6 +127,11 @@ def view_of(client, flow_run, flow_name: str, workspace: str) -> RunView | None:
 
 def read_run_view(run_id: str, workspace: str) -> RunView:
     """Run ``run_id`` of ``workspace``; RunNotFoundError when there is none (or it is another workspace's)."""
+    return read_flow_run_view(run_id, workspace)[1]
+
+
+def read_flow_run_view(run_id: str, workspace: str):
+    """Run ``run_id`` of ``workspace`` as (its Prefect flow run, its view); RunNotFoundError as :func:`read_run_view`."""
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
 
@@ -142,7 +147,7 @@ def read_run_view(run_id: str, workspace: str) -> RunView:
         view = view_of(client, flow_run, client.read_flow(flow_run.flow_id).name, workspace)
     if view is None:
         raise _not_found(run_id)
-    return view
+    return flow_run, view
 
 
 def _offset(cursor: str | None) -> int:

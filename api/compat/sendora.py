@@ -273,11 +273,10 @@ def create_import(
 ) -> JSONResponse:
     _own(org, caller)
     wanted: ImportBody = _parsed(ImportBody, body)
-    problems = []
     if (wanted.source_url is None) == (wanted.upload_id is None):
-        problems.append(Problem("sourceUrl", wanted.source_url, "give sourceUrl or uploadId (from .../data-io/uploads), one of them"))
-    if problems:
-        raise ParameterError(problems)
+        raise ParameterError(
+            [Problem("sourceUrl", wanted.source_url, "give sourceUrl or uploadId (from .../data-io/uploads), one of them")]
+        )
     native, upload = import_request(wanted.native(), caller, IMPORT_OPTIONS, source_url=True)
     if upload is not None and PurePosixPath(upload.filename).suffix.lower().lstrip(".") != wanted.format:
         raise ParameterError([Problem("format", wanted.format, f"the upload is {upload.filename!r}; send its own format")])
