@@ -138,6 +138,11 @@ class ImportRequest(BaseModel):
     )
     dry_run: bool = Field(default=False, description="Run every step but the commit and report what would happen.")
     processing: ProcessingMode = Field(default="auto", description="auto: inline below the size limit, else a deployment run.")
+    sheet: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Workbooks: the worksheet to read, by name or 1-based index (`2`); default the first sheet with data.",
+    )
     inline_max_bytes: int = Field(default=INLINE_MAX_BYTES, gt=0, description="Size above which processing=auto starts a deployment run.")
     max_errors: int = Field(
         default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file."
