@@ -279,11 +279,15 @@ def start_import(request: ImportRequest, idempotency_key: str | None = None) -> 
     from prefect.exceptions import ObjectNotFound
 
     from ferry.import_params import IMPORT_DEPLOYMENT
+    from ferry.run_tags import import_tags, resource_slug
 
     inline = request.model_copy(update={"processing": "inline"})
     parameters = {"request": inline.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    tags = import_tags(request.workspace, resource_slug(request.resource))
     try:
-        flow_run = run_deployment(IMPORT_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=idempotency_key)
+        flow_run = run_deployment(
+            IMPORT_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=idempotency_key, tags=tags
+        )
     except ObjectNotFound:
         raise ConfigurationError(
             f"The deployment {IMPORT_DEPLOYMENT!r} does not exist on this Prefect server.",
