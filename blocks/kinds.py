@@ -5,6 +5,12 @@ runs) registers every block class it finds here, so one command - one Prefect
 client, one server start when no server is configured - registers Ferry's own
 blocks (destinations, sources, SMTP) and the collection blocks it delivers
 through (prefect-aws, prefect-azure, prefect-gcp, prefect-email).
+
+The kinds ``ferry blocks create`` makes are the same: every destination and
+notifier, and every block their fields take (the credentials of the collection
+blocks: ``aws-credentials``, ``minio-credentials``, ``gcp-credentials``,
+``azure-blob-storage-credentials``), found from the classes' fields, so a
+block added to a collection's field appears without code here.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ NOTIFIERS: dict[str, type[Block]] = {
 
 
 def block_classes() -> dict[str, type[Block]]:
-    """slug -> block class, for every kind Ferry reads, writes or notifies through (imports lazy kinds)."""
+    """slug -> block class, for every kind Ferry reads, writes or notifies through, and the blocks their fields take."""
     from prefect.utilities.dispatch import lookup_type
 
     classes: dict[str, type[Block]] = {}
@@ -35,7 +41,22 @@ def block_classes() -> dict[str, type[Block]]:
         resolved = entry.resolve()  # imports the module (and its collection) that defines the kind
         classes[slug] = resolved if isinstance(resolved, type) else lookup_type(Block, slug)
     classes.update(NOTIFIERS)
+    for cls in list(classes.values()):  # credentials and other blocks a kind's fields hold (S3Bucket.credentials, ...)
+        for field in cls.model_fields.values():
+            for referenced in _block_types(field.annotation):
+                classes.setdefault(referenced.get_block_type_slug(), referenced)
     return classes
+
+
+def used_by(slug: str, classes: dict[str, type[Block]] | None = None) -> dict[str, list[str]]:
+    """The kinds whose fields take a ``slug`` block: kind slug -> field names (``aws-credentials`` -> s3-bucket's credentials)."""
+    classes = classes if classes is not None else block_classes()
+    found: dict[str, list[str]] = {}
+    for kind, cls in classes.items():
+        for name, field in cls.model_fields.items():
+            if any(t.get_block_type_slug() == slug for t in _block_types(field.annotation)):
+                found.setdefault(kind, []).append(name)
+    return found
 
 
 def _gather() -> None:

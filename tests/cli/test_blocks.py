@@ -285,3 +285,119 @@ def test_create_smtp_block_for_notifications():
         "Ferry <ferry@example.com>",
     )
     assert block.password.get_secret_value() == "Smtp-Cli-Secret"
+
+
+# --- credentials blocks and per-kind help (issue 13) -----------------------------------------
+
+
+def _export_to(bucket_block: str) -> dict:
+    result = invoke(
+        "export", "contacts", "--workspace", "acme", "--fields", "email", "--limit", "3", "--dest", f"s3-bucket/{bucket_block}", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    record, _ = json.JSONDecoder().raw_decode(result.output[result.output.index('{\n  "run_id"') :])
+    return record
+
+
+@pytest.mark.parametrize("seeded_store", ["sqlite"], indirect=True)
+def test_aws_credentials_from_the_command_line_make_an_s3_destination_without_python(store, moto_server, tmp_path):
+    from prefect_aws import AwsCredentials, S3Bucket
+    from servers.s3 import ACCESS_KEY, REGION, SECRET_KEY
+
+    secret_file = tmp_path / "aws-secret"
+    secret_file.write_text(SECRET_KEY + "\n")
+    credentials, bucket_block, bucket = name("aws"), name("exports"), moto_server.new_bucket()
+    result = invoke(
+        "blocks",
+        "create",
+        "aws-credentials",
+        credentials,
+        "--access-key-id",  # the field is aws_access_key_id: the vendor word may be left out
+        ACCESS_KEY,
+        "--secret-access-key-file",
+        str(secret_file),
+        "--region-name",
+        REGION,
+        "--client-parameters.endpoint-url",
+        moto_server.url,
+    )
+    assert result.exit_code == 0, result.output
+    assert SECRET_KEY not in result.output and f"aws-credentials/{credentials}" in result.output
+    assert f"--credentials {credentials}" in result.output  # says where to use it
+    saved = AwsCredentials.load(credentials)
+    assert saved.aws_access_key_id == ACCESS_KEY and saved.aws_secret_access_key.get_secret_value() == SECRET_KEY  # no newline
+    assert saved.aws_client_parameters.endpoint_url == moto_server.url
+
+    result = invoke("blocks", "create", "s3", bucket_block, "--bucket-name", bucket, "--bucket-folder", "cli", "--credentials", credentials)
+    assert result.exit_code == 0, result.output
+    assert S3Bucket.load(bucket_block).credentials.aws_access_key_id == ACCESS_KEY
+
+    record = _export_to(bucket_block)
+    body = moto_server.client().get_object(Bucket=bucket, Key=f"cli/{record['destination_path'].rsplit('/', 1)[1]}")["Body"].read()
+    rows = list(csv.reader(body.decode().splitlines()))
+    assert rows[0] == ["email"] and len(rows) == 4
+
+
+@pytest.mark.parametrize("seeded_store", ["sqlite"], indirect=True)
+def test_minio_credentials_with_the_secret_from_stdin(store, moto_server):
+    from prefect_aws import MinIOCredentials
+    from servers.s3 import ACCESS_KEY, SECRET_KEY
+
+    credentials, bucket_block, bucket = name("minio"), name("minio-bucket"), moto_server.new_bucket()
+    result = invoke(
+        "blocks",
+        "create",
+        "minio",
+        credentials,
+        "--root-user",
+        ACCESS_KEY,
+        "--root-password",  # bare: read from stdin (a hidden prompt at a terminal)
+        "--aws-client-parameters",
+        json.dumps({"endpoint_url": moto_server.url}),
+        input=SECRET_KEY + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert SECRET_KEY not in result.output
+    saved = MinIOCredentials.load(credentials)
+    assert saved.minio_root_user == ACCESS_KEY and saved.minio_root_password.get_secret_value() == SECRET_KEY
+
+    assert invoke("blocks", "create", "s3", bucket_block, "--bucket-name", bucket, "--credentials", credentials).exit_code == 0
+    record = _export_to(bucket_block)
+    assert record["status"] == "success" and record["destination_path"].startswith("s3://")
+    assert [o["Key"] for o in moto_server.client().list_objects_v2(Bucket=bucket)["Contents"]] == [
+        record["destination_path"].rsplit("/", 1)[1]
+    ]
+
+
+def test_credential_kinds_are_listed_and_deleted_like_the_others():
+    credentials = name("listed-aws")
+    assert invoke("blocks", "create", "aws", credentials, "--access-key-id", "AKIALISTED", "--secret-access-key", "S-1").exit_code == 0
+    rows = {row["reference"]: row for row in json.loads(invoke("blocks", "list", "aws-credentials", "--json").output)}
+    assert rows[f"aws-credentials/{credentials}"]["fields"]["aws_access_key_id"] == "AKIALISTED" and "S-1" not in json.dumps(rows)
+    assert invoke("blocks", "delete", "aws-credentials", credentials).exit_code == 0
+
+
+@pytest.mark.parametrize("kind", ["aws-credentials", "minio-credentials", "sftp", "s3-bucket", "gcp-credentials"])
+def test_kind_help_lists_every_field_with_its_description(kind):
+    from blocks.kinds import block_classes
+
+    result = invoke("blocks", "create", kind, "--help")
+
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for field_name, field in block_classes()[kind].model_fields.items():
+        option = "--" + field_name.replace("_", "-")
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith(option + " ") or line.strip().startswith(option + ","))
+        description = " ".join((field.description or field.title or "").split())
+        assert description in lines[at + 1], (option, lines[at + 1])
+    if kind == "aws-credentials":
+        assert "--aws-access-key-id, --access-key-id  TEXT" in result.output
+        assert "--aws-secret-access-key-file PATH" in result.output  # how to pass the secret without echoing it
+
+
+def test_create_help_without_a_kind_lists_the_kinds_and_unknown_options_suggest_one():
+    result = invoke("blocks", "create", "--help")
+    assert result.exit_code == 0 and "aws-credentials" in result.output and "minio-credentials" in result.output
+
+    result = invoke("blocks", "create", "aws", name("typo"), "--acess-key-id", "x")
+    assert result.exit_code == 2 and "no field 'acess_key_id'" in result.output
