@@ -102,27 +102,30 @@ def download_link(run_id: str, expires_minutes: int | None = None):
 # --- the import's read-only steps (no run, no store writes) ------------------------------------
 
 
-def preview_file(path, sample_rows: int = 50, encoding: str | None = None):
-    """What a file is: format, encoding, dialect, columns, sample rows and row count (``ferry import preview``)."""
+def preview_file(path, sample_rows: int = 50, encoding: str | None = None, sheet: str | None = None):
+    """What a file is: format, encoding, dialect, columns, sample rows and row count (``ferry import preview``).
+
+    ``sheet``: a workbook's worksheet by name or 1-based index; the preview lists every sheet.
+    """
     from tasks.imports.parse import preview
 
-    return preview(path, sample_rows=sample_rows, encoding=encoding)
+    return preview(path, sample_rows=sample_rows, encoding=encoding, sheet=sheet)
 
 
-def suggest_file_mapping(path, resource: str, workspace: str | None = None, encoding: str | None = None):
-    """The suggested mapping of a file's columns onto ``resource`` and the fields it can map to."""
+def suggest_file_mapping(path, resource: str, workspace: str | None = None, encoding: str | None = None, sheet: str | None = None):
+    """The suggested mapping of a file's columns (of its ``sheet``, for a workbook) onto ``resource`` and the fields it can map to."""
     from tasks.imports.map import suggest_for_file, target_fields
     from tasks.imports.parse import sniff
 
-    info = sniff(path, encoding=encoding)
+    info = sniff(path, encoding=encoding, sheet=sheet)
     return suggest_for_file(info, resource, workspace=workspace), target_fields(resource)
 
 
-def check_import_file(source, resource: str, **options) -> dict:
-    """Every check of an import against a throw-away store (``ferry import validate``)."""
+def check_import_file(source, resource: str, sheet: str | None = None, **options) -> dict:
+    """Every check of an import against a throw-away store (``ferry import validate``); ``sheet`` as in :func:`preview_file`."""
     from tasks.imports.check import validate_file
 
-    return validate_file(source, resource, **options)
+    return validate_file(source, resource, sheet=sheet, **options)
 
 
 # --- runs started for other programs (the HTTP API) ---------------------------------------------

@@ -14,11 +14,12 @@ Where each part lives:
 - :mod:`.encoding` - detecting the text encoding, streaming the text as UTF-8;
 - :mod:`.fileinfo` - :class:`FileInfo` (what sniffing found), ``ROW``/``ERROR`` and the batch schema;
 - :mod:`.sniffing` - :func:`sniff`: format, dialect and columns from the file's head;
+- :mod:`.sheets` - a workbook's sheets: listing them, choosing one (``sheet``), formulas saved without results;
 - :mod:`.batches` - the common batch builder the parsers share (``Batcher``, ``cell_text``);
-- :mod:`.csv_parser`, :mod:`.json_parser` (JSON array and JSONL), :mod:`.excel_parser` (XLSX and XLS),
+- :mod:`.csv_parser`, :mod:`.json_parser` (JSON array and JSONL, nested keys flattened), :mod:`.excel_parser` (XLSX and XLS),
   :mod:`.parquet_parser` - one reader per format;
 - :mod:`.reading` - :func:`iter_batches` and the registry of readers by file type;
-- :mod:`.previewing` - :func:`sample` and :func:`preview` (row counts exact or estimated);
+- :mod:`.previewing` - :func:`sample` and :func:`preview` (row counts exact or estimated, every sheet listed);
 - :mod:`.stage` - the stage's Prefect tasks: :func:`sniff_source`, then :func:`read_rows` into the spool.
 """
 

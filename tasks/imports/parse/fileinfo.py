@@ -13,6 +13,19 @@ FILE_TYPES = ("csv", "tsv", "json", "jsonl", "xlsx", "xls", "parquet")
 
 
 @dataclass(frozen=True)
+class SheetInfo:
+    """One worksheet of a workbook, as a preview lists it so that a person can choose another."""
+
+    name: str
+    index: int  # 1-based, in workbook order: what ``sheet="2"`` chooses
+    rows: int | None  # rows below the first as the workbook records its size (approximate); None when it does not say
+    hidden: bool = False
+
+    def to_json(self, read: bool) -> dict:
+        return {"name": self.name, "index": self.index, "rows": self.rows, "hidden": self.hidden, "read": read}
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """What :func:`sniff` found out about a file: enough to read it again without guessing."""
 
@@ -26,6 +39,7 @@ class FileInfo:
     warnings: list[str]  # e.g. duplicate/blank headers renamed
     member: str | None = None  # the data file inside a zip archive
     sheet: str | None = None  # the worksheet read from a workbook
+    sheets: tuple[SheetInfo, ...] = ()  # every worksheet of a workbook, in order
     json_path: str | None = None  # ijson prefix of the array of records ("item", or "data.item")
     skip_records: int = 0  # CSV records before the header (Excel's "sep=;" line)
     header_record: int = 1  # CSV: the header's record number, counting blank lines (1 unless lines precede it)

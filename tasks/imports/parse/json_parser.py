@@ -1,4 +1,11 @@
-"""JSON and JSONL: an array of records (at the top, or under an object's one key), or one object per line."""
+"""JSON and JSONL: an array of records (at the top, or under an object's one key), or one object per line.
+
+Nested objects are flattened into dotted column names (``{"merge_fields": {"FNAME": "Ada"}}``
+is the column ``merge_fields.FNAME``), one record at a time, so that vendor exports that nest
+their fields (Mailchimp's ``merge_fields``, an ``address`` object) can be mapped column by
+column. Arrays stay one cell holding their JSON text: tags and other lists are parsed later,
+by the transform step, which knows what the target field expects.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +44,34 @@ class ChunkReader(io.RawIOBase):
         return n
 
 
+def parse_line(line: bytes) -> tuple[object, str | None]:
+    """One JSONL line as (value, None), or (None, why it is not JSON)."""
+    try:
+        return orjson.loads(line), None
+    except orjson.JSONDecodeError:
+        try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
+            return json.loads(line.decode("utf-8", errors="replace")), None
+        except (ValueError, RecursionError) as exc:
+            where = f" at character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
+            return None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
+
+
+def record_error(value: object) -> str | None:
+    """Why a parsed JSON value cannot be a row (it is not an object), or None."""
+    return None if type(value) is dict else f"not a JSON object (got {type(value).__name__})"
+
+
+def flat_items(record: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    """(dotted column name, value) of every leaf of a record: nested objects are walked into,
+    anything else (arrays included, and empty objects) is a leaf."""
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if type(value) is dict and value:
+            yield from flat_items(value, name + ".")
+        else:
+            yield name, value
+
+
 def iter_jsonl_objects(
     info: FileInfo, limit: int | None = None, chunks: Iterable[bytes] | None = None
 ) -> Iterator[tuple[int, object, str | None]]:
@@ -52,14 +87,8 @@ def iter_jsonl_objects(
             number += 1
             if not line.strip():
                 continue
-            try:
-                yield number, orjson.loads(line), None
-            except orjson.JSONDecodeError:
-                try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
-                    yield number, json.loads(line.decode("utf-8", errors="replace")), None
-                except (ValueError, RecursionError) as exc:
-                    where = f" at character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
-                    yield number, None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
+            value, error = parse_line(line)
+            yield number, value, error
             seen += 1
             if limit is not None and seen >= limit:
                 return
@@ -83,23 +112,27 @@ def iter_json_objects(
 
 
 def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """One row per JSON value: an object's keys by column (keys not seen while sniffing are
-    ignored), anything else an error row. An object with no known key is still a row."""
+    """One row per JSON value: an object's keys by column, nested objects flattened to dotted
+    names (keys not seen while sniffing are ignored), anything else an error row. An object
+    with no known key is still a row. Flat keys (the common case) skip the generator."""
     batcher = Batcher(info.columns, batch_rows)
     positions = {raw: i for i, raw in enumerate(info.raw_columns)}
     width = len(info.columns)
     text = cell_text
     for number, value, error in objects:
         values = None
-        if error is None:
-            if type(value) is not dict:
-                error = f"not a JSON object (got {type(value).__name__})"
-            else:
-                values = [None] * width
-                for key, item in value.items():
-                    i = positions.get(key)
-                    if i is not None:
-                        values[i] = text(item)
+        if error is None and (error := record_error(value)) is None:
+            values = [None] * width
+            for key, item in value.items():
+                if type(item) is dict and item:
+                    for name, leaf in flat_items(item, key + "."):
+                        i = positions.get(name)
+                        if i is not None:
+                            values[i] = text(leaf)
+                    continue
+                i = positions.get(key)
+                if i is not None:
+                    values[i] = text(item)
         if batch := batcher.add(number, values, error):
             yield batch
     if batch := batcher.flush():

@@ -14,13 +14,12 @@ from typing import BinaryIO
 
 import pyarrow as pa
 
-from ferry.errors import SourceFileError
-from tasks.imports.parse.batches import cell_text
+from ferry.errors import ParameterError, Problem, SourceFileError
 from tasks.imports.parse.encoding import decode_head, detect_encoding, utf8_chunks
-from tasks.imports.parse.excel_parser import open_xls, xls_text
 from tasks.imports.parse.fileinfo import ERROR, ROW, FileInfo
-from tasks.imports.parse.json_parser import ChunkReader, iter_json_objects, iter_jsonl_objects
+from tasks.imports.parse.json_parser import ChunkReader, flat_items, iter_json_objects, iter_jsonl_objects
 from tasks.imports.parse.opening import detect_compression, inner_name, materialized, open_stream
+from tasks.imports.parse.sheets import xls_head, xlsx_head
 
 HEAD_BYTES = 64 * 1024  # what sniffing reads from the start of the (decompressed) file
 SNIFF_RECORDS = 200  # records read to choose the CSV delimiter
@@ -31,11 +30,12 @@ _SEP_LINE = re.compile(r"^sep=(.)\s*$")
 _MAGIC_XLS = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
-def sniff(path: Path | str, *, encoding: str | None = None) -> FileInfo:
+def sniff(path: Path | str, *, encoding: str | None = None, sheet: str | None = None) -> FileInfo:
     """Find out a file's format, compression, encoding, dialect and columns from its head.
 
     Reads at most a few hundred KB whatever the file's size (plus, for JSON, the first
-    elements to collect their keys). ``encoding`` overrides the detected text encoding.
+    elements to collect their keys). ``encoding`` overrides the detected text encoding;
+    ``sheet`` chooses a workbook's worksheet by name or 1-based index (see :mod:`.sheets`).
     """
     path = Path(path)
     if not path.is_file():
@@ -51,12 +51,14 @@ def sniff(path: Path | str, *, encoding: str | None = None) -> FileInfo:
     base = dict(path=path, compression=compression, member=member, size_bytes=size)
     if not head:
         raise SourceFileError(f"{path.name} holds no data once decompressed.", "Export the data again.")
+    if sheet is not None and sheet.strip() and not head.startswith((_MAGIC_XLS, b"PK\x03\x04")):
+        raise ParameterError([Problem("sheet", sheet, f"only workbooks (XLSX, XLS) have sheets; {path.name} is not one")])
     if head.startswith(b"PAR1"):
         return _sniff_parquet(base)
     if head.startswith(_MAGIC_XLS):
-        return _sniff_xls(base)
+        return _sniff_workbook(base, "xls", sheet)
     if head.startswith(b"PK\x03\x04"):
-        return _sniff_xlsx(base)
+        return _sniff_workbook(base, "xlsx", sheet)
     if name.endswith((".xlsx", ".xlsm", ".xls", ".parquet")):
         if b"<html" in head[:2048].lower() or b"<table" in head[:2048].lower():
             raise SourceFileError(
@@ -258,10 +260,11 @@ def _single_array_key(base: dict, enc: str) -> str | None:
 
 
 def _collect_keys(objects: Iterable[tuple[int, object, str | None]]) -> list[str]:
+    """The records' (flattened, dotted) keys in the order first seen."""
     keys: dict[str, None] = {}
     for _, obj, _ in objects:
         if isinstance(obj, dict):
-            keys.update(dict.fromkeys(obj))
+            keys.update((name, None) for name, _ in flat_items(obj))
     return list(keys)
 
 
@@ -272,90 +275,22 @@ def _with_columns(info: FileInfo, keys: list[str]) -> FileInfo:
     return FileInfo(**{**info.__dict__, "columns": columns, "raw_columns": keys, "warnings": info.warnings + renames})
 
 
-def _pick_sheet(names: list[str], has_rows: list[bool], path: Path) -> tuple[int, list[str]]:
-    candidates = [i for i, ok in enumerate(has_rows) if ok]
-    if not candidates:
-        raise SourceFileError(f"{path.name} has no worksheet with data.", "Put the data on the first sheet.")
-    index = candidates[0]
-    warnings = []
-    if len(names) > 1:
-        others = ", ".join(repr(n) for i, n in enumerate(names) if i != index)
-        warnings.append(f"The workbook has {len(names)} sheets; sheet {names[index]!r} is read, not {others}.")
-    return index, warnings
-
-
-def _sniff_xlsx(base: dict) -> FileInfo:
-    import openpyxl
-
+def _sniff_workbook(base: dict, file_type: str, sheet: str | None) -> FileInfo:
+    """XLSX or XLS: the chosen sheet's header as the columns, every sheet listed."""
+    read_head = xlsx_head if file_type == "xlsx" else xls_head
     with materialized(base["path"], base["compression"], base["member"]) as real:
-        try:
-            wb = openpyxl.load_workbook(real, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many types for broken files
-            raise SourceFileError(
-                f"{base['path'].name} is not a readable XLSX workbook ({type(exc).__name__}).",
-                "Open it in a spreadsheet program and save it again as XLSX or CSV.",
-            ) from exc
-        try:
-            sheets = [ws for ws in wb.worksheets if ws.sheet_state == "visible"] or list(wb.worksheets)
-            firsts = []
-            for ws in sheets:
-                ws.reset_dimensions()  # read-only mode trusts the file's dimension tag, which writers get wrong
-                firsts.append(_first_row(ws))
-            index, warnings = _pick_sheet([ws.title for ws in sheets], [f is not None for f in firsts], base["path"])
-        finally:
-            wb.close()
-    _, header = firsts[index]
-    header = _trim_trailing_none(header)
-    columns, renames = _unique_columns([cell_text(v) for v in header])
+        head = read_head(real, base["path"], sheet)
+    columns, renames = _unique_columns(head.header)
     return FileInfo(
-        file_type="xlsx",
+        file_type=file_type,
         encoding=None,
         delimiter=None,
         quotechar=None,
         columns=columns,
-        warnings=warnings + renames,
-        sheet=sheets[index].title,
-        raw_columns=[cell_text(v) or "" for v in header],
-        **base,
-    )
-
-
-def _first_row(ws) -> tuple[int, tuple] | None:
-    for number, row in enumerate(ws.iter_rows(values_only=True), 1):
-        if any(v is not None and str(v).strip() != "" for v in row):
-            return number, row
-    return None
-
-
-def _trim_trailing_none(row) -> list:
-    values = list(row)
-    while values and (values[-1] is None or str(values[-1]).strip() == ""):
-        values.pop()
-    return values
-
-
-def _sniff_xls(base: dict) -> FileInfo:
-    with materialized(base["path"], base["compression"], base["member"]) as real:
-        book = open_xls(real, base["path"])
-        try:
-            names = book.sheet_names()
-            has_rows = [book.sheet_by_index(i).nrows > 0 for i in range(len(names))]
-            index, warnings = _pick_sheet(names, has_rows, base["path"])
-            sheet = book.sheet_by_index(index)
-            header_row = next(r for r in range(sheet.nrows) if any(str(v).strip() for v in sheet.row_values(r)))
-            header = _trim_trailing_none([xls_text(sheet.cell(header_row, c), book.datemode) for c in range(sheet.ncols)])
-        finally:
-            book.release_resources()
-    columns, renames = _unique_columns(header)
-    return FileInfo(
-        file_type="xls",
-        encoding=None,
-        delimiter=None,
-        quotechar=None,
-        columns=columns,
-        warnings=warnings + renames,
-        sheet=names[index],
-        raw_columns=[h or "" for h in header],
+        warnings=head.warnings + renames,
+        sheet=head.name,
+        sheets=head.sheets,
+        raw_columns=[h or "" for h in head.header],
         **base,
     )
 

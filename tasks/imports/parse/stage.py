@@ -34,8 +34,8 @@ class Parsed:
 
 @task(name="import-sniff", cache_policy=NONE, persist_result=False)
 def sniff_source(request: ImportRequest) -> FileInfo:
-    """Format, compression, encoding, dialect and columns of the request's file, from its head."""
-    return sniff(request.source_path)
+    """Format, compression, encoding, dialect and columns of the request's file (its chosen sheet), from its head."""
+    return sniff(request.source_path, sheet=request.sheet)
 
 
 @task(name="import-parse", cache_policy=NONE, persist_result=False)
