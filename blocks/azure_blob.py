@@ -194,7 +194,7 @@ class AzureBlobDestination(ObjectStoreDestination):
             if status >= 500 or status in (408, 429) or code in TRANSIENT_CODES:
                 return TransientDestinationError(
                     f"{label}: could not {action} {where}: the service answered {status} {code}.",
-                    "This is usually temporary; the delivery is retried.",
+                    "This is usually temporary.",
                 )
             if status in (401, 403) or code in AUTH_CODES or isinstance(exc, az.ClientAuthenticationError):
                 return DestinationError(
@@ -218,7 +218,7 @@ class AzureBlobDestination(ObjectStoreDestination):
         if isinstance(exc, (az.ServiceRequestError, az.ServiceResponseError, az.DecodeError, ConnectionError, TimeoutError)):
             return TransientDestinationError(
                 f"{label}: could not {action} {where}: {type(exc).__name__} talking to Azure.",
-                "The network or service dropped the request; the delivery is retried.",
+                "The network or service dropped the request.",
             )
         if isinstance(exc, az.AzureError) and "credential" in type(exc).__name__.lower():
             return DestinationError(
@@ -275,7 +275,6 @@ class AzureBlobDestination(ObjectStoreDestination):
             self._call("remove the corrupt upload at", name, blob.delete_blob)
             raise TransientDestinationError(
                 f"{self.block_label()}: {name} holds {properties.size} bytes, {reader.bytes} were sent; it was removed.",
-                "The delivery is retried.",
             )
         return Delivery(
             location=self._plain_url(name),

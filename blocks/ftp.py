@@ -142,13 +142,13 @@ class FtpServer(Destination):
                 f"Check that {self.username!r} may write, rename and read in folder {self.folder or '(login folder)'!r}.",
             )
         if isinstance(exc, ftplib.error_temp):
-            return TransientDestinationError(f"{where}: temporary failure while {action}: {reply}.", "Ferry retries this.")
+            return TransientDestinationError(f"{where}: temporary failure while {action}: {reply}.")
         if isinstance(exc, ValueError):  # ftplib refuses names with line breaks
             return DestinationError(f"{where}: {action}: {exc}.", "Check the file name.")
         if is_transient_network_error(exc) or isinstance(exc, (ftplib.error_reply, ftplib.error_proto)):
             return TransientDestinationError(
                 f"{where}: connection failed while {action}: {type(exc).__name__}: {reply}.",
-                "The server or network may be down; Ferry retries this.",
+                "The server or network may be down.",
             )
         return DestinationError(
             f"{where}: {action} failed: {type(exc).__name__}: {reply}.", "Check the server's log and the block's settings."
@@ -219,7 +219,7 @@ class FtpServer(Destination):
                 if size is not None and size != reader.bytes:
                     raise TransientDestinationError(
                         f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
-                        "The upload was cut short; Ferry retries it.",
+                        "The upload was cut short.",
                     )
                 self._publish(ftp, partial, final)
             except BaseException:

@@ -169,13 +169,11 @@ class GcsDestination(ObjectStoreDestination):
         elif isinstance(exc, InvalidResponse) and getattr(exc, "response", None) is not None:
             status = int(getattr(exc.response, "status_code", 0) or 0)
         if isinstance(exc, DataCorruption):
-            return TransientDestinationError(
-                f"{label}: {where} arrived corrupted (CRC32C mismatch) and was removed.", "The delivery is retried."
-            )
+            return TransientDestinationError(f"{label}: {where} arrived corrupted (CRC32C mismatch) and was removed.")
         if status >= 500 or status in (408, 429):
             return TransientDestinationError(
                 f"{label}: could not {action} {where}: the service answered {status}.",
-                "This is usually temporary; the delivery is retried.",
+                "This is usually temporary.",
             )
         if status in (401, 403) or isinstance(exc, auth_errors.RefreshError):
             return DestinationError(
@@ -201,7 +199,7 @@ class GcsDestination(ObjectStoreDestination):
         if isinstance(exc, (requests.ConnectionError, requests.Timeout, auth_errors.TransportError, ConnectionError, TimeoutError)):
             return TransientDestinationError(
                 f"{label}: could not {action} {where}: {type(exc).__name__} talking to GCS.",
-                "The network or service dropped the request; the delivery is retried.",
+                "The network or service dropped the request.",
             )
         return DestinationError(
             f"{label}: could not {action} {where} ({type(exc).__name__}).", "Check the GCS Bucket block and its credentials."
@@ -257,7 +255,6 @@ class GcsDestination(ObjectStoreDestination):
             self._call("remove the corrupt upload at", name, blob.delete)
             raise TransientDestinationError(
                 f"{self.block_label()}: {name} holds {blob.size} bytes, {reader.bytes} were sent; it was removed.",
-                "The delivery is retried.",
             )
         return Delivery(
             location=self.location(key),

@@ -195,7 +195,7 @@ class S3Destination(ObjectStoreDestination):
             if status >= 500 or code in TRANSIENT_CODES or status == 429:
                 return TransientDestinationError(
                     f"{label}: could not {action} {where}: the server answered {status} {code}.",
-                    "This is usually temporary; the delivery is retried.",
+                    "This is usually temporary.",
                 )
             if code in AUTH_CODES or status in (401, 403):
                 return DestinationError(
@@ -236,7 +236,7 @@ class S3Destination(ObjectStoreDestination):
         ):
             return TransientDestinationError(
                 f"{label}: could not {action} {where}: {type(exc).__name__} talking to {self._endpoint()}.",
-                "The network or server dropped the request; the delivery is retried.",
+                "The network or server dropped the request.",
             )
         if isinstance(exc, boto_errors.ParamValidationError):
             return DestinationError(
@@ -340,7 +340,6 @@ class S3Destination(ObjectStoreDestination):
             raise TransientDestinationError(
                 f"{self.block_label()}: s3://{self.bucket.bucket_name}/{name} does not match what was sent "
                 "(the server's SHA-256 differs); it was removed.",
-                "The delivery is retried.",
             )
 
     @contextmanager

@@ -271,7 +271,7 @@ class SftpServer(Destination):
         if lost or is_transient_network_error(exc) or isinstance(exc, paramiko.SSHException):
             return TransientDestinationError(
                 f"{where}: connection failed while {action}: {type(exc).__name__}: {exc}.",
-                "The server or network may be down; Ferry retries this.",
+                "The server or network may be down.",
             )
         return DestinationError(
             f"{where}: {action} failed: {type(exc).__name__}: {exc}.", "Check the server's log and the block's settings."
@@ -363,7 +363,7 @@ class SftpServer(Destination):
                 if size != reader.bytes:
                     raise TransientDestinationError(
                         f"{self.block_label()}: the server stored {size} of {reader.bytes} bytes of {relative}.",
-                        "The upload was cut short; Ferry retries it.",
+                        "The upload was cut short.",
                     )
                 self._publish(sftp, partial, final)
             except BaseException:

@@ -116,10 +116,10 @@ def send_email(block: EmailServerCredentials, to: list[str], subject: str, text:
         error = TransientNotificationError if 400 <= exc.smtp_code < 500 else NotificationError
         raise error(f"{where}: the server answered SMTP {exc.smtp_code} while sending.", "Check the server's log.") from None
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as exc:
-        raise TransientNotificationError(f"{where}: the connection failed: {type(exc).__name__}.", "Ferry retries this.") from None
+        raise TransientNotificationError(f"{where}: the connection failed: {type(exc).__name__}.") from None
     except OSError as exc:
         if is_transient_network_error(exc):
-            raise TransientNotificationError(f"{where}: the connection failed: {type(exc).__name__}.", "Ferry retries this.") from None
+            raise TransientNotificationError(f"{where}: the connection failed: {type(exc).__name__}.") from None
         raise NotificationError(
             f"{where}: sending failed: {type(exc).__name__}: {exc.strerror or exc}.", "Check smtp_server and smtp_port."
         ) from None

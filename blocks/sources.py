@@ -114,9 +114,7 @@ def resolve_checked(host: str, port: int, allowed: list[Network], shown_url: str
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         if exc.errno == socket.EAI_AGAIN:
-            raise TransientSourceError(
-                f"Cannot resolve {host!r} for {shown_url} right now.", "DNS may be down; Ferry retries this."
-            ) from None
+            raise TransientSourceError(f"Cannot resolve {host!r} for {shown_url} right now.", "DNS may be down.") from None
         raise SourceError(f"Cannot resolve host {host!r} of {shown_url}.", "Check the URL.") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
     for ip in addresses:
@@ -208,9 +206,7 @@ def fetch_url(url: str, folder: Path, settings: FerrySettings | None = None, ca_
                     current = urljoin(current, location.strip())
                     continue
                 if response.status == 429 or response.status >= 500:
-                    raise TransientSourceError(
-                        f"{shown_url(current)} answered HTTP {response.status}.", "The server is failing or busy; Ferry retries this."
-                    )
+                    raise TransientSourceError(f"{shown_url(current)} answered HTTP {response.status}.", "The server is failing or busy.")
                 if response.status != 200:
                     raise SourceError(
                         f"{shown_url(current)} answered HTTP {response.status}.",
@@ -249,12 +245,8 @@ def _connect(target: _Target, addresses: list[Address], timeout: urllib3.Timeout
             failure = exc  # try the host's next address
         except urllib3.exceptions.HTTPError as exc:
             pool.close()
-            raise TransientSourceError(
-                f"Fetching {shown_url(url)} failed: {_reason(exc)}.", "The server may be down or slow; Ferry retries this."
-            ) from None
-    raise TransientSourceError(
-        f"Fetching {shown_url(url)} failed: {_reason(failure)}.", "The server may be down or slow; Ferry retries this."
-    ) from None
+            raise TransientSourceError(f"Fetching {shown_url(url)} failed: {_reason(exc)}.", "The server may be down or slow.") from None
+    raise TransientSourceError(f"Fetching {shown_url(url)} failed: {_reason(failure)}.", "The server may be down or slow.") from None
 
 
 def _pool(target: _Target, ip: Address, timeout: urllib3.Timeout, ca_file: str | None) -> urllib3.HTTPConnectionPool:
@@ -312,9 +304,7 @@ def _save(response: urllib3.BaseHTTPResponse, url: str, folder: Path, cap: int, 
                             f"Downloading {shown_url(url)} took longer than the import limit.",
                             "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS, or use a faster source.",
                         ) from None
-                    raise TransientSourceError(
-                        f"Downloading {shown_url(url)} broke off after {written:,} bytes: {_reason(exc)}.", "Ferry retries this."
-                    ) from None
+                    raise TransientSourceError(f"Downloading {shown_url(url)} broke off after {written:,} bytes: {_reason(exc)}.") from None
                 if not chunk:
                     break
                 written += len(chunk)
@@ -329,9 +319,7 @@ def _save(response: urllib3.BaseHTTPResponse, url: str, folder: Path, cap: int, 
                 f"Downloading {shown_url(url)} took longer than the import limit.", "Ask an operator to raise FERRY_IMPORT_URL_MAX_SECONDS."
             )
         if length and length.isdigit() and "Content-Encoding" not in response.headers and written != int(length):
-            raise TransientSourceError(
-                f"{shown_url(url)} sent {written:,} of {int(length):,} bytes.", "The download was cut short; Ferry retries this."
-            )
+            raise TransientSourceError(f"{shown_url(url)} sent {written:,} of {int(length):,} bytes.", "The download was cut short.")
         partial.replace(target)
         return target
     finally:

@@ -209,7 +209,7 @@ class Webhook(Destination):
                     kind = "timed out" if isinstance(exc, requests.Timeout) else "could not connect or the connection dropped"
                     error: DestinationError = TransientDestinationError(
                         f"{where}: sending {what} {kind} (attempt {attempt} of {self.max_attempts}).",
-                        "Check that the endpoint is up; Ferry retries this.",
+                        "Check that the endpoint is up.",
                     )
                     wait = self._backoff(attempt)
                 except requests.RequestException as exc:
@@ -221,7 +221,7 @@ class Webhook(Destination):
                     if status == 429 or status >= 500:
                         error = TransientDestinationError(
                             f"{where}: the endpoint answered HTTP {status} to {what} (attempt {attempt} of {self.max_attempts}).",
-                            "The endpoint is overloaded or failing; Ferry retries this.",
+                            "The endpoint is overloaded or failing.",
                         )
                         told = retry_after_seconds(response.headers.get("Retry-After"))
                         if told is not None and told > self.max_wait_seconds:

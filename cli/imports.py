@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from cli.console import err, fail, out
@@ -203,6 +204,13 @@ def run_command(
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Run every step but the commit; report what would happen.")] = False,
     processing: Annotated[str, typer.Option(help="auto, inline or deployment.")] = "auto",
+    max_error_rate: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Largest share of rejected rows, e.g. 5% or 0.05 (default 10%); past it the run fails and loads nothing. "
+            "Exit code 0: every row loaded; 3: partial (some rows rejected); 1: failed."
+        ),
+    ] = None,
     actor: Annotated[str, typer.Option(help="Who runs the import (audit log).")] = "cli",
     notify_email: Annotated[Optional[str], typer.Option(help="E-mail address(es) told when the import ends (needs an SMTP block).")] = None,
     notify_webhook: Annotated[
@@ -227,6 +235,7 @@ def run_command(
         "skip_validation": skip_validation,
         "dry_run": dry_run,
         "processing": processing,
+        "max_error_rate": max_error_rate,
         "actor": actor,
         "notify_email": notify_email,
         "notify_webhook": notify_webhook,
@@ -241,8 +250,12 @@ def run_command(
         )
     record = _run_import(request, show_progress=not as_json)
     _print_import(record, as_json)
-    if record.status == "failed":
-        raise typer.Exit(1)
+    if record.status in EXIT_CODES:
+        raise typer.Exit(EXIT_CODES[record.status])
+
+
+#: ``ferry import run``'s exit codes by outcome (0 otherwise): scripts tell a partial import from a clean one.
+EXIT_CODES = {"failed": 1, "partial": 3}
 
 
 def _run_import(request, show_progress: bool):
@@ -268,6 +281,8 @@ def _print_import(record, as_json: bool) -> None:
         )
         return
     verb = "[yellow]Dry run[/yellow]: would" if record.dry_run else "[green]Imported[/green]:"
+    if record.status == "partial":
+        verb = "[yellow]Partial[/yellow] (rows rejected):" + (" would" if record.dry_run else "")
     out.print(
         f"{verb} create {record.created_rows:,}, update {record.updated_rows:,}, skip {record.skipped_rows:,}, "
         f"reject {record.error_rows:,} of {record.total_rows:,} rows of {record.resource} in {record.workspace} "
@@ -334,12 +349,18 @@ def history_command(
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
         return
-    table = Table("started", "run", "workspace", "status", "created", "updated", "skipped", "rejected", "file")
+    # Short ids fit narrow terminals; --json and `ferry runs show` have the full ones, and rollback takes either.
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in ("started", "run", "workspace", "status"):
+        table.add_column(name, no_wrap=name != "workspace")
+    for name in ("created", "updated", "skipped", "rejected"):
+        table.add_column(name, justify="right")
+    table.add_column("file")
     for r in records:
-        status = r.status + (" (dry run)" if r.dry_run else "") + (f" -> {r.deployment_run_id}" if r.deployment_run_id else "")
+        status = r.status + (" (dry run)" if r.dry_run else "")
         table.add_row(
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            r.run_id,
+            r.started_at.strftime("%Y-%m-%d %H:%M"),
+            r.run_id[:8],
             r.workspace,
             status,
             f"{r.created_rows:,}",

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ferry.errors import ParameterError, Problem, RunNotFoundError
-from ferry.runs import EXPORT_FLOW, IMPORT_FLOW, persisted_result
+from ferry.runs import EXPORT_FLOW, IMPORT_FLOW, import_record_of, persisted_result
 
 ROLLBACK_FLOW = "rollback-import"
 KINDS: dict[str, str] = {EXPORT_FLOW: "export", IMPORT_FLOW: "import", ROLLBACK_FLOW: "rollback"}
@@ -54,6 +54,12 @@ class RunView(BaseModel):
     destination_path: str | None = None
     created_rows: int | None = None
     updated_rows: int | None = None
+    rejected_rows: int | None = Field(default=None, description="Imports: rows rejected (listed in the rejected-rows file).")
+    outcome: str | None = Field(
+        default=None,
+        description="Imports: success (every row loaded), partial (some rows rejected, the rest loaded), failed "
+        "(nothing loaded), submitted (not finished) or rolled_back (loaded, then undone).",
+    )
     error: str | None = None
     download_url: str | None = Field(
         default=None, description="A fresh signed URL for a finished export's file, when its storage signs URLs."
@@ -98,7 +104,7 @@ def view_of(client, flow_run, flow_name: str, workspace: str) -> RunView | None:
     kind = KINDS.get(flow_name)
     if kind is None:
         return None
-    record = persisted_result(flow_run.state)
+    record = import_record_of(flow_run) if kind == "import" else persisted_result(flow_run.state)
     if _workspace_of(flow_run, record) != workspace:
         return None
     status = _STATES.get(flow_run.state.type.value if flow_run.state else "PENDING", "queued")
@@ -120,6 +126,8 @@ def view_of(client, flow_run, flow_name: str, workspace: str) -> RunView | None:
         destination_path=getattr(record, "destination_path", None),
         created_rows=getattr(record, "created_rows", None),
         updated_rows=getattr(record, "updated_rows", None),
+        rejected_rows=getattr(record, "error_rows", None),
+        outcome=getattr(record, "status", None) if kind == "import" else None,
         error=error,
         request=(flow_run.parameters or {}).get("request") or {},
     )

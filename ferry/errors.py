@@ -42,9 +42,23 @@ def _rebuild(cls: type[FerryError], state: dict) -> FerryError:
 
 
 class TransientError(FerryError):
-    """Marker: the failure may go away if the same call is tried again (timeouts, resets, 5xx, 429)."""
+    """Marker: the failure may go away if the same call is tried again (timeouts, resets, 5xx, 429).
+
+    Its text says Ferry retries it; once the retries are spent, the run's record
+    says :meth:`after_retries` instead, so the last word is not a promise.
+    """
 
     transient = True
+    RETRY_NOTE = "Ferry retries this."
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message, " ".join(part for part in (hint, self.RETRY_NOTE) if part) or None)
+        self.plain_hint = hint
+
+    def after_retries(self) -> str:
+        """The error once every retry failed too."""
+        hint = getattr(self, "plain_hint", None)
+        return f"{self.message} {hint + ' ' if hint else ''}It still failed after Ferry's retries: run it again once that is fixed."
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -219,6 +233,8 @@ class PermissionDeniedError(FerryError):
 
 class RateLimitedError(TransientError):
     """Too many requests for the key's (or address's) budget; retry after the window (429)."""
+
+    RETRY_NOTE = ""  # the caller retries, not Ferry
 
 
 class MalformedRequestError(FerryError):

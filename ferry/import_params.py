@@ -147,6 +147,13 @@ class ImportRequest(BaseModel):
     max_errors: int = Field(
         default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file."
     )
+    max_error_rate: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Largest share of rejected rows (0-1, or a percentage such as `5%`) an import may have; "
+        "past it the run fails and loads nothing. 0 refuses any rejected row; 1 never fails for rejected rows.",
+    )
     data_quality: bool = Field(default=True, description="Attach a great-expectations data-quality summary (on a sample) to the run.")
     actor: str = Field(default="ferry", description="Who asked for the import (audit log).")
     notify_email: str | None = Field(
@@ -163,6 +170,20 @@ class ImportRequest(BaseModel):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("max_error_rate", mode="before")
+    @classmethod
+    def _percentage(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().endswith("%"):
+            try:
+                return float(value.strip()[:-1]) / 100
+            except ValueError:
+                return value
+        return value
+
+    def allowed_rejected_rows(self, total_rows: int) -> int:
+        """How many rows may be rejected before the run fails (``max_error_rate`` of ``total_rows``, rounded down)."""
+        return int(total_rows * self.max_error_rate + 1e-9)
 
     @field_validator("mapping", mode="before")
     @classmethod

@@ -32,7 +32,10 @@ class ImportRecord(BaseModel):
     """What one import run did (or, with dry_run, would do). Field names are a contract (CLI --json, history)."""
 
     run_id: str
-    status: Literal["success", "failed", "submitted"]
+    status: Literal["success", "partial", "failed", "submitted", "rolled_back"] = Field(
+        description="success: every row loaded; partial: some rows rejected (within max_error_rate), the rest loaded; "
+        "failed: nothing loaded; submitted: handed to a deployment run, not finished; rolled_back: loaded, then undone."
+    )
     processing_mode: Literal["inline", "deployment"] = "inline"
     dry_run: bool = False
     resource: str

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from ferry.errors import FerryError, ParameterError, Problem, RunFailedError, RunNotFoundError, RunStateError
+from ferry.errors import ParameterError, Problem, RunFailedError, RunNotFoundError, RunStateError
 from ferry.records import ExportRecord, ImportRecord
 
 EXPORT_FLOW = "export-data"
@@ -194,6 +194,11 @@ def _record_json(state) -> Any:
     return repr(result)
 
 
+def _import_record_json(flow_run) -> dict | None:
+    record = import_record_of(flow_run)
+    return record.model_dump(mode="json") if record is not None else None
+
+
 def _flow_run_id(run_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(str(run_id))
@@ -243,7 +248,7 @@ def read_run(run_id: str) -> dict[str, Any]:
                 "parameters": flow_run.parameters,
                 "tags": flow_run.tags,
             },
-            "record": _record_json(state),
+            "record": _record_json(state) if flow.name != IMPORT_FLOW else _import_record_json(flow_run),
             "artifacts": [
                 {
                     "key": a.key,
@@ -289,44 +294,55 @@ def read_export_run(run_id: str) -> tuple[ExportRecord, dict]:
 
 
 def import_history(resource: str, workspace: str | None = None, limit: int = 20) -> list[ImportRecord]:
-    """The import runs of ``resource``, newest first, with their result records."""
-    from ferry.catalog import get_resource
+    """The import runs of ``resource`` in this store, newest first, each once, with their result records.
 
-    slug = get_resource(resource).slug
-    return [r for r in _import_records(limit * 5) if r.resource == slug and (workspace is None or r.workspace == workspace)][:limit]
-
-
-def _import_records(scan: int) -> list[ImportRecord]:
+    Prefect selects them by tag (``ferry.run_tags``): runs of this store, this
+    resource and (when given) this workspace, ``limit`` of them, so the history
+    reads no more runs than it shows. A run handed off to a deployment run is
+    shown as that run.
+    """
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterTags
     from prefect.client.schemas.sorting import FlowRunSort
 
+    from ferry.catalog import get_resource
+    from ferry.run_tags import import_tags
+
+    store, resource_tag, workspace_tag = import_tags(workspace or "", get_resource(resource).slug)
+    tags = [store, resource_tag] + ([workspace_tag] if workspace is not None else [])
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[IMPORT_FLOW])), sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=scan
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[IMPORT_FLOW])),
+            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=limit,
         )
-    return [record for record in map(_import_record_of, runs) if record is not None]
+    return [record for record in map(import_record_of, runs) if record is not None]
 
 
-def _import_record_of(run) -> ImportRecord | None:
-    record = read_record(run, ImportRecord)
-    if record is not None:
-        return record
+def import_record_of(run) -> ImportRecord | None:
+    """The import run's record as it stands now: ``rolled_back`` once a rollback undid it; from the run alone when unreadable."""
+    from ferry.run_tags import ROLLED_BACK
+
+    record = read_record(run, ImportRecord) or _unrecorded_import(run)
+    if record is not None and ROLLED_BACK in (run.tags or []):
+        record = record.model_copy(update={"status": "rolled_back"})
+    return record
+
+
+def _unrecorded_import(run) -> ImportRecord | None:
+    """A record made from the flow run itself: not finished yet (``submitted``), or ended with no readable record."""
     params = (run.parameters or {}).get("request") or {}
     if not params:
         return None
-    try:
-        from ferry.catalog import get_resource
+    from ferry.run_tags import resource_slug
 
-        slug = get_resource(params.get("resource", "")).slug
-    except FerryError:
-        slug = params.get("resource", "")
     state = run.state.type.value.lower() if run.state else "unknown"
     ended_badly = state in ("failed", "crashed", "cancelled")
     return ImportRecord(
         run_id=str(run.id),
         status="failed" if ended_badly else "submitted",
-        resource=slug,
+        resource=resource_slug(params.get("resource", "")),
         workspace=params.get("workspace", ""),
         source=params.get("source", ""),
         dry_run=bool(params.get("dry_run")),

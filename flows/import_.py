@@ -21,15 +21,17 @@ import uuid
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Completed
 
 from ferry.checks import is_remote_source
 from ferry.import_params import ImportRequest
+from ferry.run_tags import HANDED_OFF, import_tags, resource_slug, retag_flow_run, store_tag
 from ferry.settings import get_settings
 from flows.outcome import failed, failure_message
 from tasks.imports.fetch import check_source, fetch_source
 from tasks.imports.handoff import hand_off
-from tasks.imports.ledger import completed_record, import_ledger, new_record, now
-from tasks.imports.load import load_rows
+from tasks.imports.ledger import completed_record, import_ledger, new_record, now, outcome_message
+from tasks.imports.load import LoadResult, load_rows
 from tasks.imports.map import map_columns, remember_plan
 from tasks.imports.parse import read_rows, sniff_source
 from tasks.imports.quality import finish_quality_summary, start_quality_summary, stop_quality_summary
@@ -60,7 +62,10 @@ def import_data(request: ImportRequest):
     spool_dir = get_settings().spool_dir / f"import-{run_id}"
     record = new_record(request, run_id)
     quality = None
+    in_run = flow_run.get_id() is not None
     try:
+        if in_run:  # the import history selects on these (ferry.run_tags)
+            retag_flow_run(run_id, add=import_tags(request.workspace, resource_slug(request.resource)))
         request = request.validated()
         check_source(request.source)
         record.resource = request.resource_def.slug
@@ -69,6 +74,8 @@ def import_data(request: ImportRequest):
             request = request.model_copy(update={"source": str(fetch_source(request.source, spool_dir))})
         record.file_size = request.source_path.stat().st_size
         if (submitted := hand_off(request, given, record, logger)) is not None:
+            if in_run:  # the deployment run is the one the history shows
+                retag_flow_run(run_id, add=[HANDED_OFF], remove=[store_tag()])
             import_ledger(submitted, request.actor)
             send_notifications(submitted, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
             return submitted
@@ -86,9 +93,13 @@ def import_data(request: ImportRequest):
         quality = start_quality_summary(parsed.spool, plan, spool_dir) if request.data_quality else None
         validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
         clock.lap("validate")
-        transformed = transform_rows(validated.checked, plan, spool_dir, parsed.rows)
-        clock.lap("transform")
-        loaded = load_rows(transformed.spool, plan, run_id, request.actor, spool_dir, transformed.rows)
+        allowed = request.allowed_rejected_rows(parsed.rows)
+        if validated.error_rows > allowed:  # failed already: nothing is loaded, so nothing needs transforming
+            loaded = LoadResult(committed=False, over_error_rate=True)
+        else:
+            transformed = transform_rows(validated.checked, plan, spool_dir, parsed.rows)
+            clock.lap("transform")
+            loaded = load_rows(transformed.spool, plan, run_id, request.actor, spool_dir, transformed.rows, allowed - validated.error_rows)
         clock.lap("load")
         rejected = write_rejected_rows(parsed.spool, [validated.errors, loaded.errors], run_id, parsed.columns)
         clock.lap("rejected_rows")
@@ -97,20 +108,16 @@ def import_data(request: ImportRequest):
         clock.lap("data_quality_wait")
         record.warnings += [quality_problem] if quality_problem else []
         record = completed_record(record, request, parsed.rows, validated, loaded, rejected, summary, clock.laps)
-        if request.auto_map and not request.dry_run:
+        if request.auto_map and not request.dry_run and record.status != "failed":
             record.warnings += remember_plan(request, plan)
         import_ledger(record, request.actor)
-        logger.info(
-            "%s %s: %d created, %d updated, %d skipped, %d rejected",
-            "Would import" if request.dry_run else "Imported",
-            record.resource,
-            record.created_rows,
-            record.updated_rows,
-            record.skipped_rows,
-            record.error_rows,
-        )
         send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
-        return record
+        if record.status == "failed":
+            logger.error("Import failed: %s", record.error)
+            return failed(record.error, record)
+        message = outcome_message(record)
+        (logger.warning if record.status == "partial" else logger.info)("%s", message)
+        return Completed(message=message, data=record)
     except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
         error = failure_message(exc, "import", logger, nothing_written=True)
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": now()})

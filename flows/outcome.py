@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from prefect.states import Failed, State
 
-from ferry.errors import FerryError, RunFailedError
+from ferry.errors import FerryError, RunFailedError, TransientError
 
 
 def failed(error: str, record: object) -> State:
@@ -22,6 +22,9 @@ def failed(error: str, record: object) -> State:
 
 def failure_message(exc: BaseException, what: str, logger, *, nothing_written: bool = False) -> str:
     """Log ``exc`` (the traceback only when it is not one of Ferry's errors) and return the record's error text."""
+    if isinstance(exc, TransientError):  # it reached the flow: its task's retries are spent
+        logger.error("%s failed: %s", what.capitalize(), exc.after_retries())
+        return exc.after_retries()
     if isinstance(exc, FerryError):
         logger.error("%s failed: %s", what.capitalize(), exc)
         return str(exc)

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from ferry.records import RollbackRecord
+from ferry.run_tags import ROLLED_BACK, retag_flow_run
 from flows.outcome import failed, failure_message
 from tasks.imports.ledger import now, rollback_ledger
 from tasks.imports.rollback import roll_back
@@ -28,6 +29,7 @@ def rollback_import(run_id: str, actor: str = "ferry"):
     record = record.model_copy(
         update={
             "status": "success",
+            "import_run_id": done.run_id,  # the full id, when a short one was given
             "resource": done.resource,
             "workspace": done.workspace,
             "deleted_rows": done.deleted_rows,
@@ -37,5 +39,9 @@ def rollback_import(run_id: str, actor: str = "ferry"):
         }
     )
     rollback_ledger(record, actor)
-    logger.info("Rolled back import %s: %d deleted, %d restored", run_id, done.deleted_rows, done.restored_rows)
+    try:  # the import's history entry and record say rolled_back from now on; a run Prefect no longer holds only loses the mark
+        retag_flow_run(done.run_id, add=[ROLLED_BACK])
+    except Exception:
+        logger.warning("Import run %s could not be marked rolled back in Prefect's run history", run_id, exc_info=True)
+    logger.info("Rolled back import %s: %d deleted, %d restored", done.run_id, done.deleted_rows, done.restored_rows)
     return record

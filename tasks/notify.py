@@ -97,9 +97,10 @@ def summary(record: BaseModel) -> dict[str, Any]:
 def email_text(kind: str, facts: dict[str, Any]) -> tuple[str, str]:
     """Subject and plain-text body of the notice."""
     what = f"{facts.get('resource', '?')} of workspace {facts.get('workspace', '?')}"
-    ok = facts.get("status") == "success"
+    ok = facts.get("status") in ("success", "partial")
+    verdict = {"success": "succeeded", "partial": "PARTLY succeeded (rows rejected)"}.get(facts.get("status"), "FAILED")
     count = facts.get("record_count", facts.get("processed_rows"))
-    subject = f"Ferry {kind} {'succeeded' if ok else 'FAILED'}: {what}" + (f" ({count:,} records)" if ok and isinstance(count, int) else "")
+    subject = f"Ferry {kind} {verdict}: {what}" + (f" ({count:,} records)" if ok and isinstance(count, int) else "")
     width = max(len(k) for k in facts) if facts else 0
     lines = [f"The {kind} of {what} {'finished' if ok else 'failed'}.", ""]
     for key, value in facts.items():

@@ -174,6 +174,7 @@ class ImportBody(BaseModel):
             "resource": IMPORT_RESOURCES[self.resource],
             "duplicateStrategy": "skip" if self.skip_duplicates else "update",
             "dryRun": self.dry_run,
+            "maxErrorRate": 1,  # Sendora's jobs complete and count their failed rows; they never fail for them
         }
         if self.mapping is None:
             body["autoMap"] = True

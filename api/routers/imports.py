@@ -48,10 +48,11 @@ FIELDS: dict[str, str] = {
     "skipValidation": "skip_validation",
     "dryRun": "dry_run",
     "maxErrors": "max_errors",
+    "maxErrorRate": "max_error_rate",
 }
 _BODY_NAMES = {field: name for name, field in FIELDS.items()}
 IMPORT_OPTIONS = tuple(FIELDS)
-VALIDATE_OPTIONS = tuple(name for name in FIELDS if name != "dryRun")
+VALIDATE_OPTIONS = tuple(name for name in FIELDS if name not in ("dryRun", "maxErrorRate"))
 
 
 def _text_encoding(value: str | None) -> str | None:

@@ -42,6 +42,7 @@ def _options(request: ImportRequest) -> dict:
         "skip_validation": request.skip_validation,
         "auto_map": request.auto_map,
         "dry_run": request.dry_run,
+        "max_error_rate": request.max_error_rate,
     }
 
 
@@ -78,15 +79,18 @@ def completed_record(
         error_summary[key] = error_summary.get(key, 0) + n
     samples = dict(loaded.samples)
     samples["reject"] = errors[:5]
+    error_rows = validated.error_rows + loaded.rejected_rows
+    over = loaded.over_error_rate
     return record.model_copy(
         update={
-            "status": "success",
+            "status": "failed" if over else "partial" if error_rows else "success",
+            "error": too_many_rejected(error_rows, rows, request.max_error_rate) if over else None,
             "total_rows": rows,
             "processed_rows": rows,
-            "created_rows": loaded.created_rows,
-            "updated_rows": loaded.updated_rows,
+            "created_rows": 0 if over else loaded.created_rows,
+            "updated_rows": 0 if over else loaded.updated_rows,
             "skipped_rows": loaded.skipped_rows,
-            "error_rows": validated.error_rows + loaded.rejected_rows,
+            "error_rows": error_rows,
             "errors": errors,
             "error_count": validated.error_count + loaded.error_count,
             "error_summary": dict(sorted(error_summary.items())),
@@ -101,6 +105,27 @@ def completed_record(
     )
 
 
+def too_many_rejected(error_rows: int, rows: int, max_error_rate: float) -> str:
+    """The error of a run that rejected more rows than ``max_error_rate`` allows (and so loaded nothing)."""
+    return (
+        f"{error_rows:,} of {rows:,} rows were rejected ({error_rows / max(rows, 1):.1%}), more than the "
+        f"{max_error_rate:.1%} max_error_rate allows; nothing was loaded. The rejected-rows file lists every rejected row "
+        "and why: fix them and import again, or raise --max-error-rate (API: maxErrorRate)."
+    )
+
+
+def outcome_message(record: ImportRecord) -> str:
+    """One line for the Prefect run state's message: the outcome and its counts."""
+    done = "Would import" if record.dry_run else "Imported"
+    counts = (
+        f"{record.created_rows:,} created, {record.updated_rows:,} updated, {record.skipped_rows:,} skipped, "
+        f"{record.error_rows:,} of {record.total_rows:,} rows rejected"
+    )
+    if record.status == "partial":
+        return f"Partial: {done.lower()} {record.resource} with rows rejected: {counts}"
+    return f"{done} {record.resource}: {counts}"
+
+
 def summary_markdown(record: ImportRecord) -> str:
     title = "Import dry run" if record.dry_run else "Import"
     if record.status == "failed":
@@ -112,7 +137,7 @@ def summary_markdown(record: ImportRecord) -> str:
         )
     verb = "would be" if record.dry_run else "were"
     lines = [
-        f"# {title} of {record.resource}",
+        f"# {title} of {record.resource}" + (" (partial: rows rejected)" if record.status == "partial" else ""),
         "",
         "| | |",
         "|---|---|",

@@ -68,6 +68,7 @@ class LoadResult:
     created_references: dict[str, int] = field(default_factory=dict)
     samples: dict[str, list[dict]] = field(default_factory=dict)
     stamp: datetime | None = None
+    over_error_rate: bool = False  # more rows rejected than the run allows: rolled back, nothing loaded
 
 
 def check_create_missing(plan: ImportPlan) -> None:
@@ -89,9 +90,21 @@ def check_create_missing(plan: ImportPlan) -> None:
 
 
 def load_spool(
-    engine: Engine, spool: Path, plan: ImportPlan, run_id: str, actor: str, out_dir: Path, progress: Progress | None = None
+    engine: Engine,
+    spool: Path,
+    plan: ImportPlan,
+    run_id: str,
+    actor: str,
+    out_dir: Path,
+    progress: Progress | None = None,
+    max_rejected: int | None = None,
 ) -> LoadResult:
-    """Steps 1-4 of the module docstring in one transaction; commits unless the plan is a dry run."""
+    """Steps 1-4 of the module docstring in one transaction; commits unless the plan is a dry run.
+
+    ``max_rejected``: how many rows the load itself may reject (uniqueness,
+    references, required fields); past it the transaction is rolled back and the
+    result says ``over_error_rate``.
+    """
     check_create_missing(plan)
     stamp = datetime.now(UTC).replace(tzinfo=None)
     result = LoadResult(committed=False, stamp=stamp, errors=out_dir / "load-errors.arrow")
@@ -164,7 +177,8 @@ def load_spool(
                 .values(created_rows=result.created_rows, updated_rows=result.updated_rows)
             )
             sql.drop_temps()
-            if plan.dry_run:
+            result.over_error_rate = max_rejected is not None and result.rejected_rows > max_rejected
+            if plan.dry_run or result.over_error_rate:
                 trans.rollback()
             else:
                 trans.commit()
@@ -177,11 +191,19 @@ def load_spool(
 
 
 @task(name="import-load", cache_policy=NONE, persist_result=False)
-def load_rows(spool: Path, plan: ImportPlan, run_id: str, actor: str, out_dir: Path, total_rows: int | None = None) -> LoadResult:
-    """Step 5: staging table + one set-based merge, all in one transaction (a dry run rolls back)."""
+def load_rows(
+    spool: Path,
+    plan: ImportPlan,
+    run_id: str,
+    actor: str,
+    out_dir: Path,
+    total_rows: int | None = None,
+    max_rejected: int | None = None,
+) -> LoadResult:
+    """Step 5: staging table + one set-based merge, all in one transaction (a dry run, or too many rejects, rolls back)."""
     from ferry.store.engine import get_engine
 
     progress = Progress("load", total_rows, key="import-progress")
-    result = load_spool(get_engine(), spool, plan, run_id, actor, out_dir, progress)
+    result = load_spool(get_engine(), spool, plan, run_id, actor, out_dir, progress, max_rejected)
     progress.finish()
     return result

@@ -33,15 +33,29 @@ class RollbackResult:
     deleted_references: dict[str, int] = field(default_factory=dict)
 
 
+def _committed_run(conn, run_id: str):
+    """The store's journal row of committed import ``run_id``, or of the one import whose id starts so (the history's short ids)."""
+    runs = s.import_runs
+    found = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().all()
+    if not found and len(run_id) >= 6 and all(c in "0123456789abcdef-" for c in run_id.lower()):
+        found = conn.execute(select(runs).where(runs.c.run_id.startswith(run_id.lower())).limit(2)).mappings().all()
+        if len(found) > 1:
+            raise RollbackError(
+                f"More than one import's run id starts with {run_id!r}.", "Give the full run id (`ferry import history --json`)."
+            )
+    if not found:
+        raise RollbackError(
+            f"No committed import with run id {run_id!r}.",
+            "Dry runs and failed runs change nothing, so there is nothing to roll back; see `ferry import history`.",
+        )
+    return found[0]
+
+
 def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
     """Undo one committed import exactly, in one transaction, or refuse saying why."""
     with engine.begin() as conn:
-        run = conn.execute(select(s.import_runs).where(s.import_runs.c.run_id == run_id)).mappings().first()
-        if run is None:
-            raise RollbackError(
-                f"No committed import with run id {run_id!r}.",
-                "Dry runs and failed runs change nothing, so there is nothing to roll back; see `ferry import history`.",
-            )
+        run = _committed_run(conn, run_id)
+        run_id = run["run_id"]
         ws_slug = conn.execute(select(s.workspaces.c.slug).where(s.workspaces.c.id == run["workspace_id"])).scalar_one()
         if run["status"] == "rolled_back":
             raise RollbackError(f"Import {run_id} was already rolled back at {run['rolled_back_at']} by {run['rolled_back_by']}.")

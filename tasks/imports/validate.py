@@ -428,10 +428,10 @@ def validate_rows(source: Path, plan: ImportPlan, out_dir: Path, total_rows: int
     return result
 
 
-def first_errors(errors: Path, limit: int) -> list[dict]:
-    """The first ``limit`` errors in file order (validation errors arrive in row order)."""
+def first_errors(errors: Path | None, limit: int) -> list[dict]:
+    """The first ``limit`` errors in file order (validation errors arrive in row order); none when no stage wrote any."""
     found: list[dict] = []
-    if limit <= 0 or not errors.exists():
+    if limit <= 0 or errors is None or not errors.exists():
         return found
     for batch in read_spool(errors):
         for item in batch.slice(0, limit - len(found)).to_pylist():

@@ -93,6 +93,7 @@ def run_stages(
     routes: dict[str, str],
     resource: str = "contacts",
     run_id: str | None = None,
+    max_rejected: int | None = None,
     **options,
 ) -> tuple[LoadResult, object, str]:
     """Validate, transform and load ``rows`` (as the flow does, without Prefect). Returns (load, validation, run id)."""
@@ -106,7 +107,7 @@ def run_stages(
     validated = validate_spool(spool, plan, out)
     transformed = transform_spool(validated.checked, plan, out)
     run_id = run_id or str(uuid.uuid4())
-    loaded = load_spool(store.engine, transformed.spool, plan, run_id, "tester", out)
+    loaded = load_spool(store.engine, transformed.spool, plan, run_id, "tester", out, max_rejected=max_rejected)
     return loaded, validated, run_id
 
 

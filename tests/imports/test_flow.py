@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from imports.stages import ImportStore
 
 from ferry.import_params import ImportRequest
 from ferry.records import ImportRecord, RollbackRecord
@@ -84,6 +85,8 @@ def write_csv(path: Path, header=HEADER, rows=ROWS) -> Path:
 
 
 def run(**params):
+    """Run the flow; ROWS rejects 2 of 5 rows, so the error-rate limit is off unless a test sets it."""
+    params.setdefault("max_error_rate", 1)
     state = import_data(ImportRequest(**params), return_state=True)
     return state, run_result(state)
 
@@ -100,10 +103,12 @@ def test_csv_import_end_to_end(istore, tmp_path):
         static_values={"source": "fair-2026"},
         actor="alice",
         data_quality=istore.kind == "postgresql",
+        max_error_rate="50%",
     )
 
     assert state.is_completed(), state.message
-    assert isinstance(record, ImportRecord) and record.status == "success" and record.processing_mode == "inline"
+    assert state.message == "Partial: imported contacts with rows rejected: 2 created, 0 updated, 1 skipped, 2 of 5 rows rejected"
+    assert isinstance(record, ImportRecord) and record.status == "partial" and record.processing_mode == "inline"
     assert (record.total_rows, record.processed_rows, record.created_rows, record.updated_rows, record.skipped_rows, record.error_rows) == (
         5,
         5,
@@ -157,7 +162,7 @@ def test_csv_import_end_to_end(istore, tmp_path):
         audit = conn.execute(sa.select(s.audit_log).where(s.audit_log.c.run_id == record.run_id)).mappings().one()
     assert (audit["actor"], audit["action"], audit["resource"], audit["payload_bytes"]) == (
         "alice",
-        "import.success",
+        "import.partial",
         "contacts",
         source.stat().st_size,
     )
@@ -217,6 +222,12 @@ def test_history_and_rollback_flow(istore, tmp_path):
     history = import_history("contacts", workspace=ws)
     assert [r.run_id for r in history] == [second.run_id, first.run_id]
     assert history[0].updated_rows == 1 and history[1].created_rows == 2
+    other_store = ImportStore("sqlite", f"sqlite:///{tmp_path / 'other.db'}", None)
+    try:  # the same Prefect server, another Ferry store: none of these runs are its history
+        other_store.activate()
+        assert import_history("contacts", workspace=ws) == [] and import_history("contacts") == []
+    finally:
+        istore.activate()
 
     refused = rollback_import(first.run_id, "bob", return_state=True)
     assert refused.is_failed() and "1 created contacts record(s) changed since" in run_result(refused).error
@@ -274,7 +285,7 @@ def test_large_files_go_to_a_deployment_and_say_so_when_there_is_none(istore, tm
     assert state.is_failed() and "'import-data/default' does not exist" in record.error and istore.rows(ws) == []
 
     state, record = run(source=str(source), resource="contacts", workspace=ws, mapping=MAPPING, inline_max_bytes=10, data_quality=False)
-    assert record.status == "success" and record.processing_mode == "inline" and record.created_rows == 2
+    assert record.status == "partial" and record.processing_mode == "inline" and record.created_rows == 2
     assert any("ran inline" in w and "does not exist" in w for w in record.warnings)
 
 
@@ -395,10 +406,12 @@ def test_cli_validate_run_history_rollback(istore, tmp_path):
             "source=cli",
             "--create-missing-references",
             "--dry-run",
+            "--max-error-rate",
+            "1",
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # a dry run with rejected rows would be partial
     dry = json.loads(result.stdout)
     assert dry["dry_run"] and dry["created_rows"] == 2 and dry["created_references"] == {"accounts": 1} and istore.rows(ws) == []
 
@@ -421,19 +434,33 @@ def test_cli_validate_run_history_rollback(istore, tmp_path):
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # 2 of 5 rows rejected: past the default 10% max error rate
+    refused = json.loads(result.stdout)
+    assert refused["status"] == "failed" and refused["error_rows"] == 2 and refused["created_rows"] == 0
+    assert "more than the 10.0% max_error_rate allows; nothing was loaded" in refused["error"] and istore.rows(ws) == []
+
+    result = runner.invoke(
+        app,
+        ["import", "run", str(source), "--resource", "contacts", "--workspace", ws, "--mapping", str(mapping_file)]
+        + ["--static", "source=cli", "--max-error-rate", "40%", "--json"],
+    )
+    assert result.exit_code == 3, result.output  # partial: rows rejected, the rest loaded
     run_id = json.loads(result.stdout)["run_id"]
-    assert {r["source"] for r in istore.rows(ws)} == {"cli"}
+    assert json.loads(result.stdout)["status"] == "partial" and {r["source"] for r in istore.rows(ws)} == {"cli"}
 
     result = runner.invoke(app, ["import", "history", "--resource", "contacts", "--workspace", ws, "--json"])
-    assert [r["run_id"] for r in json.loads(result.stdout)][:1] == [run_id]
-    assert [r["dry_run"] for r in json.loads(result.stdout)] == [False, True]
+    assert [(r["run_id"], r["status"]) for r in json.loads(result.stdout)][:2] == [(run_id, "partial"), (refused["run_id"], "failed")]
+    assert [r["dry_run"] for r in json.loads(result.stdout)] == [False, False, True]
 
-    result = runner.invoke(app, ["import", "rollback", run_id])
+    result = runner.invoke(app, ["import", "rollback", run_id[:8]])  # the history table's short id
     assert result.exit_code == 0, result.output
     assert "Rolled back" in result.stdout and istore.rows(ws) == []
     result = runner.invoke(app, ["import", "rollback", run_id])
     assert result.exit_code == 1 and "already rolled back" in result.output
+    result = runner.invoke(app, ["import", "history", "--resource", "contacts", "--workspace", ws, "--json"])
+    assert json.loads(result.stdout)[0]["status"] == "rolled_back"
+    result = runner.invoke(app, ["import", "history", "--resource", "contacts", "--workspace", ws], env={"COLUMNS": "100"})
+    assert f" {run_id[:8]} " in result.stdout and run_id not in result.stdout and " rolled_back " in result.stdout
 
     result = runner.invoke(app, ["import", "run", str(source), "--resource", "contacts", "--workspace", ws, "--duplicates", "merge"])
     assert result.exit_code == 2 and "duplicates" in result.output
@@ -456,6 +483,7 @@ def test_a_large_file_starts_a_deployment_run_and_returns_at_once(istore, tmp_pa
         assert started.deployment_id == deployment_id and started.state.is_scheduled()  # no worker here: it waits to be picked up
         assert started.parameters["request"]["processing"] == "inline" and started.parameters["request"]["workspace"] == ws
         assert istore.rows(ws) == []  # nothing ran inline
+        assert [(r.run_id, r.status) for r in import_history("contacts", workspace=ws)] == [(record.deployment_run_id, "submitted")]
     finally:
         with get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)

@@ -131,6 +131,16 @@ def test_in_file_duplicates_with_create_are_unique_errors(istore, tmp_path):
     ]
 
 
+def test_more_rows_rejected_at_load_than_allowed_rolls_the_load_back(istore, tmp_path):
+    ws = istore.workspace()
+    loaded, _, _ = run_stages(istore, tmp_path, ws, IN_FILE, ROUTES, duplicates="create", max_rejected=1)
+
+    assert loaded.over_error_rate and not loaded.committed and (loaded.created_rows, loaded.rejected_rows) == (1, 2)
+    assert istore.rows(ws) == []
+    within, _, _ = run_stages(istore, tmp_path, ws, IN_FILE, ROUTES, duplicates="create", max_rejected=2)
+    assert within.committed and not within.over_error_rate and len(istore.rows(ws)) == 1
+
+
 def test_in_file_duplicate_of_a_stored_record_updates_it_once(istore, tmp_path):
     ws = seed(istore, tmp_path, [EXISTING])
     loaded, _, _ = run_stages(

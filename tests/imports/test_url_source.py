@@ -125,6 +125,20 @@ def test_http_errors_are_terminal_or_transient_by_status(httpserver_ipv4, tmp_pa
     assert not gone.value.transient
 
 
+def test_a_transient_error_that_outlived_its_retries_no_longer_promises_one(httpserver_ipv4, tmp_path):
+    import logging
+
+    from flows.outcome import failure_message
+
+    httpserver_ipv4.expect_request("/busy.csv").respond_with_data("", status=503)
+    with pytest.raises(TransientSourceError) as busy:
+        fetch_url(httpserver_ipv4.url_for("/busy.csv"), tmp_path, settings())
+    assert str(busy.value).endswith("Ferry retries this.")  # what a task's retry log says
+
+    final = failure_message(busy.value, "import", logging.getLogger("test"))  # what the run record says once it reached the flow
+    assert "HTTP 503" in final and "Ferry retries this" not in final and "It still failed after Ferry's retries" in final
+
+
 def test_urls_with_credentials_or_other_schemes_are_refused(tmp_path):
     with pytest.raises(SourceError, match="carries credentials") as caught:
         fetch_url("https://user:hunter2@example.com/x.csv", tmp_path, settings())

@@ -215,7 +215,10 @@ def _import_source(caller: Principal, wanted: ImportBody) -> Upload:
 
 def _native_request(caller: Principal, resource: Resource, wanted: ImportBody, upload: Upload, options: tuple[str, ...]):
     try:
-        request, _ = import_request(wanted.native(resource, upload.upload_id), caller, options, source_url=False)
+        body = wanted.native(resource, upload.upload_id)
+        if "maxErrorRate" in options:  # Coherence's jobs complete and count their failed rows; they never fail for them
+            body["maxErrorRate"] = 1
+        request, _ = import_request(body, caller, options, source_url=False)
     except ParameterError as exc:
         raise ParameterError(renamed(exc.problems, _NAMES)) from None
     return request
@@ -268,7 +271,7 @@ def _reference_warnings(resource: Resource, record: ImportRecord | None) -> list
 
 
 def _execution(run_id: str, mode: str, resource: Resource, record: ImportRecord | None) -> dict[str, Any]:
-    status = "pending" if record is None else ("completed" if record.status == "success" else "failed")
+    status = "pending" if record is None else ("completed" if record.status in ("success", "partial") else "failed")
     errors = [_error(e) for e in record.errors] if record else []
     if record is not None and record.status == "failed" and record.error and not errors:
         errors = [{"row": None, "field": None, "value": None, "error": record.error}]
