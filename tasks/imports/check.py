@@ -11,7 +11,8 @@ import uuid
 from pathlib import Path
 
 from ferry.errors import FerryError
-from ferry.import_params import ImportRequest, build_plan
+from ferry.import_params import ImportRequest
+from ferry.import_plan import build_plan
 from ferry.settings import get_settings
 from ferry.spool import write_spool
 from tasks.imports.map import auto_mapping

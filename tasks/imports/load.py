@@ -38,7 +38,7 @@ from sqlalchemy import Engine, insert
 from ferry import catalog
 from ferry.catalog import FieldType
 from ferry.errors import ParameterError, Problem
-from ferry.import_params import ImportPlan
+from ferry.import_plan import ImportPlan
 from ferry.progress import Progress
 from ferry.spool import read_spool, write_spool
 from ferry.store import schema as s

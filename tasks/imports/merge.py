@@ -20,7 +20,7 @@ from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, te
 
 from ferry import catalog
 from ferry.errors import ImportConflictError
-from ferry.import_params import ImportPlan, PlannedColumn
+from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.store import schema as s
 from tasks.imports.validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from ferry.catalog import FieldType
 from ferry.checks import EMAIL
-from ferry.import_params import ImportPlan
+from ferry.import_plan import ImportPlan
 from ferry.spool import read_spool, write_spool
 from tasks.imports.validate import NUMBER_RE, normalise_text
 

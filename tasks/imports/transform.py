@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NONE
 
-from ferry.import_params import ImportPlan
+from ferry.import_plan import ImportPlan
 from ferry.progress import Progress
 from ferry.spool import read_spool, write_spool
 from tasks.imports.validate import OK, ROW, coerce_static, stage_type

@@ -46,7 +46,7 @@ from ferry.checks import (
     list_cell,
 )
 from ferry.errors import ParameterError, Problem
-from ferry.import_params import ImportPlan, PlannedColumn
+from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.progress import Progress
 from ferry.spool import read_spool, write_spool
 

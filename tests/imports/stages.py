@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import sqlalchemy as sa
 
-from ferry.import_params import ColumnMapping, ImportRequest, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest
+from ferry.import_plan import build_plan
 from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.engine import ensure_workspace

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ferry.import_params import ColumnMapping, ImportRequest, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest
+from ferry.import_plan import build_plan
 from ferry.spool import write_spool
 from tasks.imports.quality import finish_quality_summary, start_quality_summary
 from tasks.imports.validate import ROW

@@ -9,7 +9,8 @@ import pytest
 
 from ferry.catalog import FieldType as T
 from ferry.errors import ParameterError
-from ferry.import_params import ColumnMapping, ImportRequest, PlannedColumn, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest
+from ferry.import_plan import PlannedColumn, build_plan
 from tasks.imports.quality import expectation_specs
 from tasks.imports.transform import stage_schema, static_scalars, transform_batch
 from tasks.imports.validate import check_batch, coerce_column

@@ -14,7 +14,8 @@ from prefect.cache_policies import NONE
 from sqlalchemy import Engine
 
 from ferry.errors import FerryError
-from ferry.import_params import ColumnMapping, ImportPlan, ImportRequest, build_plan
+from ferry.import_params import ColumnMapping, ImportRequest
+from ferry.import_plan import ImportPlan, build_plan
 from ferry.store.engine import get_engine
 from tasks.imports.load import check_create_missing
 from tasks.imports.map.memory import remember_mapping

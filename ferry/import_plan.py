@@ -1,0 +1,210 @@
+"""An import's plan: the request resolved against the file's header, the exact routing every later stage reads.
+
+:func:`route_mapping` turns mapping entries into catalog column keys (with
+every problem at once); :func:`build_plan` adds static values, checks the
+header and returns the :class:`ImportPlan`: small, picklable, and the only
+thing parse, validate, transform and load need to know about the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from ferry.catalog import RESOURCES, Column, FieldType, Resource
+from ferry.column_mapping import ColumnMapping
+from ferry.errors import ParameterError, Problem
+
+if TYPE_CHECKING:
+    from ferry.import_params import ImportRequest
+
+DuplicateStrategy = Literal["skip", "update", "create"]
+MergeMode = Literal["fill_empty", "overwrite", "prefer_import"]
+
+
+def target_column(resource: Resource, key: str) -> Column | None:
+    """The importable column named ``key`` (a column key, or a single-column field slug)."""
+    col = resource.column(key)
+    if col is None or resource.get_field(col.field_slug).readonly:
+        return None
+    return col
+
+
+def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dict[str, str], list[Problem], list[str]]:
+    """Mapping entries -> {column key: source column}, with problems and warnings.
+
+    Several source columns can fill one multi-value field (``phone.mobile``,
+    ``phone.work``) or one address (``address.city``...). A multi-value entry
+    without a value type takes the next free type, with a warning.
+    """
+    routes: dict[str, str] = {}
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    pending: list[tuple[int, ColumnMapping]] = []
+    for i, entry in enumerate(entries):
+        slug = entry.target_field_slug
+        if not slug:
+            continue
+        where = f"mapping[{i}]"
+        part = entry.value_type or entry.address_part
+        if "." in slug and not resource.has_field(slug):
+            slug, _, part = slug.partition(".")
+        if not resource.has_field(slug):
+            problems.append(Problem(f"{where}.targetFieldSlug", entry.target_field_slug, f"not a field of {resource.slug}"))
+            continue
+        fdef = resource.get_field(slug)
+        if fdef.readonly:
+            problems.append(Problem(f"{where}.targetFieldSlug", slug, "is set by Ferry and cannot be imported"))
+            continue
+        if fdef.type is FieldType.MULTI_VALUE:
+            if part is None:
+                pending.append((i, entry))
+                continue
+            if part not in fdef.value_types:
+                problems.append(Problem(f"{where}.valueType", part, f"use one of {', '.join(fdef.value_types)}"))
+                continue
+            key = f"{slug}.{part}"
+        elif fdef.type is FieldType.ADDRESS:
+            if part is None:
+                part = "street"
+                warnings.append(f"Column {entry.source_column!r} maps to the whole address; it is imported as address.street.")
+            if part not in fdef.parts:
+                problems.append(Problem(f"{where}.addressPart", part, f"use one of {', '.join(fdef.parts)}"))
+                continue
+            key = f"{slug}.{part}"
+        else:
+            if part is not None:
+                problems.append(Problem(f"{where}", part, f"{slug} takes no value type or address part"))
+                continue
+            key = slug
+        if key in routes:
+            problems.append(Problem(f"{where}.targetFieldSlug", key, f"already mapped from column {routes[key]!r}"))
+            continue
+        routes[key] = entry.source_column
+    for i, entry in pending:
+        fdef = resource.get_field(entry.target_field_slug.partition(".")[0])
+        free = [v for v in fdef.value_types if f"{fdef.slug}.{v}" not in routes]
+        if not free:
+            problems.append(Problem(f"mapping[{i}].valueType", None, f"every {fdef.slug} value type is already mapped"))
+            continue
+        routes[f"{fdef.slug}.{free[0]}"] = entry.source_column
+        warnings.append(f"Column {entry.source_column!r} has no value type; it is imported as {fdef.slug}.{free[0]}.")
+    return routes, problems, warnings
+
+
+@dataclass(frozen=True)
+class PlannedColumn:
+    """One column the import writes: where its values come from and where they go."""
+
+    key: str  # catalog column key, e.g. phone.mobile
+    store_column: str  # e.g. phone_mobile; for references the *_id column
+    type: FieldType
+    field_slug: str
+    source: str | None = None  # header of the source column (None: a static value)
+    static: Any = None
+    required: bool = False
+    unique: bool = False
+    enum: tuple[str, ...] = ()
+    reference: str | None = None  # referenced resource slug
+
+    @property
+    def stage_column(self) -> str:
+        """Column name in the staging table: references carry the key text, not the id."""
+        return f"{self.field_slug}__key" if self.reference else self.store_column
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """A request resolved against the file's header: what every stage needs, small and picklable."""
+
+    resource: str
+    workspace: str
+    columns: tuple[PlannedColumn, ...]
+    source_columns: tuple[str, ...]
+    match: tuple[str, ...]
+    duplicates: DuplicateStrategy
+    merge: MergeMode
+    create_missing_references: bool
+    skip_validation: bool
+    dry_run: bool
+    warnings: tuple[str, ...] = ()
+    mapping: tuple[dict, ...] = field(default_factory=tuple)
+
+    @property
+    def resource_def(self) -> Resource:
+        return RESOURCES[self.resource]
+
+    def column(self, key: str) -> PlannedColumn | None:
+        return next((c for c in self.columns if c.key == key), None)
+
+
+def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[ColumnMapping]) -> ImportPlan:
+    """Resolve the mapping against the file's header; raise ParameterError listing every problem."""
+    resource = request.resource_def
+    routes, problems, warnings = route_mapping(resource, mapping)
+    header = set(source_columns)
+    for i, entry in enumerate(mapping):
+        if entry.source_column not in header:
+            problems.append(Problem(f"mapping[{i}].sourceColumn", entry.source_column, "no such column in the file"))
+    for key in request.static_values:
+        col = target_column(resource, key)
+        if col is not None and col.key in routes:
+            problems.append(
+                Problem(f"static_values.{key}", request.static_values[key], f"{col.key} is also mapped from column {routes[col.key]!r}")
+            )
+    if problems:
+        raise ParameterError(problems)
+    planned: list[PlannedColumn] = []
+    for col in resource.columns():
+        fdef = resource.get_field(col.field_slug)
+        if fdef.readonly:
+            continue
+        static_key = col.key if col.key in request.static_values else None
+        if col.key not in routes and static_key is None:
+            continue
+        planned.append(
+            PlannedColumn(
+                key=col.key,
+                store_column=col.store_column,
+                type=col.type,
+                field_slug=col.field_slug,
+                source=routes.get(col.key),
+                static=request.static_values.get(col.key) if static_key else None,
+                required=fdef.required and len(fdef.columns()) == 1,
+                unique=fdef.unique and len(fdef.columns()) == 1,
+                enum=fdef.enum,
+                reference=fdef.reference,
+            )
+        )
+    mapped_fields = {c.field_slug for c in planned}
+    for fdef in resource.fields:
+        if fdef.required and not fdef.readonly and fdef.slug not in mapped_fields:
+            warnings.append(
+                f"Required field {fdef.slug!r} is not mapped: rows that would create a new record are rejected; "
+                "rows that update an existing record are fine."
+            )
+    used = set(routes.values())
+    for name in source_columns:
+        if name not in used:
+            warnings.append(f"Column {name!r} is not mapped and is ignored.")
+    missing_match = [m for m in request.match_fields() if m not in mapped_fields]
+    if missing_match and request.duplicates != "create":
+        warnings.append(
+            f"Match field(s) {', '.join(missing_match)} are not mapped: no row can match an existing record, every row creates one."
+        )
+    if request.skip_validation:
+        warnings.append("skip_validation is on: values that fail checks are loaded as empty instead of rejecting their rows.")
+    return ImportPlan(
+        resource=resource.slug,
+        workspace=request.workspace,
+        columns=tuple(planned),
+        source_columns=tuple(source_columns),
+        match=tuple(request.match_fields()),
+        duplicates=request.duplicates,
+        merge=request.merge,
+        create_missing_references=request.create_missing_references,
+        skip_validation=request.skip_validation,
+        dry_run=request.dry_run,
+        warnings=tuple(warnings),
+        mapping=tuple(e.to_json() for e in mapping),
+    )
