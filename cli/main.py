@@ -115,7 +115,10 @@ def export(
     activity_types: Annotated[Optional[str], typer.Option(help="Comma-separated event types.")] = None,
     catalog: Annotated[Optional[str], typer.Option(help="Catalog key (products).")] = None,
     schema: Annotated[Optional[str], typer.Option(help="Schema key (products).")] = None,
-    include_variants: Annotated[bool, typer.Option(help="One row per product variant.")] = False,
+    include_variants: Annotated[
+        bool, typer.Option("--include-variants/--no-include-variants", help="One row per product variant (as in `ferry jobs create`).")
+    ] = False,
+    no_variants: Annotated[bool, typer.Option("--no-variants", hidden=True)] = False,  # `ferry jobs`' earlier spelling, kept working
     scope: Annotated[Optional[list[str]], typer.Option(help="Dimension scope KEY=VALUE, e.g. language=en (repeatable).")] = None,
     filter: Annotated[Optional[list[str]], typer.Option(help="FIELD:OP:VALUE, e.g. lifecycle_stage:eq:customer (repeatable).")] = None,
     sort: Annotated[Optional[str], typer.Option(help="FIELD[:asc|desc].")] = None,
@@ -164,7 +167,7 @@ def export(
         "activity_types": split_list(activity_types),
         "catalog": catalog,
         "schema": schema,
-        "include_variants": include_variants,
+        "include_variants": include_variants and not no_variants,
         "dimension_scope": parse_pairs(scope or [], "--scope"),
         "filters": [parse_filter(f) for f in filter or []],
         "sort": sort,

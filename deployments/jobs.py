@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from deployments import project
 from deployments.automations import check_notification_blocks, delete_notifications, read_notifications, write_notifications
 from deployments.job_model import JOB_OWNED, ExportJob, JobSchedule, JobScope, JobView
+from deployments.job_runs import Readiness, list_job_runs, readiness
 from ferry.errors import FerryError, InvalidJobError, JobExistsError, JobNotFoundError, ParameterError, Problem
 from ferry.params import ExportRequest
 from ferry.runs import JobRun, job_run, list_runs, read_record
@@ -116,12 +117,23 @@ class JobService:
                     logging.getLogger("ferry.jobs").warning("%s", exc)
             return views
 
-    def runs(self, ref: str, limit: int = 50) -> list[JobRun]:
-        """The job's runs, newest first."""
-        if limit < 1:
-            raise ParameterError([Problem("limit", limit, "must be at least 1")])
+    def runs(self, ref: str, limit: int = 50, upcoming: int = 0) -> list[JobRun]:
+        """The job's runs, newest first; with ``upcoming``, first that many of those not started yet (scheduled, pending)."""
+        problems = [Problem("limit", limit, "must be at least 1")] if limit < 1 else []
+        if upcoming < 0:
+            problems.append(Problem("upcoming", upcoming, "must be 0 or more"))
+        if problems:
+            raise ParameterError(problems)
         with _client() as client:
-            return list_runs(client, self._deployment(client, ref).id, limit)
+            deployment_id = self._deployment(client, ref).id
+            if upcoming:
+                return list_job_runs(client, deployment_id, limit, upcoming)
+            return list_runs(client, deployment_id, limit)
+
+    def readiness(self, ref: str) -> Readiness:
+        """Whether a runner or worker will execute the job's runs now, from Prefect's deployment status, pool and workers."""
+        with _client() as client:
+            return readiness(client, self._deployment(client, ref))
 
     # --- writing --------------------------------------------------------------------------
 

@@ -291,7 +291,19 @@ def test_incremental_job_second_run_exports_only_new_rows(served, service, job_s
     runs = ferry_json("jobs", "runs", "nightly-delta")
     assert [r["id"] for r in runs] == [second.id, first.id]  # newest first
     assert [r["recordCount"] for r in runs] == [2, CONTACTS]
-    assert set(runs[0]) == {"id", "jobId", "status", "startedAt", "completedAt", "recordCount", "fileSize", "destinationPath", "error"}
+    assert set(runs[0]) == {
+        "id",
+        "jobId",
+        "status",
+        "startedAt",
+        "completedAt",
+        "recordCount",
+        "fileSize",
+        "destinationPath",
+        "error",
+        "scheduledAt",
+        "late",
+    }
     assert ferry_json("jobs", "runs", "nightly-delta", "--limit", "1") == runs[:1]
 
 
@@ -321,6 +333,7 @@ def test_failed_run_shows_its_error_notifies_and_delete_removes_job_and_history(
     assert job["notifications"] == [{"on": ["failed"], "block": "custom-webhook/job-alerts"}]
     result = ferry("jobs", "run-now", "broken-segment", "--wait", "--json")
     assert result.exit_code == 1, result.output  # a failed run fails the command
+    assert "Nothing is executing" not in result.stderr  # ferry serve executes it (a job just created: it polls export-data/default)
     run = json.loads(result.stdout)
     assert run["status"] == "failed" and "segment='no-such-segment'" in run["error"]
 

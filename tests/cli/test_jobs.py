@@ -1,0 +1,128 @@
+"""``ferry jobs`` on the session's Prefect server, with nothing serving the jobs: definitions, option spellings, show.
+
+Runs (and a ``ferry serve`` executing them) are tested in tests/deployments/test_jobs.py.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from typer.testing import CliRunner
+
+from cli.main import app
+
+cli = CliRunner()
+
+
+def ferry(*args: str, input: str | None = None):
+    return cli.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def ferry_json(*args: str):
+    result = ferry(*args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def job_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def test_show_prints_every_parameter_of_the_job_filters_included():
+    name = job_name("show-all")
+    ferry_json(
+        "jobs",
+        "create",
+        "--name",
+        name,
+        "--description",
+        "Customers for the CRM",
+        "--workspace",
+        "acme",
+        "--resource",
+        "contacts",
+        "--fields",
+        "email,first_name",
+        "--filter",
+        "lifecycle_stage:eq:customer",
+        "--filter",
+        "address.country:in:DE|AT",
+        "--filter",
+        "phone.mobile:not_null",
+        "--segment",
+        "30_day_engaged",
+        "--lists",
+        "vip,newsletter",
+        "--format",
+        "jsonl",
+        "--gzip",
+        "--filename",
+        "{resource}-{date}.{format}",
+        "--dest",
+        "sftp/partner",
+        "--cron",
+        "0 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--incremental",
+        "--option",
+        "date_format=L",
+        "--option",
+        'labels={"email": "E-Mail"}',
+    )
+
+    shown = ferry("jobs", "show", name)
+
+    assert shown.exit_code == 0, shown.output
+    text = shown.stdout
+    for expected in (
+        "Customers for the CRM",
+        "contacts of acme as jsonl (gzip) incrementally",
+        "fields    email, first_name",
+        "filter    lifecycle_stage:eq:customer",
+        "filter    address.country:in:DE|AT",
+        "filter    phone.mobile:not_null",
+        "segment   30_day_engaged",
+        "lists     vip, newsletter",
+        "option    date_format='L'",
+        "option    labels={'email': 'E-Mail'}",
+        "to        sftp/partner as {resource}-{date}.{format}",
+        "schedule  0 2 * * * (Europe/Berlin)",
+    ):
+        assert expected in text, (expected, text)
+    ferry_json("jobs", "delete", name)
+
+
+def test_product_scope_is_shown_and_both_variant_spellings_work_documented_once():
+    name = job_name("variants")
+    created = ferry_json(
+        "jobs",
+        "create",
+        "--name",
+        name,
+        "--workspace",
+        "acme",
+        "--resource",
+        "products",
+        "--catalog",
+        "main",
+        "--schema",
+        "apparel",
+        "--scope",
+        "language=de",
+        "--include-variants",
+    )
+    assert created["scope"]["includeVariants"] is True
+    text = ferry("jobs", "show", name).stdout
+    for expected in ("catalog   main", "schema    apparel", "scope     language=de", "include variants yes"):
+        assert expected in text, (expected, text)
+
+    base = ("jobs", "update", name, "--workspace", "acme", "--resource", "products")
+    assert ferry_json(*base, "--no-include-variants")["scope"]["includeVariants"] is False  # `ferry export`'s spelling
+    assert ferry_json(*base, "--include-variants")["scope"]["includeVariants"] is True
+    assert ferry_json(*base, "--no-variants")["scope"]["includeVariants"] is False  # the earlier spelling still works
+
+    help_text = cli.invoke(app, ["jobs", "create", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--no-include-variants" in help_text and "--no-variants" not in help_text
+    ferry_json("jobs", "delete", name)
