@@ -26,6 +26,14 @@ from tasks.imports.parse import preview
 CASES = Path(__file__).parents[1] / "cases"
 
 
+def settable(key: str, resource: str = "contacts") -> str | None:
+    """``key`` while the catalog lets an import set it, else None: created_at/updated_at are read-only today."""
+    from ferry.catalog import get_resource
+    from tasks.imports.map.names import resource_slots
+
+    return key if key in {s.key for s in resource_slots(get_resource(resource)) if not s.generic} else None
+
+
 def suggested(case: str, resource: str = "contacts") -> dict[str, str | None]:
     result = preview(CASES / case)
     mapping = suggest_mapping(result.columns, result.sample_rows, resource)
@@ -55,7 +63,7 @@ def test_hubspot_contacts():
         "Lifecycle Stage": "lifecycle_stage",
         "Lead Status": None,
         "Contact owner": "owner",
-        "Create Date": None,
+        "Create Date": settable("created_at"),
         "Last Activity Date": None,
         "Street Address": "address.street",
         "City": "address.city",
@@ -86,7 +94,7 @@ def test_mailchimp_audience_export():
         "TIMEZONE": "timezone",
         "CC": "address.country",
         "REGION": "address.state",
-        "LAST_CHANGED": None,
+        "LAST_CHANGED": settable("updated_at"),
         "LEID": None,
         "EUID": "external_id",
         "NOTES": "notes",
@@ -116,8 +124,8 @@ def test_salesforce_contacts_api_names():
         "OwnerId": None,
         "HasOptedOutOfEmail": None,
         "Description": "notes",
-        "CreatedDate": None,
-        "LastModifiedDate": None,
+        "CreatedDate": settable("created_at"),
+        "LastModifiedDate": settable("updated_at"),
     }
 
 
@@ -142,7 +150,7 @@ def test_klaviyo_profiles():
         "Email Marketing Consent": "email_consent",
         "SMS Marketing Consent": "sms_consent",
         "Klaviyo ID": "external_id",
-        "Profile Created On": None,
+        "Profile Created On": settable("created_at"),
         "Timezone": "timezone",
         "Total Customer Lifetime Value": "lifetime_value",
     }
@@ -181,6 +189,7 @@ def test_stripe_customers():
         "Email": "email",
         "Name": "full_name",
         "Total Spend": "lifetime_value",
+        "Payment Count": "orders_count",  # a count of payments is the orders count (issue 13)
         "Phone": "phone.mobile",
         "Address Line1": "address.street",
         "Address Line2": "address.street2",

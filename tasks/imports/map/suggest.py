@@ -1,10 +1,15 @@
-"""Suggesting a mapping: names and values scored together, then assigned best first."""
+"""Suggesting a mapping: names and values scored together, then assigned best first.
+
+Besides each column's own name and values, two readings need the whole header row: a lone
+``state`` (Kit's subscriber state) is an address part only beside other address columns, and
+a bare ``name`` next to a last name but no first name is the first name (MailerLite).
+"""
 
 from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from ferry.catalog import Resource
+from ferry.catalog import FieldType, Resource
 from ferry.import_params import ColumnMapping
 from tasks.imports.map.memory import remembered_mapping
 from tasks.imports.map.names import Header, Slot, name_score, resource_slots
@@ -12,6 +17,27 @@ from tasks.imports.map.targets import importable_resource
 from tasks.imports.map.values import compatibility, profile_values, value_candidates
 
 THRESHOLD = 0.62  # below this a column stays unmapped
+AMBIGUOUS_PARTS = frozenset({"state", "region", "province"})  # address parts that are also words for a status
+_TIMES = (FieldType.DATE, FieldType.DATETIME)
+
+
+def _name_rules(header: Header, slot: Slot, name) -> tuple[float, str]:
+    """Penalties from the header's shape: an id, a moment, or a description of another column."""
+    mult, notes = 1.0, []
+    if header.has_id and name is not None and not name.has_id and slot.field.slug != "external_id":
+        mult, notes = mult * 0.5, notes + ["an identifier column is unlikely to hold this field"]
+    if header.names_a_time and slot.kind not in _TIMES:
+        mult, notes = mult * 0.5, notes + ["the header names a moment, the field is no date"]
+    meta = header.describes_another_column
+    if meta and (name is None or meta not in name.phrase.split()):
+        mult, notes = mult * 0.5, notes + [f"the header is the {meta} of another column"]
+    return mult, "; ".join(notes)
+
+
+def _lone_parts(headers: list[Header], candidates: list) -> set[int]:
+    """Columns named only "state" (or region, province) in a file with no other address column: a status, not a place."""
+    placed = {ci for score, ci, _, slot, _, _ in candidates if slot.part and slot.part != "state" and score >= THRESHOLD}
+    return {ci for ci, h in enumerate(headers) if h.core in AMBIGUOUS_PARTS and not placed - {ci}}
 
 
 def _columns_of(info_or_columns) -> list[str]:
@@ -50,14 +76,18 @@ def suggest_mapping(
             if score <= 0:
                 continue
             mult, note = compatibility(slot, header, profile)
-            if header.has_id and name is not None and not name.has_id and slot.field.slug != "external_id":
-                mult, note = mult * 0.5, note or "an identifier column is unlikely to hold this field"
+            rule_mult, rule_note = _name_rules(header, slot, name)
+            mult, note = mult * rule_mult, note or rule_note
             final = score * mult
             reason = why + (f"; {note}" if note else "")
             candidates.append((final, ci, slot.order, slot, reason, score))
         for score, slot, why in value_candidates(slots, header, profile):
             mult, note = compatibility(slot, header, profile)
             candidates.append((score * mult, ci, slot.order, slot, why, score))
+    lone = _lone_parts(headers, candidates)
+    candidates = [c for c in candidates if not (c[1] in lone and c[3].part == "state")]
+    for ci in lone:
+        best_rejected[ci] = (1.0, f"{columns[ci]!r} alone, with no other address column, is a status rather than an address part")
     candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
     chosen: dict[int, ColumnMapping] = {}
     used: set[str] = set()
@@ -84,6 +114,7 @@ def suggest_mapping(
             continue
         used.add(target.key)
         chosen[ci] = ColumnMapping(columns[ci], target.field.slug, target.value_type, target.part, round(min(1.0, score), 2), reason)
+    _first_name_from_name(headers, chosen)
     result = []
     for ci, column in enumerate(columns):
         if ci in chosen:
@@ -93,3 +124,15 @@ def suggest_mapping(
         why = f"unmapped: {rejected[1]}" if rejected else "unmapped: no field matches the header or the values"
         result.append(ColumnMapping(column, None, None, None, 0.0, why))
     return result
+
+
+def _first_name_from_name(headers: list[Header], chosen: dict[int, ColumnMapping]) -> None:
+    """A bare "name" beside a last name and no first name is the first name (MailerLite's ``name``, ``last_name``)."""
+    targets = {m.target_field_slug for m in chosen.values()}
+    if "last_name" not in targets or "first_name" in targets:
+        return
+    for ci, m in chosen.items():
+        if m.target_field_slug == "full_name" and headers[ci].core == "name":
+            why = f"{m.reason}; beside a last name and no first name, a bare name is the first name"
+            chosen[ci] = ColumnMapping(m.source_column, "first_name", None, None, m.confidence, why)
+            return
