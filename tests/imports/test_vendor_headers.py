@@ -107,3 +107,139 @@ def test_accuracy_over_all_vendors():
 def test_each_vendor_stays_above_its_floor(case):
     ok, wrong = score(case)
     assert ok / len(case.columns) >= VENDOR_FLOOR, "\n".join(wrong)
+
+
+# --- the patterns, one by one (what the vendor cases exercise, in more spellings) ---------------------
+
+
+def _targets(columns: list[str], resource=None) -> dict[str, str | None]:
+    return {m.source_column: m.target_key for m in suggest_mapping(columns, [], resource or "contacts")}
+
+
+def _with_settable_timestamps():
+    """Contacts as they are once an import may set the source's own created_at/updated_at (issue 13)."""
+    contacts = get_resource("contacts")
+    fields = tuple(dataclasses.replace(f, readonly=False) if f.slug in ("created_at", "updated_at") else f for f in contacts.fields)
+    return dataclasses.replace(contacts, fields=fields, _by_slug={})
+
+
+@pytest.mark.parametrize(
+    ("created", "updated"),
+    [
+        ("created_at", "updated_at"),
+        ("Create Date", "Last Modified Date"),
+        ("CreatedDate", "LastModifiedDate"),
+        ("Date Created", "Date Modified"),
+        ("Created Time", "Modified Time"),
+        ("Person - Person created", "Person - Update time"),
+        ("cdate", "udate"),
+        ("signupDate", "profileUpdatedAt"),
+        ("Profile Created On", "LAST_CHANGED"),
+        ("Created (UTC)", "Last Updated"),
+    ],
+)
+def test_creation_and_modification_times_in_their_many_spellings(created, updated):
+    resource = _with_settable_timestamps()
+    assert _targets([created, updated, "Email"], resource) == {created: "created_at", updated: "updated_at", "Email": "email"}
+
+
+def test_times_of_other_things_and_people_who_did_something_are_not_the_records_timestamps():
+    resource = _with_settable_timestamps()
+    columns = ["Created By", "Modified By", "Deal - Deal created", "Last Activity Date", "Last Contacted", "Organization created"]
+    assert set(_targets(columns, resource).values()) == {None}
+    assert set(_targets(["created_at", "updated_at"]).values()) == {None}  # while the catalog keeps them read-only
+
+
+@pytest.mark.parametrize("header", ["SMS Number", "SMS Phone", "WhatsApp", "WhatsApp Number", "whatsapp_phone", "Text Number"])
+def test_an_sms_or_whatsapp_number_is_the_mobile_phone(header):
+    assert _targets([header, "Phone"]) == {header: "phone.mobile", "Phone": "phone.work"}
+
+
+def test_sms_consent_is_no_phone_number_and_never_email_consent():
+    assert _targets(["SMS Marketing Consent", "Phone"]) == {"SMS Marketing Consent": "sms_consent", "Phone": "phone.mobile"}
+    both = _targets(["SMS Marketing Consent", "Accepts SMS Marketing"])
+    assert both == {"SMS Marketing Consent": None, "Accepts SMS Marketing": "sms_consent"}  # the catalog's alias wins; no e-mail
+
+
+@pytest.mark.parametrize("header", ["Payment Count", "Number of Purchases", "orders_count", "Total Orders", "Order Count", "# of Orders"])
+def test_counts_of_orders_or_payments_are_the_orders_count(header):
+    assert _targets([header]) == {header: "orders_count"}
+
+
+@pytest.mark.parametrize("header", ["Last Order Date", "Order Value", "Total Payment Amount", "Refunded Volume"])
+def test_order_dates_and_amounts_are_no_count(header):
+    assert _targets([header])[header] != "orders_count"
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ("custid", "external_id"),
+        ("cust_id", "external_id"),
+        ("ContactId", "external_id"),
+        ("userid", "external_id"),
+        ("extid", "external_id"),
+        ("Copper ID", "external_id"),  # named after the source system
+        ("orgid", None),
+        ("AccountId", None),
+        ("Company Id", None),
+        ("owner_id", None),
+        ("Deal - ID", None),
+        ("Company: Record ID", None),
+        ("Skype ID", None),
+    ],
+)
+def test_abbreviated_and_object_qualified_id_headers(header, target):
+    assert _targets([header, "Email"])[header] == target
+
+
+def test_a_bare_id_is_the_records_own_id_before_any_object_id():
+    assert _targets(["contact_id", "id", "user_id"]) == {"contact_id": None, "id": "external_id", "user_id": None}
+
+
+@pytest.mark.parametrize(
+    ("header", "target"),
+    [
+        ("Person - Owner", "owner"),
+        ("Sales owner", "owner"),
+        ("Owned By", "owner"),
+        ("Deal - Owner", None),
+        ("Person - Organization", "company"),
+        ("Organization - Name", "company"),
+        ("orgname", "company"),
+        ("Person - Label", "tags"),
+        ("Anonymous IP", "ip_address"),
+        ("last_seen_ip", "ip_address"),
+        ("Primary location", "address.street"),
+        ("Email addresses", "email"),
+        ("Phone numbers", "phone.mobile"),
+    ],
+)
+def test_fields_qualified_by_the_vendors_object_name(header, target):
+    assert _targets([header])[header] == target
+
+
+def test_qualified_address_parts_and_alternatives():
+    columns = [
+        "Person - City/town/village/locality of Postal address",
+        "Person - State/county of Postal address",
+        "Person - Region of Postal address",
+        "Person - ZIP/Postal code of Postal address",
+        "Person - Country of Postal address",
+    ]
+    assert list(_targets(columns).values()) == ["address.city", "address.state", None, "address.zip", "address.country"]
+
+
+def test_a_lone_state_is_a_status_and_a_bare_name_beside_a_last_name_is_the_first_name():
+    lone = suggest_mapping(["email_address", "state"], [], "contacts")
+    assert lone[1].target_key is None and "no other address column" in lone[1].reason
+    assert _targets(["Email", "State", "City"])["State"] == "address.state"
+    named = suggest_mapping(["email", "fields.name", "fields.last_name"], [], "contacts")
+    assert [m.target_key for m in named] == ["email", "first_name", "last_name"]
+    assert "first name" in named[1].reason
+    assert _targets(["Name", "Email"])["Name"] == "full_name"
+
+
+@pytest.mark.parametrize("header", ["Phone Number Type", "Email Type", "Phone Number 2", "subscribed_at", "Status", "customer_status"])
+def test_descriptions_of_other_columns_moments_and_bare_statuses_stay_unmapped(header):
+    assert _targets(["Email", "Phone Number", header])[header] is None

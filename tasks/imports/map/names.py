@@ -363,6 +363,11 @@ class Header:
         return bool(ID_TOKENS & self.words)
 
     @property
+    def of_another_object(self) -> bool:
+        """``Deal - Owner``, ``Company: Record ID``: a column about another object than the record."""
+        return any(p.foreign and p.how.startswith("field of the") for p in self.phrases)
+
+    @property
     def negated(self) -> bool:
         return bool(NEGATIONS & set(self.tokens)) or "opted out" in self.norm or "opt out" in self.norm
 
@@ -448,8 +453,8 @@ def name_score(header: Header, slot: Slot) -> tuple[float, str, TargetName | Non
         name_words = name.phrase.split()
         id_only = bool(name_words) and set(name_words) <= ID_TOKENS
         for phrase in header.phrases:
-            if id_only and phrase.foreign:
-                continue  # "Card ID" is the card's id, not the record's
+            if (id_only and phrase.foreign) or (slot.field.slug == "external_id" and header.of_another_object):
+                continue  # "Card ID" is the card's id, "Company: Record ID" the company's: not the record's
             where = f"header ({phrase.how})" if phrase.how else "header"
             if phrase.text == name.phrase or _compact(phrase.text) == _compact(name.phrase):
                 score, why = name.weight * phrase.trust, f"{where} matches {name.why}"

@@ -19,6 +19,13 @@ from tasks.imports.map.values import compatibility, profile_values, value_candid
 THRESHOLD = 0.62  # below this a column stays unmapped
 AMBIGUOUS_PARTS = frozenset({"state", "region", "province"})  # address parts that are also words for a status
 _TIMES = (FieldType.DATE, FieldType.DATETIME)
+# Words that name a messaging channel: "SMS Marketing Consent" is never e-mail consent, nor "Email Opt In" the SMS one.
+CHANNELS = {"email": "email", "sms": "sms", "text": "sms", "whatsapp": "sms", "push": "push"}
+
+
+def _channel(slot: Slot) -> str | None:
+    slug = slot.field.slug
+    return "email" if slug == "email_consent" else "sms" if slug == "sms_consent" else None
 
 
 def _name_rules(header: Header, slot: Slot, name) -> tuple[float, str]:
@@ -28,6 +35,9 @@ def _name_rules(header: Header, slot: Slot, name) -> tuple[float, str]:
         mult, notes = mult * 0.5, notes + ["an identifier column is unlikely to hold this field"]
     if header.names_a_time and slot.kind not in _TIMES:
         mult, notes = mult * 0.5, notes + ["the header names a moment, the field is no date"]
+    channel, named = _channel(slot), {CHANNELS[w] for w in header.words if w in CHANNELS}
+    if channel and named and channel not in named:
+        mult, notes = 0.0, notes + [f"the header names another channel than {slot.field.slug}'s"]
     meta = header.describes_another_column
     if meta and (name is None or meta not in name.phrase.split()):
         mult, notes = mult * 0.5, notes + [f"the header is the {meta} of another column"]
