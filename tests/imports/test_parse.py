@@ -365,9 +365,16 @@ def test_batches_are_bounded_and_typed(tmp_path):
 def test_json_array_values_become_raw_text_and_non_objects_are_errors():
     info = sniff(CASES / "contacts.json")
     assert (info.file_type, info.json_path) == ("json", "item")
-    assert info.columns == ["email", "first_name", "orders", "ltv", "vip", "tags", "address.city", "phone"]  # nested keys flattened
+    assert info.columns == ["email", "first_name", "orders", "ltv", "vip", "tags", "address", "address.city", "phone"]
     rows = rows_of(info)
-    assert cells(rows, "orders", "ltv", "vip", "tags", "address.city")[0] == ("3", "1234.50", "true", '["vip","beta"]', "London")
+    assert cells(rows, "orders", "ltv", "vip", "tags", "address", "address.city")[0] == (
+        "3",
+        "1234.50",
+        "true",
+        '["vip","beta"]',
+        '{"city":"London"}',  # a nested object is one cell of JSON text, and its keys are dotted columns
+        "London",
+    )
     assert cells(rows, ROW, ERROR)[2] == (3, "not a JSON object (got str)")
     assert rows[3]["first_name"] is None and rows[3]["phone"] == "+1 212 555 0142"
 
@@ -378,7 +385,7 @@ def test_jsonl_reports_invalid_lines_by_line_number():
     rows = rows_of(info)
     assert [r[ROW] for r in rows] == [1, 3, 4, 5]
     assert rows[2][ERROR].startswith("invalid JSON")
-    assert rows[3]["nested.a"] == "[1,2]"  # a nested object is flattened; an array stays one cell of JSON text
+    assert (rows[3]["nested"], rows[3]["nested.a"]) == ('{"a":[1,2]}', "[1,2]")  # an array stays one cell of JSON text
 
 
 def test_json_object_wrapping_one_array():

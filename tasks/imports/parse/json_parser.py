@@ -1,10 +1,13 @@
 """JSON and JSONL: an array of records (at the top, or under an object's one key), or one object per line.
 
 Nested objects are flattened into dotted column names (``{"merge_fields": {"FNAME": "Ada"}}``
-is the column ``merge_fields.FNAME``), one record at a time, so that vendor exports that nest
-their fields (Mailchimp's ``merge_fields``, an ``address`` object) can be mapped column by
-column. Arrays stay one cell holding their JSON text: tags and other lists are parsed later,
-by the transform step, which knows what the target field expects.
+gives the column ``merge_fields.FNAME``), one record at a time, so that vendor exports that
+nest their fields (Mailchimp's ``merge_fields``, an ``address`` object) can be mapped column
+by column. Each object also stays one column of its JSON text under its own name, as it was
+before flattening: a JSON field such as an event's ``properties``, exported by Ferry as a
+nested object, still maps whole, and an export imports back. Arrays stay one cell holding
+their JSON text: tags and other lists are parsed later, by the transform step, which knows
+what the target field expects.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def parse_line(line: bytes) -> tuple[object, str | None]:
         try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
             return json.loads(line.decode("utf-8", errors="replace")), None
         except (ValueError, RecursionError) as exc:
-            where = f" at character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
+            where = f"; character {exc.pos + 1}" if getattr(exc, "pos", None) is not None else ""
             return None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
 
 
@@ -62,14 +65,13 @@ def record_error(value: object) -> str | None:
 
 
 def flat_items(record: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """(dotted column name, value) of every leaf of a record: nested objects are walked into,
-    anything else (arrays included, and empty objects) is a leaf."""
+    """(dotted column name, value) of every key of a record at any depth: a nested object is
+    itself an item (one cell of JSON text) and then its keys are, named ``parent.key``."""
     for key, value in record.items():
         name = f"{prefix}{key}"
-        if type(value) is dict and value:
+        yield name, value
+        if type(value) is dict:
             yield from flat_items(value, name + ".")
-        else:
-            yield name, value
 
 
 def iter_jsonl_objects(
@@ -112,9 +114,9 @@ def iter_json_objects(
 
 
 def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """One row per JSON value: an object's keys by column, nested objects flattened to dotted
-    names (keys not seen while sniffing are ignored), anything else an error row. An object
-    with no known key is still a row. Flat keys (the common case) skip the generator."""
+    """One row per JSON value: an object's keys by column, nested objects also flattened to
+    dotted names (keys not seen while sniffing are ignored), anything else an error row. An
+    object with no known key is still a row. Flat records (the common case) skip the generator."""
     batcher = Batcher(info.columns, batch_rows)
     positions = {raw: i for i, raw in enumerate(info.raw_columns)}
     width = len(info.columns)
@@ -124,15 +126,14 @@ def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.Recor
         if error is None and (error := record_error(value)) is None:
             values = [None] * width
             for key, item in value.items():
-                if type(item) is dict and item:
-                    for name, leaf in flat_items(item, key + "."):
-                        i = positions.get(name)
-                        if i is not None:
-                            values[i] = text(leaf)
-                    continue
                 i = positions.get(key)
                 if i is not None:
                     values[i] = text(item)
+                if type(item) is dict:
+                    for name, inner in flat_items(item, key + "."):
+                        i = positions.get(name)
+                        if i is not None:
+                            values[i] = text(inner)
         if batch := batcher.add(number, values, error):
             yield batch
     if batch := batcher.flush():
