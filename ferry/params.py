@@ -187,11 +187,28 @@ class ExportRequest(BaseModel):
     # --- validation against the catalog --------------------------------
 
     def catalog_problems(self) -> list[Problem]:
+        """Every problem the catalog finds, with a "did you mean" for a misspelt resource, field or column."""
         try:
             resource = self.resource_def
         except UnknownResourceError as exc:
             # Problems that do not need the resource are still reported: every problem at once.
-            return [Problem("resource", self.resource, exc.message + " " + (exc.hint or ""))] + self._format_problems()
+            reason = exc.message + " " + (exc.hint or "")
+            return [
+                Problem("resource", self.resource, _with_suggestion(reason, self.resource, _resource_names()))
+            ] + self._format_problems()
+        return [self._suggested(p, resource) for p in self._catalog_problems(resource)]
+
+    def _suggested(self, problem: Problem, resource: Resource) -> Problem:
+        """``problem`` with the closest column or field, when it names one that does not exist (by location, never by text)."""
+        if not isinstance(problem.value, str):
+            return problem
+        unknown_field = re.fullmatch(r"fields\[\d+\]", problem.field) and not resource.has_field(problem.value)
+        unknown_column = re.fullmatch(r"sort\.field|filters\[\d+\]\.field", problem.field) and resolve_column(self, problem.value) is None
+        if not (unknown_field or unknown_column):
+            return problem
+        return Problem(problem.field, problem.value, _with_suggestion(problem.reason, problem.value, _column_names(self, resource)))
+
+    def _catalog_problems(self, resource: Resource) -> list[Problem]:
         problems: list[Problem] = []
         problems += self._window_problems(resource)
         problems += self._scope_problems(resource)
@@ -370,10 +387,87 @@ def _as_end(value: datetime | date | None) -> datetime | None:
 
 
 def parse_request(data: dict[str, Any] | ExportRequest) -> ExportRequest:
-    """Validate raw parameters: every type problem, then every catalog problem, as one ParameterError."""
+    """Validate raw parameters: every type problem and every catalog problem, as one ParameterError.
+
+    A parameter of the wrong type (``format="xlsxx"``) does not hide the others:
+    the rest of the request is checked against the catalog too, and the
+    problems of both are listed together.
+    """
     if not isinstance(data, ExportRequest):
         try:
             data = ExportRequest.model_validate(data)
         except ValidationError as exc:
-            raise ParameterError(problems_from_validation(exc.errors())) from None
+            raise ParameterError(type_problems(exc.errors()) + _problems_of_the_rest(data, exc.errors())) from None
     return data.validated()
+
+
+# --- every problem at once, with "did you mean" --------------------------------------------
+
+
+def did_you_mean(value: str, names: dict[str, str]) -> str | None:
+    """The name ``value`` most likely meant: an exact alias, or the closest spelling (``names``: spelling -> name)."""
+    import difflib
+
+    wanted = value.strip().lower()
+    for spelling in (wanted, wanted.replace("-", "_").replace(" ", "_"), wanted.replace("_", " ")):
+        if spelling in names:
+            return names[spelling]
+    close = difflib.get_close_matches(wanted, list(names), n=1, cutoff=0.7)
+    return names[close[0]] if close else None
+
+
+def _with_suggestion(reason: str, value: str, names: dict[str, str]) -> str:
+    suggestion = did_you_mean(value, names)
+    if not suggestion or suggestion == value:
+        return reason
+    base = reason.rstrip()
+    base = base[:-1] if base.endswith(".") and not base.endswith("...") else base  # a full stop, not an ellipsis
+    return f"{base}; did you mean {suggestion!r}?"
+
+
+def _resource_names() -> dict[str, str]:
+    from ferry.catalog import RESOURCES
+
+    names = {alias: r.slug for r in RESOURCES.values() for alias in r.aliases}
+    names.update({r.slug: r.slug for r in RESOURCES.values()})
+    return names
+
+
+def _column_names(request: ExportRequest, resource: Resource) -> dict[str, str]:
+    """Every spelling of the resource's columns and fields (slugs, column keys, the catalog's aliases) -> the name to use."""
+    from ferry.columns import selectable_columns
+
+    names = {alias: f.slug for f in resource.fields for alias in f.aliases}
+    names.update({f.slug: f.slug for f in resource.fields})
+    names.update({c.key: c.key for c in selectable_columns(request, resource)})
+    return names
+
+
+def type_problems(errors: list[dict]) -> list[Problem]:
+    """pydantic's errors as Problems; a value that is not one of the allowed ones gets the closest of them."""
+    problems = problems_from_validation(errors)
+    for i, error in enumerate(errors):
+        expected = (error.get("ctx") or {}).get("expected")
+        if error.get("type") == "literal_error" and isinstance(error.get("input"), str) and isinstance(expected, str):
+            choices = {c.lower(): c for c in re.findall(r"'([^']*)'", expected)}
+            problem = problems[i]
+            problems[i] = Problem(problem.field, problem.value, _with_suggestion(problem.reason, error["input"], choices))
+    return problems
+
+
+def _problems_of_the_rest(data: dict[str, Any], errors: list[dict]) -> list[Problem]:
+    """The catalog's problems with the parameters that are of the right type (those that are not are left out)."""
+    bad = {str(e["loc"][0]) for e in errors if e.get("loc")}
+    if not isinstance(data, dict) or not bad:
+        return []
+    rest = {k: v for k, v in data.items() if k not in bad}
+    rest.setdefault("workspace", "-")  # not checked against the catalog
+    resource_known = "resource" in rest
+    rest.setdefault("resource", "contacts")
+    try:
+        request = ExportRequest.model_validate(rest)
+    except ValidationError:
+        return []
+    names = {name for name, f in ExportRequest.model_fields.items() if name in bad or f.alias in bad} | bad
+    problems = request.catalog_problems() if resource_known else request._format_problems()
+    return [p for p in problems if re.match(r"[A-Za-z_]+", p.field).group(0) not in names]

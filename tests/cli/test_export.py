@@ -148,6 +148,21 @@ def test_export_options_reach_the_file(empty_store, tmp_path, compress):
     assert all(r[1].endswith("(DE)") and r[2] == "main" for r in rows[1:]) and len(rows) - 1 == record["record_count"]
 
 
+@pytest.mark.parametrize("off", ["--no-include-variants", "--no-variants"])  # `ferry jobs create`'s earlier spelling works here too
+def test_include_variants_can_be_turned_off_with_either_spelling(empty_store, tmp_path, off):
+    seeded(empty_store)
+
+    result = ferry(
+        "export", "products", "--workspace", "acme", "--fields", "sku", "--include-variants", off, "--dest", str(tmp_path), "--json"
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(open(json.loads(result.stdout)["destination_path"], newline="")))
+    assert rows[0] == ["sku"] and len(rows) == 6  # one row per product, no variant columns
+    help_text = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "--include-variants" in help_text and "--no-include-variants" in help_text and "--no-variants" not in help_text
+
+
 def test_export_window_date_format_and_no_header(empty_store, tmp_path):
     seeded(empty_store)
 
@@ -215,9 +230,31 @@ def test_invalid_parameters_exit_2_listing_every_problem_before_any_run(empty_st
 
     assert result.exit_code == 2
     assert result.stdout == ""
-    for expected in ("format='docx'",):
-        assert expected in result.stderr
+    # a type error (the format) is listed with every other problem, not alone first
+    for expected in ("4 invalid parameter(s)", "format='docx'", "fields[0]='nope'", "unknown placeholder {oops}", "at most 31 days"):
+        assert expected in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+    result = ferry("export", "contcts", "--workspace", "acme", "--format", "xlsxx", "--fields", "emial,firstname", "--sort", "lastname")
+    assert result.exit_code == 2
+    for expected in (
+        "resource='contcts'",
+        "did you mean 'contacts'?",
+        "format='xlsxx'",
+        "did you mean 'xlsx'?",
+    ):
+        assert expected in result.stderr, result.stderr
+    result = ferry("export", "profiles", "--workspace", "acme", "--format", "xlsxx", "--fields", "emial,firstname", "--sort", "lastname")
+    for expected in (
+        "format='xlsxx'",
+        "fields[0]='emial'",
+        "did you mean 'email'?",
+        "fields[1]='firstname'",
+        "did you mean 'first_name'?",  # an alias of the field
+        "sort.field='lastname'",
+        "did you mean 'last_name'?",
+    ):
+        assert expected in result.stderr, result.stderr
 
     result = ferry(
         "export",

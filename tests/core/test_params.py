@@ -76,6 +76,53 @@ def test_type_problems_from_pydantic_are_listed_together():
     assert next(p for p in problems if p.field == "format").value == "docx"
 
 
+def test_type_problems_are_listed_with_the_catalog_problems_of_the_other_parameters():
+    problems = problems_of(
+        resource="events",
+        format="xlsxx",
+        limit="many",
+        fields=["type", "nope"],
+        filename="{oops}.csv",
+        sort="nowhere",
+        **{"from": "2026-01-01", "to": "2026-03-01"},
+    )
+
+    assert set(fields_of(problems)) == {"format", "limit", "fields[1]", "filename", "sort.field", "to"}
+
+
+def test_a_parameter_of_the_wrong_type_is_not_checked_again_against_the_catalog():
+    problems = problems_of(resource="contacts", fields=123, sort="email", filters="nope")
+
+    assert set(fields_of(problems)) == {"fields", "filters"}  # no second problem for either, sort is fine
+    assert fields_of(problems_of(resource=["contacts"], filename="{oops}")) == ["resource", "filename"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "meant"),
+    [
+        ({"resource": "contcts"}, "resource", "contacts"),
+        ({"resource": "profils"}, "resource", "contacts"),  # close to an alias: its resource
+        ({"resource": "contacts", "format": "xlsxx"}, "format", "xlsx"),
+        ({"resource": "contacts", "on_invalid": "wran"}, "on_invalid", "warn"),
+        ({"resource": "contacts", "fields": ["emial"]}, "fields[0]", "email"),
+        ({"resource": "contacts", "fields": ["firstname"]}, "fields[0]", "first_name"),  # an alias of the field
+        ({"resource": "contacts", "fields": ["phone.mobil"]}, "fields[0]", "phone.mobile"),
+        ({"resource": "contacts", "sort": "surname"}, "sort.field", "last_name"),
+        ({"resource": "contacts", "filters": [{"field": "lifecycle", "op": "eq", "value": "lead"}]}, "filters[0].field", "lifecycle_stage"),
+        ({"resource": "contacts", "filters": [{"field": "email", "op": "startswith", "value": "a"}]}, "filters.0.op", "starts_with"),
+    ],
+)
+def test_a_misspelt_resource_field_column_or_value_gets_a_did_you_mean(params, field, meant):
+    problem = next(p for p in problems_of(**params) if p.field == field)
+
+    assert problem.reason.endswith(f"; did you mean {meant!r}?"), problem.reason
+
+
+def test_no_suggestion_when_nothing_is_close():
+    problem = next(p for p in problems_of(resource="contacts", fields=["zzzzqq"]) if p.field == "fields[0]")
+    assert "did you mean" not in problem.reason
+
+
 def test_unknown_resource_is_reported_with_the_known_ones_and_other_problems_too():
     problems = problems_of(resource="widgets", filename="/etc/{resource}", date_format="nope")
 
