@@ -25,6 +25,17 @@ import_app = typer.Typer(help="Import files into a workspace: preview, map, vali
 FileArg = Annotated[Path, typer.Argument(help="The file: CSV, TSV, JSON, JSONL, XLSX, XLS or Parquet, optionally .gz or .zip.")]
 SourceArg = Annotated[str, typer.Argument(help="The file, an http(s) URL, or a block URI (sftp://NAME/path, ftp://..., s3://BUCKET/key).")]
 EncodingOpt = Annotated[Optional[str], typer.Option(help="Text encoding, when detection gets it wrong (e.g. cp1252).")]
+SheetOpt = Annotated[
+    Optional[str], typer.Option(help="Workbooks: the worksheet to read, by name or 1-based index (default: the first with data).")
+]
+ValueMapOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--value-map",
+        help='COLUMN={"vendor value": value, ...}: read the cells of a column as other values, e.g. '
+        'Status={"subscribed": true, "pending": null} (repeatable; "valueMap" in a mapping file entry does the same).',
+    ),
+]
 
 
 # --- step 1: preview ----------------------------------------------------------------------------
@@ -36,12 +47,13 @@ def preview_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     rows: Annotated[int, typer.Option(min=0, max=50, help="Sample rows to show (at most 50).")] = 50,
     encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
-    """Show what a file is (format, encoding, delimiter), its columns, sample rows and row count."""
+    """Show what a file is (format, encoding, delimiter, a workbook's sheets), its columns, sample rows and row count."""
     from deployments.service import preview_file
 
     try:
-        result = preview_file(file, sample_rows=rows, encoding=encoding)
+        result = preview_file(file, sample_rows=rows, encoding=encoding, sheet=sheet)
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -89,12 +101,13 @@ def suggest_mapping_command(
         bool, typer.Option("--json", help="Print JSON: a list of {sourceColumn, targetFieldSlug, valueType, addressPart, confidence}.")
     ] = False,
     encoding: EncodingOpt = None,
+    sheet: SheetOpt = None,
 ) -> None:
     """Suggest the target field (phone type, address part) of each column, with a confidence from 0 to 1."""
     from deployments.service import suggest_file_mapping
 
     try:
-        mapping, fields = suggest_file_mapping(file, resource, workspace=workspace, encoding=encoding)
+        mapping, fields = suggest_file_mapping(file, resource, workspace=workspace, encoding=encoding, sheet=sheet)
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -136,6 +149,21 @@ def _static_pairs(values: Optional[list[str]]) -> dict[str, str]:
     return pairs
 
 
+def _value_maps(values: Optional[list[str]]) -> dict[str, dict]:
+    """``COLUMN={...}`` pairs (the column name may hold ``=``; the map starts at ``={``)."""
+    maps = {}
+    for value in values or []:
+        column, sep, text = value.partition("={")
+        try:
+            parsed = json.loads("{" + text) if sep and column.strip() else None
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise typer.BadParameter(f'{value!r} is not COLUMN={{"vendor value": value, ...}} (a JSON object)', param_hint="--value-map")
+        maps[column.strip()] = parsed
+    return maps
+
+
 MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="Mapping JSON file (from `suggest-mapping --json`, edited).")]
 AutoMapOpt = Annotated[bool, typer.Option("--auto-map", help="Suggest the mapping from the header and sample rows.")]
 
@@ -147,13 +175,23 @@ def validate_command(
     mapping: MappingOpt = None,
     auto_map: AutoMapOpt = False,
     max_errors: Annotated[int, typer.Option(min=0, max=10_000, help="Errors to list.")] = 20,
+    value_map: ValueMapOpt = None,
+    sheet: SheetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Check every row of a file against the catalog without touching any workspace."""
     from deployments.service import check_import_file
 
     try:
-        report = check_import_file(file, resource, mapping=_load_mapping(mapping), auto_map=auto_map, max_errors=max_errors)
+        report = check_import_file(
+            file,
+            resource,
+            mapping=_load_mapping(mapping),
+            auto_map=auto_map,
+            max_errors=max_errors,
+            value_maps=_value_maps(value_map),
+            sheet=sheet,
+        )
     except FerryError as exc:
         fail(exc)
     if as_json:
@@ -196,6 +234,8 @@ def run_command(
     match: Annotated[Optional[str], typer.Option(help="Comma-separated match fields (default: the resource's key, e.g. email).")] = None,
     merge: Annotated[str, typer.Option(help="fill_empty, overwrite or prefer_import (duplicates=update).")] = "prefer_import",
     static: Annotated[Optional[list[str]], typer.Option("--static", help="KEY=VALUE set on every row (repeatable).")] = None,
+    value_map: ValueMapOpt = None,
+    sheet: SheetOpt = None,
     create_missing_references: Annotated[
         bool, typer.Option("--create-missing-references", help="Create referenced records that do not exist.")
     ] = False,
@@ -231,6 +271,8 @@ def run_command(
         "match": match,
         "merge": merge,
         "static_values": _static_pairs(static),
+        "value_maps": _value_maps(value_map),
+        "sheet": sheet,
         "create_missing_references": create_missing_references,
         "skip_validation": skip_validation,
         "dry_run": dry_run,

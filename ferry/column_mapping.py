@@ -34,6 +34,11 @@ class ColumnMapping:
     address_part: str | None = Field(default=None, description="Address fields: street, street2, city, state, zip or country.")
     confidence: float = Field(default=1.0, description="How sure the suggestion was (0-1); a mapping a person gave is 1.0.")
     reason: str = Field(default="", description="Why the suggestion was made (suggestions only).")
+    value_map: dict[str, str | bool | int | float | None] | None = Field(
+        default=None,
+        description='Cell value -> value to import, matched trimmed and case-insensitively, e.g. {"subscribed": true, '
+        '"pending": null} (null imports the cell as empty); cells not listed are read as usual.',
+    )
 
     def __post_init__(self) -> None:
         target, value_type, address_part = self.target_field_slug or None, self.value_type or None, self.address_part or None
@@ -52,8 +57,18 @@ class ColumnMapping:
         sub = self.value_type or self.address_part
         return f"{self.target_field_slug}.{sub}" if sub else self.target_field_slug
 
+    def __hash__(self) -> int:  # frozen, but value_map is a dict: hash what identifies the entry
+        return hash((self.source_column, self.target_key))
+
     def to_json(self) -> dict:
-        return _MAPPING_ADAPTER.dump_python(self, mode="json", by_alias=True)
+        data = _MAPPING_ADAPTER.dump_python(self, mode="json", by_alias=True)
+        if data["valueMap"] is None:  # only entries that carry one say so
+            del data["valueMap"]
+        return data
+
+    def value_pairs(self) -> tuple[tuple[str, str | None], ...]:
+        """The value map as (trimmed lower-case cell, text to read instead) pairs: true/false for booleans, None for empty."""
+        return tuple((key.strip().lower(), replacement_text(value)) for key, value in (self.value_map or {}).items())
 
     @classmethod
     def from_json(cls, data: dict) -> ColumnMapping:
@@ -70,3 +85,10 @@ class ColumnMapping:
 
 
 _MAPPING_ADAPTER = TypeAdapter(ColumnMapping)
+
+
+def replacement_text(value: str | bool | int | float | None) -> str | None:
+    """A value-map value as the cell text it stands for (the column's own check then reads it)."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)

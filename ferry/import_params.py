@@ -66,6 +66,11 @@ class ImportRequest(BaseModel):
     merge: MergeMode = Field(
         default="prefer_import", description="How duplicates=update combines values: fill_empty, overwrite or prefer_import."
     )
+    value_maps: dict[str, dict[str, str | bool | int | float | None]] = Field(
+        default_factory=dict,
+        description='Source column -> value map, e.g. {"Status": {"subscribed": true, "pending": null}}: cells are matched '
+        "trimmed and case-insensitively and read as the mapped value (null: empty). A mapping entry's own valueMap adds to it.",
+    )
     static_values: dict[str, Any] = Field(
         default_factory=dict, description='Column key -> value applied to every row, e.g. {"source": "fair-2026"}.'
     )

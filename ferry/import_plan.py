@@ -106,6 +106,7 @@ class PlannedColumn:
     unique: bool = False
     enum: tuple[str, ...] = ()
     reference: str | None = None  # referenced resource slug
+    value_map: tuple[tuple[str, str | None], ...] = ()  # (lower-case cell, text read instead): ColumnMapping.value_pairs
 
     @property
     def stage_column(self) -> str:
@@ -146,6 +147,13 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
     for i, entry in enumerate(mapping):
         if entry.source_column not in header:
             problems.append(Problem(f"mapping[{i}].sourceColumn", entry.source_column, "no such column in the file"))
+    for name in request.value_maps:
+        if name not in header:
+            problems.append(Problem(f"value_maps.{name}", request.value_maps[name], "no such column in the file"))
+    combined = {name: dict(values) for name, values in request.value_maps.items()}
+    for entry in mapping:  # an entry's own valueMap adds to (and wins over) the request's map of its column
+        combined.setdefault(entry.source_column, {}).update(entry.value_map or {})
+    value_maps = {name: ColumnMapping(source_column=name, value_map=vm).value_pairs() for name, vm in combined.items()}
     for key in request.static_values:
         col = target_column(resource, key)
         if col is not None and col.key in routes:
@@ -174,6 +182,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
                 unique=fdef.unique and len(fdef.columns()) == 1,
                 enum=fdef.enum,
                 reference=fdef.reference,
+                value_map=value_maps.get(routes.get(col.key), ()),
             )
         )
     mapped_fields = {c.field_slug for c in planned}

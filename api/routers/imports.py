@@ -49,6 +49,8 @@ FIELDS: dict[str, str] = {
     "dryRun": "dry_run",
     "maxErrors": "max_errors",
     "maxErrorRate": "max_error_rate",
+    "valueMaps": "value_maps",
+    "sheet": "sheet",
 }
 _BODY_NAMES = {field: name for name, field in FIELDS.items()}
 IMPORT_OPTIONS = tuple(FIELDS)
@@ -68,6 +70,10 @@ def _text_encoding(value: str | None) -> str | None:
     return value
 
 
+Sheet = Annotated[
+    str | None,
+    Field(default=None, max_length=200, description="Workbooks: the worksheet to read, by name or 1-based index (`2`)."),
+]
 Encoding = Annotated[
     str | None,
     AfterValidator(_text_encoding),
@@ -83,6 +89,7 @@ class PreviewBody(BaseModel):
     upload_id: str = Field(description="An upload of the workspace whose content is complete (POST /v1/uploads).")
     sample_rows: int = Field(default=50, ge=0, le=50, description="Sample rows to return (at most 50).")
     encoding: Encoding = None
+    sheet: Sheet = None
 
 
 class SuggestBody(BaseModel):
@@ -93,6 +100,7 @@ class SuggestBody(BaseModel):
     upload_id: str = Field(description="An upload of the workspace whose content is complete (POST /v1/uploads).")
     resource: str = Field(description="Resource to import into: contacts, accounts, events, ...")
     encoding: Encoding = None
+    sheet: Sheet = None
 
 
 def _parsed(model: type[BaseModel], body: dict) -> Any:
@@ -201,7 +209,7 @@ def _json(content: Any, **kwargs: Any) -> JSONResponse:
 def preview(request: Request, body: dict = Depends(json_object), caller: Principal = require("imports.create")) -> JSONResponse:
     wanted = _parsed(PreviewBody, body)
     upload = completed_upload(caller.workspace, wanted.upload_id)
-    result = preview_file(upload.path, sample_rows=wanted.sample_rows, encoding=wanted.encoding)
+    result = preview_file(upload.path, sample_rows=wanted.sample_rows, encoding=wanted.encoding, sheet=wanted.sheet)
     _audit(request, caller, "api.import.preview", None, upload)
     return _json(result.to_json())
 
@@ -214,7 +222,9 @@ def preview(request: Request, body: dict = Depends(json_object), caller: Princip
 def suggest_mapping(request: Request, body: dict = Depends(json_object), caller: Principal = require("imports.create")) -> JSONResponse:
     wanted = _parsed(SuggestBody, body)
     upload = completed_upload(caller.workspace, wanted.upload_id)
-    mapping, fields = suggest_file_mapping(upload.path, wanted.resource, workspace=caller.workspace, encoding=wanted.encoding)
+    mapping, fields = suggest_file_mapping(
+        upload.path, wanted.resource, workspace=caller.workspace, encoding=wanted.encoding, sheet=wanted.sheet
+    )
     _audit(request, caller, "api.import.suggest_mapping", wanted.resource, upload)
     return _json({"mapping": [m.to_json() for m in mapping], "targetFields": fields})
 
@@ -226,7 +236,9 @@ def suggest_mapping(request: Request, body: dict = Depends(json_object), caller:
 )
 def validate(request: Request, body: dict = Depends(json_object), caller: Principal = require("imports.create")) -> JSONResponse:
     wanted, upload = import_request(body, caller, VALIDATE_OPTIONS, source_url=False)
-    options = wanted.model_dump(include={"duplicates", "match", "merge", "static_values", "create_missing_references", "skip_validation"})
+    options = wanted.model_dump(
+        include={"duplicates", "match", "merge", "static_values", "value_maps", "sheet", "create_missing_references", "skip_validation"}
+    )
     report = check_import_file(
         upload.path, wanted.resource, mapping=wanted.mapping, auto_map=wanted.auto_map, max_errors=wanted.max_errors, **options
     )

@@ -10,14 +10,14 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from ferry.errors import FerryError
+from ferry.errors import FerryError, ParameterError
 from ferry.import_params import ImportRequest
 from ferry.import_plan import build_plan
 from ferry.settings import get_settings
 from ferry.spool import write_spool
 from tasks.imports.map import auto_mapping
 from tasks.imports.transform import static_scalars
-from tasks.imports.validate import first_errors
+from tasks.imports.validate import first_errors, value_map_problems
 
 
 def validate_file(
@@ -51,7 +51,7 @@ def validate_file(
     ).validated()
     with tempfile.TemporaryDirectory(prefix="ferry-validate-") as tmp:
         folder = Path(tmp)
-        info = sniff(request.source_path)
+        info = sniff(request.source_path, sheet=request.sheet)
         entries = auto_mapping(info, request, None, workspace=None) if auto_map else list(request.mapping or [])
         spool = folder / "source.arrow"
         rows = write_spool(spool, info.schema(), iter_batches(info, get_settings().batch_rows))
@@ -63,6 +63,8 @@ def validate_file(
             plan = build_plan(request, list(info.columns), entries)
         if any(c.reference for c in plan.columns):
             notes.append("References (e.g. company -> account) are only resolved against a workspace: use `ferry import run --dry-run`.")
+        if problems := value_map_problems(plan):
+            raise ParameterError(problems)
         static_scalars(plan)
         validated = validate_spool(spool, plan, folder)
         transformed = transform_spool(validated.checked, plan, folder)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,9 +211,33 @@ def _json_invalid(text: pa.Array) -> pa.Array:
     return pa.array(flags, pa.bool_())
 
 
+def apply_value_map(text: pa.Array, pairs: tuple[tuple[str, str | None], ...]) -> pa.Array:
+    """Cells the mapping's value map lists (trimmed, any case) become its values; the others stay as they are."""
+    keys = pa.array([key for key, _ in pairs], pa.string())
+    found = pc.index_in(pc.utf8_lower(text), value_set=keys)
+    mapped = pc.take(pa.array([value for _, value in pairs], pa.string()), found)
+    return pc.if_else(pc.is_valid(found), mapped, text)
+
+
+def value_map_problems(plan: ImportPlan) -> list[Problem]:
+    """Value-map values the column's own check refuses (before any row is read): every one at once."""
+    problems = []
+    for col in plan.columns:
+        if not col.value_map:
+            continue
+        keys, values = zip(*col.value_map)
+        checked = coerce_column(pa.array(values, pa.string()), replace(col, value_map=()), plan.resource)
+        for key, value, bad in zip(keys, values, checked.invalid.to_pylist()):
+            if bad:
+                problems.append(Problem(f"valueMap[{col.source!r}].{key}", value, f"{checked.message} (for {col.key})"))
+    return problems
+
+
 def coerce_column(raw: pa.Array, col: PlannedColumn, resource: str) -> Coerced:
     """Normalise and type one column; ``invalid`` marks non-empty values that fail the column's check."""
     text = normalise_text(raw)
+    if col.value_map:
+        text = apply_value_map(text, col.value_map)
     n = len(text)
     kind = col.type
     if kind is FieldType.EMAIL:

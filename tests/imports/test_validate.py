@@ -110,6 +110,47 @@ def test_booleans_in_vendor_words():
     assert "subscribed/unsubscribed" in message
 
 
+def test_a_value_map_reads_vendor_values_before_the_check(tmp_path):
+    plan = plan_for(
+        {"Status": "email_consent", "Stage": "lifecycle_stage"},
+        tmp_path,
+        value_maps={"Status": {"Subscribed": True, "transactional": False, "pending": None}, "Stage": {"Hot Lead": "opportunity"}},
+    )
+    batch = pa.record_batch(
+        {
+            "Status": [" subscribed ", "TRANSACTIONAL", "pending", "yes", "archived"],
+            "Stage": ["hot lead", "lead", "HOT LEAD", "customer", "lead"],
+            "Extra": [None] * 5,
+            "__row__": pa.array([2, 3, 4, 5, 6], pa.int64()),
+            "__error__": [None] * 5,
+        }
+    )
+    checked = check_batch(batch, plan)
+    assert checked.values["email_consent"].to_pylist() == [True, False, None, True, None]  # unlisted cells read as usual
+    assert checked.values["lifecycle_stage"].to_pylist() == ["opportunity", "lead", "opportunity", "customer", "lead"]
+    assert [(e["row"], e["value"]) for e in checked.errors.to_pylist()] == [(6, "archived")]
+
+
+def test_value_map_values_and_columns_are_checked_up_front_all_at_once(tmp_path):
+    from tasks.imports.validate import value_map_problems
+
+    entries = [
+        ColumnMapping.from_json({"sourceColumn": "Status", "targetFieldSlug": "email_consent", "valueMap": {"on": "sure", "off": False}}),
+        ColumnMapping.from_json({"sourceColumn": "Stage", "targetFieldSlug": "lifecycle_stage", "valueMap": {"hot": "boiling"}}),
+    ]
+    source = tmp_path / "f.csv"
+    source.write_text("x\n")
+    request = ImportRequest(source=str(source), resource="contacts", workspace="w", mapping=entries, value_maps={"Nope": {"a": 1}})
+    with pytest.raises(ParameterError, match="value_maps.Nope=.*no such column in the file"):
+        build_plan(request, ["Status", "Stage"], entries)
+    plan = build_plan(request.model_copy(update={"value_maps": {}}), ["Status", "Stage"], entries)
+    assert sorted((p.field, p.value) for p in value_map_problems(plan)) == [
+        ("valueMap['Stage'].hot", "boiling"),
+        ("valueMap['Status'].on", "sure"),
+    ]
+    assert entries[0].to_json()["valueMap"] == {"on": "sure", "off": False} and "valueMap" not in ColumnMapping("x").to_json()
+
+
 def plan_for(mapping: dict[str, str], tmp_path, **options):
     source = tmp_path / "f.csv"
     source.write_text("x\n")

@@ -13,7 +13,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 from sqlalchemy import Engine
 
-from ferry.errors import FerryError
+from ferry.errors import FerryError, ParameterError
 from ferry.import_params import ColumnMapping, ImportRequest
 from ferry.import_plan import ImportPlan, build_plan
 from ferry.store.engine import get_engine
@@ -22,6 +22,7 @@ from tasks.imports.map.memory import remember_mapping
 from tasks.imports.map.suggest import suggest_mapping
 from tasks.imports.parse import FileInfo, sample
 from tasks.imports.transform import static_scalars
+from tasks.imports.validate import value_map_problems
 
 SAMPLE_ROWS = 200
 
@@ -42,6 +43,8 @@ def map_columns(request: ImportRequest, info: FileInfo) -> ImportPlan:
     """The plan for this file, checked against its header: every problem at once, as a ParameterError."""
     mapping = auto_mapping(info, request, get_engine(), request.workspace) if request.auto_map else list(request.mapping or [])
     plan = build_plan(request, list(info.columns), mapping)
+    if problems := value_map_problems(plan):
+        raise ParameterError(problems)
     static_scalars(plan)
     check_create_missing(plan)
     return plan
