@@ -339,6 +339,14 @@ class Header:
 
         for text, trust, how, foreign in _raw_readings(str(raw)):
             add(normalize(text), trust, how, foreign)
+        for phrase in list(found.values()):  # "TitleOrPosition": either word names the column
+            for i, alt in enumerate(phrase.text.split(" or ") if " or " in phrase.text else ()):
+                add(
+                    alt,
+                    phrase.trust * (1.0 if i == 0 else 0.97),
+                    (phrase.how + "; " if phrase.how else "") + f"alternative {alt!r}",
+                    phrase.foreign,
+                )
         for phrase in list(found.values()):
             for prefix, trust in PREFIXES:
                 if phrase.text.startswith(prefix + " ") and len(phrase.text) > len(prefix) + 1:
