@@ -86,15 +86,48 @@ def db_seed(
 
 
 @app.command("resources")
-def resources(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List the resources of the catalog and their columns."""
-    from ferry.catalog import RESOURCES
+def resources(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workspace: Annotated[
+        Optional[str], typer.Option(help="--scope values of this workspace only (default: those of every workspace in the store).")
+    ] = None,
+) -> None:
+    """List the resources of the catalog: aliases, columns, and the --scope dimensions (and values) their localized fields take.
+
+    --json: {RESOURCE: {"label", "aliases", "columns": [...], "scope": {"fields": [...], "dimensions": {DIMENSION: [VALUE, ...]}}}};
+    dimensions is null when the store cannot be read.
+    """
+    from ferry.catalog import LOCALIZED_FIELDS, RESOURCES
+    from ferry.errors import StoreError, UnknownWorkspaceError
+    from ferry.params import scope_dimensions
+
+    try:
+        found: dict | None = scope_dimensions(workspace)
+    except UnknownWorkspaceError as exc:
+        fail(exc)
+    except StoreError as exc:  # the catalog is listed all the same
+        err.print("[yellow]Warning:[/yellow] ", end="")
+        err.print(f"{exc} The --scope values are not listed.", markup=False, highlight=False)
+        found = None
+
+    def scope(slug: str) -> dict:
+        fields = list(LOCALIZED_FIELDS.get(slug, ()))
+        return {"fields": fields, "dimensions": None if found is None else (found.get(slug, {}) if fields else {})}
 
     if as_json:
-        print(json.dumps({r.slug: [c.key for c in r.columns()] for r in RESOURCES.values()}, indent=2))
+        catalog = {
+            r.slug: {"label": r.label, "aliases": list(r.aliases), "columns": [c.key for c in r.columns()], "scope": scope(r.slug)}
+            for r in RESOURCES.values()
+        }
+        print(json.dumps(catalog, indent=2))
         return
     for r in RESOURCES.values():
-        out.print(f"[bold]{r.slug}[/bold] ({', '.join(r.aliases) or '-'}): {', '.join(c.key for c in r.columns())}")
+        line = f"[bold]{r.slug}[/bold] ({', '.join(r.aliases) or '-'}): {', '.join(c.key for c in r.columns())}"
+        dimensions = scope(r.slug)["dimensions"]
+        if dimensions:
+            line += "\n  --scope " + "; ".join(f"{d}={'|'.join(values)}" for d, values in dimensions.items())
+            line += f" (localizes {', '.join(LOCALIZED_FIELDS[r.slug])})"
+        out.print(line, highlight=False)
 
 
 # --- export ---------------------------------------------------------------------------

@@ -401,6 +401,33 @@ def parse_request(data: dict[str, Any] | ExportRequest) -> ExportRequest:
     return data.validated()
 
 
+# --- what --scope can name ------------------------------------------------------------------
+
+
+def scope_dimensions(workspace: str | None = None) -> dict[str, dict[str, list[str]]]:
+    """resource -> dimension -> values ``dimension_scope`` can name, as the store holds them (of ``workspace``, or of any)."""
+    import sqlalchemy as sa
+
+    from ferry.errors import StoreError
+    from ferry.store.engine import get_engine, workspace_id
+    from ferry.store.schema import localized_values as lv
+
+    query = sa.select(lv.c.resource, lv.c.dimension, lv.c.dimension_value).distinct()
+    found: dict[str, dict[str, list[str]]] = {}
+    engine = get_engine()
+    try:
+        with engine.connect() as conn:
+            if workspace is not None:
+                query = query.where(lv.c.workspace_id == workspace_id(conn, workspace))
+            rows = conn.execute(query.order_by(lv.c.resource, lv.c.dimension, lv.c.dimension_value)).all()
+    except sa.exc.OperationalError:
+        url = engine.url.render_as_string(hide_password=True)
+        raise StoreError(f"The store at {url} cannot be read (is it initialised?).", "Run `ferry db init` first.") from None
+    for resource, dimension, value in rows:
+        found.setdefault(resource, {}).setdefault(dimension, []).append(value)
+    return found
+
+
 # --- every problem at once, with "did you mean" --------------------------------------------
 
 
