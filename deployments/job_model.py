@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic.alias_generators import to_camel
 
-from ferry.errors import ParameterError, Problem, problems_from_validation
-from ferry.params import DEFAULT_FILENAME, ExportRequest, Format
+from ferry.errors import ParameterError, Problem
+from ferry.params import DEFAULT_FILENAME, ExportRequest, Format, type_problems
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 #: Names taken by the deployments prefect.yaml declares for the export flow.
@@ -132,7 +132,7 @@ class ExportJob(_Camel):
         try:
             request = checked.to_request()
         except ValidationError as exc:
-            problems += problems_from_validation(exc.errors(), field_name=job_field)
+            problems += type_problems(exc.errors(), field_name=job_field)
         else:
             problems += [Problem(job_field((p.field,)), p.value, p.reason) for p in request.catalog_problems()]
         return problems
@@ -200,4 +200,4 @@ def parse_job(body: dict[str, Any]) -> ExportJob:
     try:
         return ExportJob.model_validate(body)
     except ValidationError as exc:
-        raise ParameterError(problems_from_validation(exc.errors(), root="job")) from None
+        raise ParameterError(type_problems(exc.errors(), root="job")) from None

@@ -470,9 +470,9 @@ def _column_names(request: ExportRequest, resource: Resource) -> dict[str, str]:
     return names
 
 
-def type_problems(errors: list[dict]) -> list[Problem]:
-    """pydantic's errors as Problems; a value that is not one of the allowed ones gets the closest of them."""
-    problems = problems_from_validation(errors)
+def type_problems(errors: list[dict], **naming: Any) -> list[Problem]:
+    """pydantic's errors as Problems (``naming``: as problems_from_validation's); a value not allowed gets the closest allowed."""
+    problems = problems_from_validation(errors, **naming)
     for i, error in enumerate(errors):
         expected = (error.get("ctx") or {}).get("expected")
         if error.get("type") == "literal_error" and isinstance(error.get("input"), str) and isinstance(expected, str):

@@ -126,3 +126,20 @@ def test_product_scope_is_shown_and_both_variant_spellings_work_documented_once(
     help_text = cli.invoke(app, ["jobs", "create", "--help"], env={"COLUMNS": "200"}).stdout
     assert "--no-include-variants" in help_text and "--no-variants" not in help_text
     ferry_json("jobs", "delete", name)
+
+
+def test_job_problems_suggest_the_closest_format_and_field():
+    base = ("jobs", "create", "--name", job_name("typos"), "--workspace", "acme", "--resource", "contacts")
+
+    bad_format = ferry(*base, "--format", "xlsxx")
+    assert bad_format.exit_code == 2 and "format='xlsxx'" in bad_format.stderr and "did you mean 'xlsx'?" in bad_format.stderr
+
+    bad_field = ferry(*base, "--fields", "emial", "--filter", "lifecycle:eq:lead")
+    assert bad_field.exit_code == 2
+    for expected in (
+        "scope.fields[0]='emial'",
+        "did you mean 'email'?",
+        "scope.filters[0].field='lifecycle'",
+        "did you mean 'lifecycle_stage'?",
+    ):
+        assert expected in bad_field.stderr, bad_field.stderr
