@@ -91,7 +91,15 @@ class Field:
     item_type: FieldType | None = None  # multi-value: the type of each value
     value_types: tuple[str, ...] = ()  # multi-value: e.g. mobile, work, home, fax
     parts: tuple[str, ...] = ()  # address: street, street2, city, state, zip, country
-    readonly: bool = False  # set by the store (ids, timestamps); never imported
+    readonly: bool = False  # set by the store (ids, timestamps)
+    #: Read-only, but an import that *creates* a record may carry the source system's value (its record
+    #: timestamps), as Salesforce's "set audit fields upon record creation" lets migrations keep their history.
+    source_settable: bool = False
+
+    @property
+    def importable(self) -> bool:
+        """Whether an import may map a column to this field."""
+        return not self.readonly or self.source_settable
 
     def columns(self) -> list[Column]:
         if self.type is FieldType.MULTI_VALUE:
@@ -142,8 +150,24 @@ def _f(slug: str, label: str, type_: FieldType = FieldType.TEXT, **kw) -> Field:
 
 T = FieldType
 _ID = _f("id", "Ferry ID", T.INTEGER, readonly=True, unique=True, description="Ferry's own record id.")
-_CREATED = _f("created_at", "Created at", T.DATETIME, readonly=True, aliases=("created", "date created", "signup date"))
-_UPDATED = _f("updated_at", "Updated at", T.DATETIME, readonly=True, aliases=("updated", "last modified", "modified"))
+_CREATED = _f(
+    "created_at",
+    "Created at",
+    T.DATETIME,
+    readonly=True,
+    source_settable=True,
+    aliases=("created", "date created", "signup date", "date added", "create date", "created date", "creation date"),
+    description="When the record was created; an import that creates a record may set it (the source's own date).",
+)
+_UPDATED = _f(
+    "updated_at",
+    "Updated at",
+    T.DATETIME,
+    readonly=True,
+    source_settable=True,
+    aliases=("updated", "last modified", "modified", "last modified date", "date modified", "last updated"),
+    description="When the record last changed; set by every write, or by an import that creates the record (the source's date).",
+)
 
 CONTACTS = Resource(
     slug="contacts",

@@ -41,6 +41,10 @@ def checkpoint(name: str) -> None:
         time.sleep(float(os.environ.get("FERRY_IMPORT_PAUSE_SECONDS", "120")))
 
 
+#: Record timestamps an import may carry from the source system: they set a created record's, never an updated one's.
+SOURCE_DATES = ("created_at", "updated_at")
+
+
 class MergeSql:
     """Builds the load's statements for one plan on one connection's dialect."""
 
@@ -340,10 +344,11 @@ class MergeSql:
         return [c.store_column for c in self.plan.columns]
 
     def insert_new(self, stamp) -> int:
+        """New records; their timestamps are the source's where the file gives them, else the import's stamp."""
         cols = self.write_columns()
         target = ["workspace_id", *cols]
-        values = [":ws", *[f"src.{q(c)}" for c in cols]]
-        for stamp_col in ("created_at", "updated_at"):
+        values = [":ws", *[f"COALESCE(src.{q(c)}, :stamp)" if c in SOURCE_DATES else f"src.{q(c)}" for c in cols]]
+        for stamp_col in SOURCE_DATES:
             if stamp_col in self.table.c and stamp_col not in cols:
                 target.append(stamp_col)
                 values.append(":stamp")
@@ -367,7 +372,8 @@ class MergeSql:
         return f"COALESCE({current}, {imported})"
 
     def update_matched(self, stamp) -> int:
-        cols = self.write_columns()
+        """Matched records, merged; created_at is kept and updated_at is the import's stamp (it changes them now)."""
+        cols = [c for c in self.write_columns() if c not in SOURCE_DATES]
         if not cols:
             return 0
         images = s.import_images[self.resource.slug]

@@ -86,20 +86,20 @@ def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
             changed.append(
                 f"{len(rows)}{'+' if len(rows) == 10 else ''} updated {resource.slug} record(s) changed or deleted since (ids {', '.join(map(str, rows))})"
             )
-        # Created records: still stamped by this import (Ferry bumps updated_at on every write).
+        # Created records: not written since (every later write stamps updated_at with its own, later time; the import
+        # itself may have set an earlier one, the source's).
         created = ex("SELECT resource, first_id, last_id FROM import_created_ranges WHERE run_id = :run ORDER BY resource, first_id").all()
         created_by_resource: dict[str, list[tuple[int, int]]] = {}
         for slug, first_id, last_id in created:
             created_by_resource.setdefault(slug, []).append((first_id, last_id))
         ranges = "JOIN import_created_ranges c ON c.run_id = :run AND c.resource = :res AND {id} BETWEEN c.first_id AND c.last_id"
-        not_same = "IS DISTINCT FROM" if pg else "IS NOT"
         for slug in created_by_resource:
             ctable = s.table_for(catalog.RESOURCES[slug])
             if "updated_at" in ctable.c:
                 ids = (
                     ex(
                         f"SELECT t.id FROM {q(ctable.name)} t {ranges.format(id='t.id')} "
-                        f"WHERE t.updated_at {not_same} :stamp ORDER BY t.id LIMIT 10",
+                        f"WHERE t.updated_at > :stamp ORDER BY t.id LIMIT 10",
                         res=slug,
                     )
                     .scalars()

@@ -382,6 +382,32 @@ def test_rollback_refuses_when_a_record_changed_since(istore, tmp_path):
     assert [(r["email"], r["first_name"], r["job_title"]) for r in istore.rows(ws)] == [("ann@example.com", "Ann", "CEO")]
 
 
+def test_a_migration_keeps_the_source_dates_and_rollback_still_sees_later_edits(istore, tmp_path):
+    from datetime import datetime
+
+    dated = {**ROUTES, "Date Added": "created_at", "Last Changed": "updated_at"}
+    rows = [
+        {"Email": "old@example.com", "First": "Old", "Date Added": "2019-03-01T09:30:00Z", "Last Changed": "2021-07-04 12:00"},
+        {"Email": "new@example.com", "First": "New", "Date Added": None, "Last Changed": None},  # no source date: the import's
+    ]
+    ws = istore.workspace()
+    loaded, _, run_id = run_stages(istore, tmp_path, ws, rows, dated)
+    old, new = person(istore.rows(ws), "old@example.com"), person(istore.rows(ws), "new@example.com")
+    assert (old["created_at"], old["updated_at"]) == (datetime(2019, 3, 1, 9, 30), datetime(2021, 7, 4, 12, 0))
+    assert new["created_at"] == new["updated_at"] == loaded.stamp
+    undo_import(istore.engine, run_id, "tester")  # source dates are no "later edit"
+    assert istore.rows(ws) == []
+
+    loaded, _, first = run_stages(istore, tmp_path, ws, rows, dated)
+    again = [dict(rows[0], First="Olga", **{"Date Added": "2020-01-01", "Last Changed": "2020-01-01"})]
+    updated, _, second = run_stages(istore, tmp_path, ws, again, dated, duplicates="update")
+    olga = person(istore.rows(ws), "old@example.com")
+    assert updated.updated_rows == 1 and olga["first_name"] == "Olga"
+    assert (olga["created_at"], olga["updated_at"]) == (datetime(2019, 3, 1, 9, 30), updated.stamp)  # kept; changed now
+    with pytest.raises(RollbackError, match="1 created contacts record"):
+        undo_import(istore.engine, first, "tester")  # the later update is an edit of a record it created
+
+
 @pytest.mark.parametrize("import_store", ["postgresql"], indirect=True)  # SQLite has one writer at a time: ids never interleave
 def test_rollback_deletes_only_the_ids_the_import_created_when_other_writers_take_ids_in_between(istore, tmp_path):
     """PostgreSQL hands out ids to every session at once, so a concurrent writer can take ids between

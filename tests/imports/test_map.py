@@ -26,14 +26,6 @@ from tasks.imports.parse import preview
 CASES = Path(__file__).parents[1] / "cases"
 
 
-def settable(key: str, resource: str = "contacts") -> str | None:
-    """``key`` while the catalog lets an import set it, else None: created_at/updated_at are read-only today."""
-    from ferry.catalog import get_resource
-    from tasks.imports.map.names import resource_slots
-
-    return key if key in {s.key for s in resource_slots(get_resource(resource)) if not s.generic} else None
-
-
 def suggested(case: str, resource: str = "contacts") -> dict[str, str | None]:
     result = preview(CASES / case)
     mapping = suggest_mapping(result.columns, result.sample_rows, resource)
@@ -63,7 +55,7 @@ def test_hubspot_contacts():
         "Lifecycle Stage": "lifecycle_stage",
         "Lead Status": None,
         "Contact owner": "owner",
-        "Create Date": settable("created_at"),
+        "Create Date": "created_at",
         "Last Activity Date": None,
         "Street Address": "address.street",
         "City": "address.city",
@@ -94,7 +86,7 @@ def test_mailchimp_audience_export():
         "TIMEZONE": "timezone",
         "CC": "address.country",
         "REGION": "address.state",
-        "LAST_CHANGED": settable("updated_at"),
+        "LAST_CHANGED": "updated_at",
         "LEID": None,
         "EUID": "external_id",
         "NOTES": "notes",
@@ -124,8 +116,8 @@ def test_salesforce_contacts_api_names():
         "OwnerId": None,
         "HasOptedOutOfEmail": None,
         "Description": "notes",
-        "CreatedDate": settable("created_at"),
-        "LastModifiedDate": settable("updated_at"),
+        "CreatedDate": "created_at",
+        "LastModifiedDate": "updated_at",
     }
 
 
@@ -150,7 +142,7 @@ def test_klaviyo_profiles():
         "Email Marketing Consent": "email_consent",
         "SMS Marketing Consent": "sms_consent",
         "Klaviyo ID": "external_id",
-        "Profile Created On": settable("created_at"),
+        "Profile Created On": "created_at",
         "Timezone": "timezone",
         "Total Customer Lifetime Value": "lifetime_value",
     }
@@ -197,6 +189,7 @@ def test_stripe_customers():
         "Address State": "address.state",
         "Address Country": "address.country",
         "Address Zip": "address.zip",
+        "Created (UTC)": "created_at",  # the customer's own creation date survives a migration (issue 13)
     }
     # the card's own id, name and billing address lose to the customer's; "Status" (active/canceled) is no lifecycle stage
     assert mapping["Card ID"] is None and mapping["Card Name"] is None and mapping["Card Address City"] is None
@@ -254,7 +247,7 @@ def test_columns_with_no_good_match_stay_unmapped_with_the_best_guess_in_the_rea
     mapping = suggest_mapping(list(rows[0]), rows, "contacts")
     assert [m.target_key for m in mapping] == [None, None]
     assert all(m.confidence == 0.0 for m in mapping)
-    assert mapping[1].reason.startswith("unmapped: best: last_name")
+    assert mapping[1].reason.startswith("unmapped: best: updated_at")  # an activity date is no change of the record
 
 
 def test_two_columns_never_share_a_target():
@@ -332,7 +325,7 @@ def test_normalize(raw, norm):
 
 def test_target_fields_list_phone_types_and_address_parts_and_skip_read_only_fields():
     fields = {f["slug"]: f for f in target_fields("contacts")}
-    assert "id" not in fields and "created_at" not in fields
+    assert "id" not in fields and "created_at" in fields  # a record's timestamps may come from its source (on create)
     assert fields["phone"]["valueTypes"] == ["mobile", "work", "home", "fax"]
     assert fields["address"]["addressParts"] == ["street", "street2", "city", "state", "zip", "country"]
     assert fields["email"]["required"] is True and fields["email"]["type"] == "email"
@@ -361,7 +354,7 @@ def test_validate_mapping_lists_every_problem():
         ColumnMapping("C", "address", address_part="moon"),
         ColumnMapping("D", "email"),
         ColumnMapping("E", "email"),
-        ColumnMapping("F", "created_at"),
+        ColumnMapping("F", "id"),
         ColumnMapping("G", "first_name", value_type="mobile"),
     ]
     with pytest.raises(ParameterError) as info:

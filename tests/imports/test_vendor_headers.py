@@ -15,9 +15,8 @@ What the expected targets follow, so that a new case is written the same way:
   (mobile, work, home, fax); numbered or "other" phones stay unmapped;
 * a contact's own address parts go to ``address.<part>``; a one-cell address to ``street``;
   a second address (billing, other, work when home is there) stays unmapped;
-* creation and modification times go to ``created_at`` / ``updated_at``. While the catalog
-  keeps those read-only (not importable), such an expectation counts as ``None``: a column
-  the suggester may not map must stay unmapped.
+* creation and modification times go to ``created_at`` / ``updated_at`` (an import that
+  creates a record keeps the source's own dates).
 
 Correct means: the suggestion equals the expected target (``None`` included), phone type and
 address part included.
@@ -33,7 +32,6 @@ import pytest
 
 from ferry.catalog import get_resource
 from tasks.imports.map import suggest_mapping
-from tasks.imports.map.names import resource_slots
 
 CASES = Path(__file__).parents[1] / "cases" / "vendor_headers"
 OVERALL_FLOOR = 0.97  # the issue's bar over all vendors' columns
@@ -57,17 +55,11 @@ def load_cases() -> list[Case]:
     return cases
 
 
-def expected_now(case: Case) -> dict[str, str | None]:
-    """The expected targets, with those the catalog does not let an import set (read-only fields) counted as None."""
-    mappable = {s.key for s in resource_slots(get_resource(case.resource)) if not s.generic}
-    return {header: (target if target in mappable else None) for header, target in case.columns.items()}
-
-
 def score(case: Case) -> tuple[int, list[str]]:
     """Correct suggestions, and one line per wrong one."""
     mapping = suggest_mapping(list(case.columns), [], case.resource)
     got = {m.source_column: m.target_key for m in mapping}
-    wrong = [f"{case.slug}: {h!r} -> {got[h]} (want {want})" for h, want in expected_now(case).items() if got[h] != want]
+    wrong = [f"{case.slug}: {h!r} -> {got[h]} (want {want})" for h, want in case.columns.items() if got[h] != want]
     return len(case.columns) - len(wrong), wrong
 
 
@@ -116,13 +108,6 @@ def _targets(columns: list[str], resource=None) -> dict[str, str | None]:
     return {m.source_column: m.target_key for m in suggest_mapping(columns, [], resource or "contacts")}
 
 
-def _with_settable_timestamps():
-    """Contacts as they are once an import may set the source's own created_at/updated_at (issue 13)."""
-    contacts = get_resource("contacts")
-    fields = tuple(dataclasses.replace(f, readonly=False) if f.slug in ("created_at", "updated_at") else f for f in contacts.fields)
-    return dataclasses.replace(contacts, fields=fields, _by_slug={})
-
-
 @pytest.mark.parametrize(
     ("created", "updated"),
     [
@@ -139,15 +124,15 @@ def _with_settable_timestamps():
     ],
 )
 def test_creation_and_modification_times_in_their_many_spellings(created, updated):
-    resource = _with_settable_timestamps()
+    resource = get_resource("contacts")
     assert _targets([created, updated, "Email"], resource) == {created: "created_at", updated: "updated_at", "Email": "email"}
 
 
 def test_times_of_other_things_and_people_who_did_something_are_not_the_records_timestamps():
-    resource = _with_settable_timestamps()
+    resource = get_resource("contacts")
     columns = ["Created By", "Modified By", "Deal - Deal created", "Last Activity Date", "Last Contacted", "Organization created"]
     assert set(_targets(columns, resource).values()) == {None}
-    assert set(_targets(["created_at", "updated_at"]).values()) == {None}  # while the catalog keeps them read-only
+    assert _targets(["created_at", "updated_at"]) == {"created_at": "created_at", "updated_at": "updated_at"}  # the catalog's own
 
 
 @pytest.mark.parametrize("header", ["SMS Number", "SMS Phone", "WhatsApp", "WhatsApp Number", "whatsapp_phone", "Text Number"])

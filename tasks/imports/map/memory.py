@@ -39,7 +39,7 @@ def validate_mapping(resource: Resource | str, mapping: list[ColumnMapping], col
             problems.append(Problem(label, m.target_field_slug, f"is not a field of {resource.slug}"))
             continue
         f = resource.get_field(m.target_field_slug)
-        if f.readonly:
+        if not f.importable:
             problems.append(Problem(label, f.slug, "is set by Ferry and cannot be imported"))
             continue
         if f.value_types and m.value_type not in f.value_types:

@@ -17,7 +17,7 @@ def importable_resource(resource: Resource | str) -> Resource:
 
 
 def importable_fields(resource: Resource) -> list[Field]:
-    return [f for f in resource.fields if not f.readonly]
+    return [f for f in resource.fields if f.importable]
 
 
 def target_fields(resource: Resource | str) -> list[dict]:
