@@ -35,7 +35,7 @@ class JobRunView(JobRun):
 
     status: Literal["scheduled", "pending", "running", "success", "failed"]
     scheduled_at: datetime | None = Field(default=None, description="When Prefect expects (or expected) the run to start.")
-    late: bool = Field(default=False, description="Scheduled for a time that has passed, and not started.")
+    late: bool = Field(default=False, description="Not started although its time has passed (what Prefect names Late).")
 
 
 def _view(flow_run, now: datetime) -> JobRunView:
@@ -44,10 +44,20 @@ def _view(flow_run, now: datetime) -> JobRunView:
     if state in UPCOMING_STATES:
         base = job_run(flow_run)
         status = "scheduled" if state == "SCHEDULED" else "pending"
-        late = status == "scheduled" and scheduled_at is not None and scheduled_at < now
+        late = status == "scheduled" and (
+            (flow_run.state is not None and flow_run.state.name == "Late")  # marked by the server's late-runs service
+            or (scheduled_at is not None and now - scheduled_at > _late_after())  # as that service will, when it runs
+        )
         return JobRunView(**{**base.model_dump(), "status": status, "scheduled_at": scheduled_at, "late": late})
     base = job_run(flow_run, read_record(flow_run))
     return JobRunView(**{**base.model_dump(), "scheduled_at": scheduled_at})
+
+
+def _late_after() -> timedelta:
+    """How long past its scheduled time Prefect's server calls a run that has not started Late."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().server.services.late_runs.after_seconds
 
 
 def list_job_runs(client, deployment_id: uuid.UUID | str, limit: int = 50, upcoming: int = 5) -> list[JobRunView]:

@@ -43,8 +43,12 @@ def test_run_now_warns_when_nothing_executes_runs_and_runs_lists_the_waiting_run
     listed = ferry_json("jobs", "runs", name)
     assert [r["id"] for r in listed] == [run["id"]]
     assert listed[0]["status"] == "scheduled" and listed[0]["scheduledAt"] is not None and listed[0]["startedAt"] is None
-    time.sleep(1)
-    text = ferry("jobs", "runs", name).stdout
+    assert listed[0]["late"] is False  # not yet: Prefect calls a run Late 15 s past its time
+    from prefect.settings import PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS, temporary_settings
+
+    with temporary_settings(updates={PREFECT_SERVER_SERVICES_LATE_RUNS_AFTER_SECONDS: 1}):  # Prefect's own "Late" (15 s by default)
+        time.sleep(1.5)
+        text = ferry("jobs", "runs", name).stdout
     assert run["id"] in text and "scheduled" in text and "late: nothing has started it yet" in text
     assert ferry_json("jobs", "runs", name, "--upcoming", "0") == []  # the history alone: nothing has run
 
