@@ -164,6 +164,14 @@ def _value_maps(values: Optional[list[str]]) -> dict[str, dict]:
     return maps
 
 
+KeepUnmappedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-unmapped",
+        help="Import every column the mapping leaves unmapped as a custom attribute (attributes.<column name>) instead of "
+        'ignoring it; map one column there with "targetFieldSlug": "attributes.NAME".',
+    ),
+]
 MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="Mapping JSON file (from `suggest-mapping --json`, edited).")]
 AutoMapOpt = Annotated[bool, typer.Option("--auto-map", help="Suggest the mapping from the header and sample rows.")]
 
@@ -176,6 +184,7 @@ def validate_command(
     auto_map: AutoMapOpt = False,
     max_errors: Annotated[int, typer.Option(min=0, max=10_000, help="Errors to list.")] = 20,
     value_map: ValueMapOpt = None,
+    keep_unmapped: KeepUnmappedOpt = False,
     sheet: SheetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -190,6 +199,7 @@ def validate_command(
             auto_map=auto_map,
             max_errors=max_errors,
             value_maps=_value_maps(value_map),
+            keep_unmapped=keep_unmapped,
             sheet=sheet,
         )
     except FerryError as exc:
@@ -235,6 +245,7 @@ def run_command(
     merge: Annotated[str, typer.Option(help="fill_empty, overwrite or prefer_import (duplicates=update).")] = "prefer_import",
     static: Annotated[Optional[list[str]], typer.Option("--static", help="KEY=VALUE set on every row (repeatable).")] = None,
     value_map: ValueMapOpt = None,
+    keep_unmapped: KeepUnmappedOpt = False,
     sheet: SheetOpt = None,
     create_missing_references: Annotated[
         bool, typer.Option("--create-missing-references", help="Create referenced records that do not exist.")
@@ -272,6 +283,7 @@ def run_command(
         "merge": merge,
         "static_values": _static_pairs(static),
         "value_maps": _value_maps(value_map),
+        "keep_unmapped": keep_unmapped,
         "sheet": sheet,
         "create_missing_references": create_missing_references,
         "skip_validation": skip_validation,

@@ -9,139 +9,21 @@ key is the field slug.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
-
-import pyarrow as pa
-
 from ferry.errors import UnknownResourceError
+from ferry.fields import ADDRESS_PARTS, ARROW_TYPES, PHONE_TYPES, Column, Field, FieldType, Resource, arrow_type
 
-
-class FieldType(StrEnum):
-    TEXT = "text"
-    EMAIL = "email"
-    PHONE = "phone"
-    URL = "url"
-    INTEGER = "integer"
-    NUMBER = "number"
-    BOOLEAN = "boolean"
-    DATE = "date"
-    DATETIME = "datetime"
-    ENUM = "enum"
-    JSON = "json"
-    REFERENCE = "reference"
-    MULTI_VALUE = "multi_value"
-    ADDRESS = "address"
-
-
-ADDRESS_PARTS = ("street", "street2", "city", "state", "zip", "country")
-PHONE_TYPES = ("mobile", "work", "home", "fax")
-
-#: The Arrow type of each field type, declared once for extract, import staging and the serializers.
-ARROW_TYPES: dict[FieldType, pa.DataType] = {
-    FieldType.TEXT: pa.string(),
-    FieldType.EMAIL: pa.string(),
-    FieldType.PHONE: pa.string(),
-    FieldType.URL: pa.string(),
-    FieldType.INTEGER: pa.int64(),
-    FieldType.NUMBER: pa.float64(),
-    FieldType.BOOLEAN: pa.bool_(),
-    FieldType.DATE: pa.date32(),
-    FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
-    FieldType.ENUM: pa.string(),
-    FieldType.JSON: pa.string(),  # raw JSON text; serializers embed it as JSON
-    FieldType.REFERENCE: pa.string(),  # the referenced record's key, e.g. a company name
-}
-
-
-def arrow_type(field_type: FieldType, *, naive_utc: bool = False) -> pa.DataType:
-    """The field type's Arrow type (text for composite types); ``naive_utc``: datetimes without a zone, as the store keeps them."""
-    if naive_utc and field_type is FieldType.DATETIME:
-        return pa.timestamp("us")
-    return ARROW_TYPES.get(field_type, pa.string())
-
-
-@dataclass(frozen=True)
-class Column:
-    """One flat cell of a field: what an export writes and an import maps to."""
-
-    key: str
-    label: str
-    type: FieldType
-    store_column: str
-    field_slug: str
-    part: str | None = None
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        return ARROW_TYPES[self.type]
-
-
-@dataclass(frozen=True)
-class Field:
-    slug: str
-    label: str
-    type: FieldType
-    description: str = ""
-    required: bool = False
-    unique: bool = False
-    aliases: tuple[str, ...] = ()
-    enum: tuple[str, ...] = ()
-    reference: str | None = None  # resource slug the value points to (matched by its key)
-    item_type: FieldType | None = None  # multi-value: the type of each value
-    value_types: tuple[str, ...] = ()  # multi-value: e.g. mobile, work, home, fax
-    parts: tuple[str, ...] = ()  # address: street, street2, city, state, zip, country
-    readonly: bool = False  # set by the store (ids, timestamps)
-    #: Read-only, but an import that *creates* a record may carry the source system's value (its record
-    #: timestamps), as Salesforce's "set audit fields upon record creation" lets migrations keep their history.
-    source_settable: bool = False
-
-    @property
-    def importable(self) -> bool:
-        """Whether an import may map a column to this field."""
-        return not self.readonly or self.source_settable
-
-    def columns(self) -> list[Column]:
-        if self.type is FieldType.MULTI_VALUE:
-            item = self.item_type or FieldType.TEXT
-            return [Column(f"{self.slug}.{v}", f"{self.label} ({v})", item, f"{self.slug}_{v}", self.slug, v) for v in self.value_types]
-        if self.type is FieldType.ADDRESS:
-            return [Column(f"{self.slug}.{p}", f"{self.label} ({p})", FieldType.TEXT, f"{self.slug}_{p}", self.slug, p) for p in self.parts]
-        store = f"{self.slug}_id" if self.type is FieldType.REFERENCE else self.slug
-        return [Column(self.slug, self.label, self.type, store, self.slug)]
-
-
-@dataclass(frozen=True)
-class Resource:
-    slug: str
-    label: str
-    table: str
-    fields: tuple[Field, ...]
-    description: str = ""
-    aliases: tuple[str, ...] = ()
-    time_column: str | None = None
-    key_fields: tuple[str, ...] = ()
-    max_span_days: int | None = None  # longest allowed from/to window on exports
-    importable: bool = True
-    _by_slug: dict[str, Field] = field(default_factory=dict, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._by_slug.update({f.slug: f for f in self.fields})
-
-    def get_field(self, slug: str) -> Field:
-        return self._by_slug[slug]
-
-    def has_field(self, slug: str) -> bool:
-        return slug in self._by_slug
-
-    def columns(self) -> list[Column]:
-        return [c for f in self.fields for c in f.columns()]
-
-    def column(self, key: str) -> Column | None:
-        return next((c for c in self.columns() if c.key == key), None)
-
-    def default_export_keys(self) -> list[str]:
-        return [c.key for c in self.columns()]
+__all__ = [  # the building blocks, where every catalog reader already looks for them
+    "ADDRESS_PARTS",
+    "ARROW_TYPES",
+    "PHONE_TYPES",
+    "RESOURCES",
+    "Column",
+    "Field",
+    "FieldType",
+    "Resource",
+    "arrow_type",
+    "get_resource",
+]
 
 
 def _f(slug: str, label: str, type_: FieldType = FieldType.TEXT, **kw) -> Field:
@@ -150,6 +32,15 @@ def _f(slug: str, label: str, type_: FieldType = FieldType.TEXT, **kw) -> Field:
 
 T = FieldType
 _ID = _f("id", "Ferry ID", T.INTEGER, readonly=True, unique=True, description="Ferry's own record id.")
+_ATTRIBUTES = _f(
+    "attributes",
+    "Attributes",
+    T.JSON,
+    custom_attributes=True,
+    aliases=("custom attributes", "custom fields", "custom properties"),
+    description="Custom properties the catalog has no field for, as a JSON object; "
+    "columns import into its keys (`attributes.shoe_size`) and export from them.",
+)
 _CREATED = _f(
     "created_at",
     "Created at",
@@ -224,6 +115,7 @@ CONTACTS = Resource(
         _f("longitude", "Longitude", T.NUMBER, aliases=("lng", "lon", "long")),
         _f("lifetime_value", "Lifetime value", T.NUMBER, aliases=("ltv", "total spent", "clv")),
         _f("orders_count", "Orders", T.INTEGER, aliases=("orders", "total orders", "number of orders")),
+        _ATTRIBUTES,
         _CREATED,
         _UPDATED,
     ),
@@ -244,6 +136,7 @@ ACCOUNTS = Resource(
         _f("domain", "Domain", T.URL, aliases=("website", "company domain", "url")),
         _f("industry", "Industry"),
         _f("employees", "Employees", T.INTEGER, aliases=("number of employees", "headcount")),
+        _ATTRIBUTES,
         _CREATED,
         _UPDATED,
     ),
@@ -264,7 +157,7 @@ EVENTS = Resource(
         _f("type", "Type", required=True, aliases=("event type", "activity type", "event name")),
         _f("occurred_at", "Occurred at", T.DATETIME, required=True, aliases=("timestamp", "time", "date")),
         _f("contact", "Contact", T.REFERENCE, reference="contacts", aliases=("contact email", "email")),
-        _f("properties", "Properties", T.JSON, aliases=("data", "payload")),
+        _f("properties", "Properties", T.JSON, custom_attributes=True, aliases=("data", "payload")),
     ),
 )
 
@@ -285,6 +178,7 @@ SURVEY_RESPONSES = Resource(
         _f("answer", "Answer", aliases=("response", "value")),
         _f("contact", "Contact", T.REFERENCE, reference="contacts", aliases=("contact email", "email")),
         _f("submitted_at", "Submitted at", T.DATETIME, required=True, aliases=("submitted", "date", "timestamp")),
+        _ATTRIBUTES,
     ),
 )
 
@@ -299,6 +193,7 @@ LISTS = Resource(
         _ID,
         _f("key", "Key", required=True, unique=True, aliases=("list key", "list id")),
         _f("name", "Name", required=True, aliases=("list name",)),
+        _ATTRIBUTES,
         _CREATED,
     ),
 )
@@ -337,6 +232,7 @@ SEGMENTS = Resource(
             required=True,
             description='A JSON list of filters, e.g. [{"field": "lifecycle_stage", "op": "eq", "value": "customer"}].',
         ),
+        _ATTRIBUTES,
         _CREATED,
     ),
 )
@@ -356,6 +252,7 @@ WORKFLOWS = Resource(
         _f("status", "Status", T.ENUM, enum=("draft", "active", "paused", "archived"), aliases=("state",)),
         _f("trigger", "Trigger", description="What starts it, e.g. `event:signup` or `segment:30_day_engaged`.", aliases=("trigger type",)),
         _f("steps", "Steps", T.JSON, description='A JSON list of steps, e.g. [{"type": "email", "template": "welcome"}].'),
+        _ATTRIBUTES,
         _CREATED,
         _UPDATED,
     ),
@@ -367,7 +264,7 @@ CATALOGS = Resource(
     table="catalogs",
     description="Named product catalogs.",
     key_fields=("key",),
-    fields=(_ID, _f("key", "Key", required=True, unique=True), _f("name", "Name", required=True)),
+    fields=(_ID, _f("key", "Key", required=True, unique=True), _f("name", "Name", required=True), _ATTRIBUTES),
 )
 
 SCHEMAS = Resource(
@@ -402,7 +299,7 @@ PRODUCTS = Resource(
         _f("price", "Price", T.NUMBER, aliases=("unit price",)),
         _f("currency", "Currency", aliases=("currency code",)),
         _f("active", "Active", T.BOOLEAN, aliases=("published", "enabled")),
-        _f("attributes", "Attributes", T.JSON),
+        _f("attributes", "Attributes", T.JSON, custom_attributes=True),
         _CREATED,
         _UPDATED,
     ),
@@ -422,6 +319,7 @@ VARIANTS = Resource(
         _f("name", "Name", required=True, aliases=("variant name", "option")),
         _f("price", "Price", T.NUMBER),
         _f("stock", "Stock", T.INTEGER, aliases=("inventory", "quantity")),
+        _ATTRIBUTES,
     ),
 )
 

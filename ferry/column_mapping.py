@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from ferry.catalog import PHONE_TYPES
+from ferry.catalog import ADDRESS_PARTS, PHONE_TYPES
 from ferry.errors import ParameterError, Problem, problems_from_validation
 
 
@@ -43,8 +43,12 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         target, value_type, address_part = self.target_field_slug or None, self.value_type or None, self.address_part or None
         if target and "." in target and not (value_type or address_part):  # a column key: phone.mobile, address.city
-            target, sub = target.split(".", 1)
-            value_type, address_part = (sub, None) if sub in PHONE_TYPES else (None, sub)
+            field_slug, sub = target.split(".", 1)
+            if sub in PHONE_TYPES:
+                target, value_type = field_slug, sub
+            elif sub in ADDRESS_PARTS:
+                target, address_part = field_slug, sub
+            # else a key of a JSON field (attributes.shoe_size), or a part the plan refuses: kept as given
         object.__setattr__(self, "target_field_slug", target)
         object.__setattr__(self, "value_type", value_type)
         object.__setattr__(self, "address_part", address_part)

@@ -71,6 +71,11 @@ class ImportRequest(BaseModel):
         description='Source column -> value map, e.g. {"Status": {"subscribed": true, "pending": null}}: cells are matched '
         "trimmed and case-insensitively and read as the mapped value (null: empty). A mapping entry's own valueMap adds to it.",
     )
+    keep_unmapped: bool = Field(
+        default=False,
+        description="Import every column the mapping leaves unmapped as a custom attribute (`attributes.<column name>`), "
+        "instead of ignoring it.",
+    )
     static_values: dict[str, Any] = Field(
         default_factory=dict, description='Column key -> value applied to every row, e.g. {"source": "fair-2026"}.'
     )

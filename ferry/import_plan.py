@@ -8,6 +8,8 @@ thing parse, validate, transform and load need to know about the request.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,9 +27,18 @@ MergeMode = Literal["fill_empty", "overwrite", "prefer_import"]
 def target_column(resource: Resource, key: str) -> Column | None:
     """The importable column named ``key`` (a column key, or a single-column field slug)."""
     col = resource.column(key)
-    if col is None or resource.get_field(col.field_slug).readonly:
+    if col is None or not resource.get_field(col.field_slug).importable:
         return None
     return col
+
+
+ATTRIBUTE_NAME_RULE = "an attribute name needs a letter or digit (names are lower-case letters, digits and _)"
+
+
+def attribute_name(header: str) -> str:
+    """A custom attribute's name from a column header: ``Shoe Size`` -> ``shoe_size`` (what exports and filters name)."""
+    ascii_text = unicodedata.normalize("NFKD", header).encode("ascii", "ignore").decode()
+    return re.sub(r"[^0-9a-z]+", "_", ascii_text.lower()).strip("_")[:100]
 
 
 def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dict[str, str], list[Problem], list[str]]:
@@ -53,7 +64,7 @@ def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dic
             problems.append(Problem(f"{where}.targetFieldSlug", entry.target_field_slug, f"not a field of {resource.slug}"))
             continue
         fdef = resource.get_field(slug)
-        if fdef.readonly:
+        if not fdef.importable:
             problems.append(Problem(f"{where}.targetFieldSlug", slug, "is set by Ferry and cannot be imported"))
             continue
         if fdef.type is FieldType.MULTI_VALUE:
@@ -64,6 +75,12 @@ def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dic
                 problems.append(Problem(f"{where}.valueType", part, f"use one of {', '.join(fdef.value_types)}"))
                 continue
             key = f"{slug}.{part}"
+        elif fdef.custom_attributes and part is not None:  # one key of the custom-attributes object
+            name = attribute_name(part)
+            if not name:
+                problems.append(Problem(f"{where}.targetFieldSlug", entry.target_field_slug, ATTRIBUTE_NAME_RULE))
+                continue
+            key = f"{slug}.{name}"
         elif fdef.type is FieldType.ADDRESS:
             if part is None:
                 part = "street"
@@ -81,6 +98,11 @@ def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dic
             problems.append(Problem(f"{where}.targetFieldSlug", key, f"already mapped from column {routes[key]!r}"))
             continue
         routes[key] = entry.source_column
+    holder = resource.attributes_field
+    if holder is not None and holder.slug in routes and any(k.startswith(f"{holder.slug}.") for k in routes):
+        problems.append(
+            Problem("mapping", holder.slug, f"{holder.slug} is mapped whole and by key; map the column {routes[holder.slug]!r} or the keys")
+        )
     for i, entry in pending:
         fdef = resource.get_field(entry.target_field_slug.partition(".")[0])
         free = [v for v in fdef.value_types if f"{fdef.slug}.{v}" not in routes]
@@ -107,6 +129,12 @@ class PlannedColumn:
     enum: tuple[str, ...] = ()
     reference: str | None = None  # referenced resource slug
     value_map: tuple[tuple[str, str | None], ...] = ()  # (lower-case cell, text read instead): ColumnMapping.value_pairs
+    attributes: tuple[tuple[str, str], ...] = ()  # custom attributes: (name, source column), built into one JSON object
+
+    @property
+    def from_file(self) -> bool:
+        """Whether the values come from the file (one column, or several as custom attributes), not a static value."""
+        return self.source is not None or bool(self.attributes)
 
     @property
     def stage_column(self) -> str:
@@ -139,6 +167,35 @@ class ImportPlan:
         return next((c for c in self.columns if c.key == key), None)
 
 
+def _attribute_sources(
+    request: ImportRequest, resource: Resource, routes: dict[str, str], source_columns: list[str], problems: list[Problem]
+) -> tuple[tuple[str, str], ...]:
+    """Columns that go into the custom-attributes object as (name, source column): those mapped to ``attributes.<name>``
+    (taken out of ``routes``) and, with ``keep_unmapped``, every column the mapping leaves unmapped."""
+    holder = resource.attributes_field
+    if holder is None:
+        if request.keep_unmapped:
+            problems.append(Problem("keep_unmapped", True, f"{resource.slug} has no custom attributes field to keep columns in"))
+        return ()
+    pairs = [(key.partition(".")[2], routes.pop(key)) for key in [k for k in routes if k.startswith(f"{holder.slug}.")]]
+    if request.keep_unmapped:
+        if holder.slug in routes:
+            problems.append(Problem("keep_unmapped", True, f"{holder.slug} is mapped whole from column {routes[holder.slug]!r}"))
+        used = set(routes.values()) | {source for _, source in pairs}
+        for column in source_columns:
+            if column in used:
+                continue
+            if not attribute_name(column):
+                problems.append(Problem("keep_unmapped", column, f"cannot be kept: {ATTRIBUTE_NAME_RULE}; map it or rename it"))
+            pairs.append((attribute_name(column), column))
+    seen: dict[str, str] = {}
+    for name, column in pairs:
+        if name in seen and name:
+            problems.append(Problem(f"{holder.slug}.{name}", column, f"the attribute name is also taken by column {seen[name]!r}"))
+        seen.setdefault(name, column)
+    return tuple(pairs)
+
+
 def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[ColumnMapping]) -> ImportPlan:
     """Resolve the mapping against the file's header; raise ParameterError listing every problem."""
     resource = request.resource_def
@@ -160,15 +217,17 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
             problems.append(
                 Problem(f"static_values.{key}", request.static_values[key], f"{col.key} is also mapped from column {routes[col.key]!r}")
             )
+    attributes = _attribute_sources(request, resource, routes, source_columns, problems)
     if problems:
         raise ParameterError(problems)
     planned: list[PlannedColumn] = []
     for col in resource.columns():
         fdef = resource.get_field(col.field_slug)
-        if fdef.readonly:
+        if not fdef.importable:
             continue
         static_key = col.key if col.key in request.static_values else None
-        if col.key not in routes and static_key is None:
+        kept = attributes if fdef.custom_attributes else ()
+        if col.key not in routes and static_key is None and not kept:
             continue
         planned.append(
             PlannedColumn(
@@ -183,6 +242,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
                 enum=fdef.enum,
                 reference=fdef.reference,
                 value_map=value_maps.get(routes.get(col.key), ()),
+                attributes=kept,
             )
         )
     mapped_fields = {c.field_slug for c in planned}
@@ -192,7 +252,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
                 f"Required field {fdef.slug!r} is not mapped: rows that would create a new record are rejected; "
                 "rows that update an existing record are fine."
             )
-    used = set(routes.values())
+    used = set(routes.values()) | {source for _, source in attributes}
     for name in source_columns:
         if name not in used:
             warnings.append(f"Column {name!r} is not mapped and is ignored.")

@@ -50,6 +50,7 @@ FIELDS: dict[str, str] = {
     "maxErrors": "max_errors",
     "maxErrorRate": "max_error_rate",
     "valueMaps": "value_maps",
+    "keepUnmapped": "keep_unmapped",
     "sheet": "sheet",
 }
 _BODY_NAMES = {field: name for name, field in FIELDS.items()}
@@ -237,7 +238,17 @@ def suggest_mapping(request: Request, body: dict = Depends(json_object), caller:
 def validate(request: Request, body: dict = Depends(json_object), caller: Principal = require("imports.create")) -> JSONResponse:
     wanted, upload = import_request(body, caller, VALIDATE_OPTIONS, source_url=False)
     options = wanted.model_dump(
-        include={"duplicates", "match", "merge", "static_values", "value_maps", "sheet", "create_missing_references", "skip_validation"}
+        include={
+            "duplicates",
+            "match",
+            "merge",
+            "static_values",
+            "value_maps",
+            "keep_unmapped",
+            "sheet",
+            "create_missing_references",
+            "skip_validation",
+        }
     )
     report = check_import_file(
         upload.path, wanted.resource, mapping=wanted.mapping, auto_map=wanted.auto_map, max_errors=wanted.max_errors, **options

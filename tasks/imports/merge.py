@@ -60,6 +60,7 @@ class MergeSql:
         self.stage = f"ferry_stage_{suffix}"
         self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "f", "dups", "upd", "src")}
         self.temps: list[tuple[str, str]] = []
+        self.attribute_columns = {c.store_column for c in plan.columns if c.attributes}
         self.has_updated_at = "updated_at" in self.table.c
         self.has_created_at = "created_at" in self.table.c
         plan_fields = {c.field_slug for c in plan.columns}
@@ -363,6 +364,8 @@ class MergeSql:
 
     def new_value(self, column: str) -> str:
         imported, current = f"u.{q(column)}", f"{q(self.table.name)}.{q(column)}"
+        if column in self.attribute_columns:
+            return self.merged_attributes(current, imported)
         if self.plan.merge == "overwrite":
             return imported
         if self.plan.merge == "prefer_import":
@@ -370,6 +373,15 @@ class MergeSql:
         if isinstance(self.table.c[column].type, Text):
             current = f"NULLIF({current}, '')"
         return f"COALESCE({current}, {imported})"
+
+    def merged_attributes(self, current: str, imported: str) -> str:
+        """Custom attributes merge key by key: the file's keys win (fill_empty: the record's), other keys stay."""
+        empty = "'{}'::jsonb" if self.pg else "'{}'"
+        first, second = f"COALESCE({current}, {empty})", f"COALESCE({imported}, {empty})"
+        if self.plan.merge == "fill_empty":
+            first, second = second, first
+        merged = f"({first} || {second})" if self.pg else f"json_patch({first}, {second})"
+        return f"NULLIF({merged}, {empty})"
 
     def update_matched(self, stamp) -> int:
         """Matched records, merged; created_at is kept and updated_at is the import's stamp (it changes them now)."""

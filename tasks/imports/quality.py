@@ -24,7 +24,8 @@ from ferry.catalog import FieldType
 from ferry.checks import EMAIL
 from ferry.import_plan import ImportPlan
 from ferry.spool import read_spool, write_spool
-from tasks.imports.validate import NUMBER_RE, normalise_text
+from tasks.imports.cells import normalise_text
+from tasks.imports.validate import NUMBER_RE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,7 +35,7 @@ def stage_schema(plan: ImportPlan) -> pa.Schema:
 
 def static_scalars(plan: ImportPlan) -> dict[str, pa.Scalar]:
     """Static values, checked and typed once; raises ParameterError naming a bad one."""
-    return {c.key: coerce_static(c, c.static, plan.resource) for c in plan.columns if c.source is None}
+    return {c.key: coerce_static(c, c.static, plan.resource) for c in plan.columns if not c.from_file}
 
 
 def transform_batch(batch: pa.RecordBatch, plan: ImportPlan, schema: pa.Schema, statics: dict[str, pa.Scalar]) -> pa.RecordBatch:
@@ -45,7 +45,7 @@ def transform_batch(batch: pa.RecordBatch, plan: ImportPlan, schema: pa.Schema, 
     n = batch.num_rows
     arrays = [batch.column(names.index(ROW))]
     for col, target in zip(plan.columns, list(schema)[1:]):
-        if col.source is None:
+        if not col.from_file:
             arrays.append(pa.repeat(statics[col.key].cast(target.type), n) if statics[col.key].is_valid else pa.nulls(n, target.type))
         else:
             arrays.append(pc.cast(batch.column(names.index(col.key)), target.type))

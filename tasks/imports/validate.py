@@ -49,6 +49,9 @@ from ferry.errors import ParameterError, Problem
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.progress import Progress
 from ferry.spool import read_spool, write_spool
+from tasks.imports.cells import attributes_json, normalise_text
+from tasks.imports.cells import mask as _mask
+from tasks.imports.cells import null_where as _null_where
 
 ROW = "__row__"
 ROW_ERROR = "__error__"
@@ -101,22 +104,6 @@ class Coerced:
 
 def _false(n: int) -> pa.Array:
     return pa.array(np.zeros(n, dtype=bool))
-
-
-def _mask(array: pa.Array) -> pa.Array:
-    return pc.fill_null(array, False)
-
-
-def normalise_text(array: pa.Array) -> pa.Array:
-    """Trim whitespace; empty strings become null."""
-    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
-        array = pc.cast(array, pa.string())
-    trimmed = pc.utf8_trim_whitespace(array)
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-
-
-def _null_where(array: pa.Array, mask: pa.Array) -> pa.Array:
-    return pc.if_else(mask, pa.scalar(None, array.type), array)
 
 
 def _regex_check(text: pa.Array, pattern: str) -> pa.Array:
@@ -368,6 +355,9 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
     bad_row = ragged
     values: dict[str, pa.Array] = {}
     for col in plan.columns:
+        if col.attributes:  # text as given, so nothing to check: one JSON object of the row's non-empty cells
+            values[col.key] = attributes_json(batch, col.attributes)
+            continue
         if col.source is None:
             continue
         raw = batch.column(names.index(col.source))
@@ -393,7 +383,7 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
 
 def checked_schema(plan: ImportPlan) -> pa.Schema:
     fields = [pa.field(ROW, pa.int64()), pa.field(OK, pa.bool_())]
-    fields += [pa.field(c.key, stage_type(c)) for c in plan.columns if c.source is not None]
+    fields += [pa.field(c.key, stage_type(c)) for c in plan.columns if c.from_file]
     return pa.schema(fields)
 
 
@@ -433,7 +423,7 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
                     for b in res.errors.to_batches():
                         err_writer.write_batch(b)
                 arrays = [batch.column(batch.schema.names.index(ROW)), res.ok]
-                arrays += [res.values[c.key] for c in plan.columns if c.source is not None]
+                arrays += [res.values[c.key] for c in plan.columns if c.from_file]
                 if progress is not None:
                     progress.advance(batch.num_rows)
                 yield pa.RecordBatch.from_arrays(arrays, schema=schema)
