@@ -82,13 +82,10 @@ def route_mapping(resource: Resource, entries: list[ColumnMapping]) -> tuple[dic
                 continue
             key = f"{slug}.{name}"
         elif fdef.type is FieldType.ADDRESS:
-            if part is None:
-                part = "street"
-                warnings.append(f"Column {entry.source_column!r} maps to the whole address; it is imported as address.street.")
-            if part not in fdef.parts:
+            if part is not None and part not in fdef.parts:
                 problems.append(Problem(f"{where}.addressPart", part, f"use one of {', '.join(fdef.parts)}"))
                 continue
-            key = f"{slug}.{part}"
+            key = f"{slug}.{part}" if part else slug  # the whole address in one cell: split into its parts per row
         else:
             if part is not None:
                 problems.append(Problem(f"{where}", part, f"{slug} takes no value type or address part"))
@@ -129,6 +126,7 @@ class PlannedColumn:
     enum: tuple[str, ...] = ()
     reference: str | None = None  # referenced resource slug
     value_map: tuple[tuple[str, str | None], ...] = ()  # (lower-case cell, text read instead): ColumnMapping.value_pairs
+    address_cell: bool = False  # the source cell holds the whole address; this column is its part (tasks.imports.addresses)
     attributes: tuple[tuple[str, str], ...] = ()  # custom attributes: (name, source column), built into one JSON object
 
     @property
@@ -227,7 +225,8 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
             continue
         static_key = col.key if col.key in request.static_values else None
         kept = attributes if fdef.custom_attributes else ()
-        if col.key not in routes and static_key is None and not kept:
+        whole = routes.get(fdef.slug) if fdef.type is FieldType.ADDRESS and col.key not in routes else None
+        if col.key not in routes and static_key is None and not kept and whole is None:
             continue
         planned.append(
             PlannedColumn(
@@ -235,7 +234,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
                 store_column=col.store_column,
                 type=col.type,
                 field_slug=col.field_slug,
-                source=routes.get(col.key),
+                source=routes.get(col.key) or whole,
                 static=request.static_values.get(col.key) if static_key else None,
                 required=fdef.required and len(fdef.columns()) == 1,
                 unique=fdef.unique and len(fdef.columns()) == 1,
@@ -243,6 +242,7 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
                 reference=fdef.reference,
                 value_map=value_maps.get(routes.get(col.key), ()),
                 attributes=kept,
+                address_cell=whole is not None,
             )
         )
     mapped_fields = {c.field_slug for c in planned}

@@ -92,6 +92,7 @@ def import_data(request: ImportRequest):
         logger.info("Importing %d rows of %s into %s (%s)", parsed.rows, plan.resource, plan.workspace, run_id)
         quality = start_quality_summary(parsed.spool, plan, spool_dir) if request.data_quality else None
         validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
+        record.warnings += validated.warnings
         clock.lap("validate")
         allowed = request.allowed_rejected_rows(parsed.rows)
         if validated.error_rows > allowed:  # failed already: nothing is loaded, so nothing needs transforming

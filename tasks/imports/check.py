@@ -94,6 +94,6 @@ def validate_file(
             "duplicateRows": loaded.skipped_rows,
             "errorSummary": dict(sorted(summary.items())),
             "errors": errors,
-            "warnings": list(info.warnings) + list(plan.warnings) + notes,
+            "warnings": list(info.warnings) + list(plan.warnings) + validated.warnings + notes,
             "mapping": list(plan.mapping),
         }

@@ -49,6 +49,7 @@ from ferry.errors import ParameterError, Problem
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.progress import Progress
 from ferry.spool import read_spool, write_spool
+from tasks.imports.addresses import split_addresses
 from tasks.imports.cells import attributes_json, normalise_text
 from tasks.imports.cells import mask as _mask
 from tasks.imports.cells import null_where as _null_where
@@ -319,6 +320,7 @@ class CheckedBatch:
     errors: pa.Table
     ok: pa.Array
     values: dict[str, pa.Array]
+    unsplit: Counter = field(default_factory=Counter)  # source column -> whole-address cells in no known shape
 
 
 def _errors_for(rows: pa.Array, mask: pa.Array, field_name: str, values: pa.Array | None, message: str, check: str) -> pa.Table | None:
@@ -354,7 +356,14 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
             tables.append(found)
     bad_row = ragged
     values: dict[str, pa.Array] = {}
+    addresses: dict[str, dict[str, pa.Array]] = {}
+    unsplit: Counter = Counter()
     for col in plan.columns:
+        if col.address_cell:  # one part of a whole address, split once per source column
+            if col.source not in addresses:
+                addresses[col.source], unsplit[col.source] = split_addresses(normalise_text(batch.column(names.index(col.source))))
+            values[col.key] = addresses[col.source][col.key.partition(".")[2]]
+            continue
         if col.attributes:  # text as given, so nothing to check: one JSON object of the row's non-empty cells
             values[col.key] = attributes_json(batch, col.attributes)
             continue
@@ -378,7 +387,7 @@ def check_batch(batch: pa.RecordBatch, plan: ImportPlan) -> CheckedBatch:
     errors = (
         pa.concat_tables(tables).sort_by([("row", "ascending")]) if tables else ERROR_SCHEMA.empty_table()
     )  # stable: fields keep mapping order
-    return CheckedBatch(errors, pc.invert(bad_row), values)
+    return CheckedBatch(errors, pc.invert(bad_row), values, +unsplit)
 
 
 def checked_schema(plan: ImportPlan) -> pa.Schema:
@@ -400,13 +409,14 @@ class ValidationResult:
     error_rows: int = 0
     error_count: int = 0
     by_check: dict[str, int] = field(default_factory=dict)  # "field:check" -> errors
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the rows showed (the plan's own warnings are the plan's)
 
 
 def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Progress | None = None) -> ValidationResult:
     """Check every row of a source spool; write typed values (+ row mask) and every error to spools."""
-    result = ValidationResult(checked=out_dir / "checked.arrow", errors=out_dir / "errors.arrow", warnings=list(plan.warnings))
+    result = ValidationResult(checked=out_dir / "checked.arrow", errors=out_dir / "errors.arrow")
     counts: Counter = Counter()
+    unsplit: Counter = Counter()
     schema = checked_schema(plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     with pa.OSFile(str(result.errors), "wb") as err_sink, pa.ipc.new_file(err_sink, ERROR_SCHEMA) as err_writer:
@@ -414,6 +424,7 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
         def checked():
             for batch in read_spool(source):
                 res = check_batch(batch, plan)
+                unsplit.update(res.unsplit)
                 result.total_rows += batch.num_rows
                 result.error_rows += batch.num_rows - (pc.sum(pc.cast(res.ok, pa.int64())).as_py() or 0)
                 if res.errors.num_rows:
@@ -430,6 +441,11 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
 
         write_spool(result.checked, schema, checked())
     result.by_check = dict(sorted(counts.items()))
+    result.warnings += [
+        f"{n:,} of the addresses in column {column!r} fit no shape Ferry splits (parts two spaces apart, or comma or "
+        "line separated with a zip code); each is kept whole in address.street."
+        for column, n in unsplit.items()
+    ]
     return result
 
 

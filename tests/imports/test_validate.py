@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -149,6 +150,34 @@ def test_value_map_values_and_columns_are_checked_up_front_all_at_once(tmp_path)
         ("valueMap['Status'].on", "sure"),
     ]
     assert entries[0].to_json()["valueMap"] == {"on": "sure", "off": False} and "valueMap" not in ColumnMapping("x").to_json()
+
+
+def test_an_address_in_one_cell_is_split_into_its_parts_or_kept_whole_with_a_warning(tmp_path):
+    from ferry.spool import write_spool
+    from tasks.imports.parse import iter_batches, sniff
+    from tasks.imports.validate import validate_spool
+
+    case = Path(__file__).parents[1] / "cases" / "mailchimp_address_one_cell.csv"
+    plan = plan_for({"Email Address": "email", "Address": "address"}, tmp_path)
+    info = sniff(case)
+    spool = tmp_path / "source.arrow"
+    write_spool(spool, info.schema(), iter_batches(info, 1000))
+    result = validate_spool(spool, plan, tmp_path)
+    rows = pa.ipc.open_file(pa.memory_map(str(result.checked))).read_all().to_pylist()
+    parts = [tuple(r[f"address.{p}"] for p in ("street", "street2", "city", "state", "zip", "country")) for r in rows]
+    assert parts == [
+        ("123 Main St", "Apt 4", "Atlanta", "GA", "30301", "US"),  # Mailchimp: parts two spaces apart
+        ("9 Elm Rd", None, "Boston", "MA", "02101", "US"),
+        ("1 Main St", None, "Springfield", "IL", "62704", "USA"),
+        ("Hauptstr. 5", None, "Berlin", None, "10115", "Germany"),  # line breaks, zip before the city
+        ("10 Downing St", None, "London", None, "SW1A 2AA", "UK"),
+        ("behind the old mill", None, None, None, None, None),  # no known shape: whole, in street
+    ]
+    assert result.error_rows == 0
+    assert result.warnings == [
+        "1 of the addresses in column 'Address' fit no shape Ferry splits (parts two spaces apart, or comma or "
+        "line separated with a zip code); each is kept whole in address.street."
+    ]
 
 
 def plan_for(mapping: dict[str, str], tmp_path, **options):
