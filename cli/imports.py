@@ -268,6 +268,10 @@ def run_command(
         Optional[str], typer.Option(help="Webhook block NAME that gets a signed notice when the import ends.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="When the import runs on a served deployment: print the run's id and URL and return at once."),
+    ] = False,
 ) -> None:
     """Import a file into a workspace (runs the import-data flow)."""
     from ferry.import_params import parse_request
@@ -302,7 +306,7 @@ def run_command(
         err.print(
             "[bold yellow]warning: --skip-validation loads values that fail checks as EMPTY instead of rejecting their rows.[/bold yellow]"
         )
-    record = _run_import(request, show_progress=not as_json)
+    record = _run_import(request, as_json, wait=not no_wait)
     _print_import(record, as_json)
     if record.status in EXIT_CODES:
         raise typer.Exit(EXIT_CODES[record.status])
@@ -312,12 +316,20 @@ def run_command(
 EXIT_CODES = {"failed": 1, "partial": 3}
 
 
-def _run_import(request, show_progress: bool):
+def _run_import(request, as_json: bool, wait: bool = True):
+    """On the served import deployment, or here; a large file handed to the deployment from here is followed too."""
+    from cli.progress import LiveProgress
+    from cli.runs_live import announce, follow, run_live
+    from deployments.adhoc import deployment_ready, import_record
     from deployments.service import run_import
-    from ferry import progress
+    from ferry.import_params import IMPORT_DEPLOYMENT
 
-    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
-        return run_import(request)
+    record = run_live(IMPORT_DEPLOYMENT, request, run_import, import_record, as_json=as_json, wait=wait)
+    if record.status == "submitted" and record.deployment_run_id and deployment_ready(IMPORT_DEPLOYMENT):
+        announce(record.deployment_run_id, as_json, wait)
+        live = LiveProgress(err, enabled=not as_json and sys.stderr.isatty())
+        record = follow(record.deployment_run_id, IMPORT_DEPLOYMENT, request, import_record, live)
+    return record
 
 
 def _print_import(record, as_json: bool) -> None:
@@ -329,8 +341,9 @@ def _print_import(record, as_json: bool) -> None:
         return
     if record.status == "submitted":
         out.print(
-            f"Started as deployment run [bold]{record.deployment_run_id}[/bold] ({record.file_size:,} bytes); "
-            f"poll it with `ferry import history --resource {record.resource}` or in the Prefect UI.",
+            f"Started as deployment run [bold]{record.deployment_run_id}[/bold] ({record.file_size:,} bytes), but no runner or "
+            f"worker polls import-data/default right now: it starts once one does (`ferry serve`). "
+            f"Follow it with `ferry runs show {record.deployment_run_id}` or `ferry import history --resource {record.resource}`.",
             soft_wrap=True,
         )
         return

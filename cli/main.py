@@ -8,7 +8,6 @@ record (``--json`` for machines) and exits non-zero when the run failed.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -181,6 +180,9 @@ def export(
     ] = None,
     notify_smtp: Annotated[Optional[str], typer.Option(help="SMTP block NAME for --notify-email (default FERRY_SMTP_BLOCK).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run record as JSON.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With a served export deployment: print the run's id and URL and return at once.")
+    ] = False,
 ) -> None:
     """Export a resource of a workspace to a file (runs the export-data flow).
 
@@ -227,7 +229,7 @@ def export(
         request = parse_request({k: v for k, v in raw.items() if v is not None})
     except FerryError as exc:
         fail(exc)
-    record = _run_export(request, show_progress=not as_json)
+    record = _run_export(request, as_json, wait=not no_wait)
     _print_record(record, as_json)
     if record.status != "success":
         raise typer.Exit(1)
@@ -243,12 +245,13 @@ def _read_labels(path: Path) -> dict:
     return labels
 
 
-def _run_export(request, show_progress: bool):
-    from deployments.service import run_export
-    from ferry import progress
+def _run_export(request, as_json: bool, wait: bool = True):
+    from cli.runs_live import run_live
+    from deployments.adhoc import export_record
+    from deployments.project import ADHOC_EXPORT_DEPLOYMENT
+    from deployments.service import run_export_here
 
-    with progress.ConsoleProgress(err, enabled=show_progress and sys.stderr.isatty()):
-        return run_export(request)
+    return run_live(ADHOC_EXPORT_DEPLOYMENT, request, run_export_here, export_record, as_json=as_json, wait=wait)
 
 
 def _print_record(record, as_json: bool) -> None:
@@ -322,7 +325,7 @@ def demo(
         added = seed_workspace(engine, workspace, SeedCounts(contacts=contacts, events=events))
         out.print(f"Seeded workspace [bold]{workspace}[/bold]: {added['contacts']:,} contacts, {added['events']:,} events")
     request = parse_request({"workspace": workspace, "resource": "contacts", "lists": ["vip", "newsletter"], "actor": "demo"})
-    record = _run_export(request, show_progress=True)
+    record = _run_export(request, as_json=False)
     _print_record(record, as_json=False)
     if record.status != "success":
         raise typer.Exit(1)

@@ -1,20 +1,30 @@
-"""Ad-hoc exports (``ferry export``) as runs of the ``export-data/default`` deployment.
+"""Ad-hoc runs (``ferry export``, ``ferry import run``) as runs of the ``export-data/default`` and ``import-data/default`` deployments.
 
 When the CLI talks to a Prefect server and something is serving Ferry's
-deployments (``ferry serve`` or a worker), an analyst's pull becomes a run of
-``export-data/default``: it lands in the same history as the scheduled jobs,
-runs where the jobs run (same store credentials, same destinations) and can be
-re-run from the UI. Otherwise - no server configured, the deployment missing,
-nobody polling it - the export runs in the CLI's own process as before, and
+deployments (``ferry serve``, ``ferry up`` or a worker), an analyst's pull or
+an import becomes a run of that deployment: it lands in the same history as
+the scheduled jobs, runs where the jobs run (same store credentials, same
+destinations) and can be re-run from the UI. The CLI prints the run's id and
+UI address at once and follows it (:func:`follow_run`), or leaves it running
+(``--no-wait``). Otherwise - no server configured, the deployment missing,
+nobody polling it - the run executes in the CLI's own process as before, and
 still appears in the server's flow-run history.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from deployments import project
-from ferry.records import ExportRecord
+from ferry.import_params import IMPORT_DEPLOYMENT
+from ferry.records import ExportRecord, ImportRecord
+
+#: Each flow's progress artifacts (``ferry.progress.Progress`` keys): what a follower reads.
+PROGRESS_KEYS = {project.ADHOC_EXPORT_DEPLOYMENT: "export-progress", IMPORT_DEPLOYMENT: "import-progress"}
 
 
 def server_configured() -> bool:
@@ -23,8 +33,8 @@ def server_configured() -> bool:
     return bool(get_current_settings().api.url)
 
 
-def adhoc_deployment_ready() -> bool:
-    """True when export-data/default exists and a runner or worker polled it recently (Prefect's READY)."""
+def deployment_ready(name: str = project.ADHOC_EXPORT_DEPLOYMENT) -> bool:
+    """True when deployment ``name`` exists and a runner or worker polled it recently (Prefect's READY)."""
     from prefect import get_client
     from prefect.client.schemas.objects import DeploymentStatus
 
@@ -32,26 +42,64 @@ def adhoc_deployment_ready() -> bool:
         return False
     try:
         with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name(project.ADHOC_EXPORT_DEPLOYMENT)
+            deployment = client.read_deployment_by_name(name)
     except Exception:  # noqa: BLE001 - missing deployment or unreachable server: run in this process instead
         return False
     return deployment.status == DeploymentStatus.READY
 
 
-def export_via_deployment(request, timeout: float | None = None) -> ExportRecord | None:
-    """Run ``request`` as a run of export-data/default and wait for its record; None when that is not possible."""
+def ui_url(run_id: str) -> str | None:
+    """The Prefect UI page of flow run ``run_id`` (None when no UI address is known)."""
+    from prefect.settings import get_current_settings
+
+    base = get_current_settings().ui_url
+    return f"{str(base).rstrip('/')}/runs/flow-run/{run_id}" if base else None
+
+
+def submit(name: str, request) -> str | None:
+    """Start ``request`` as a run of deployment ``name`` and return its id at once; None when nothing serves it."""
     from prefect.deployments import run_deployment
 
+    if not deployment_ready(name):
+        return None
+    if isinstance(request.model_dump().get("source"), str) and Path(request.source).expanduser().is_file():
+        request = request.model_copy(update={"source": str(Path(request.source).expanduser().resolve())})  # the runner's cwd differs
+    parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+    tags = []
+    if name == IMPORT_DEPLOYMENT:
+        from ferry.run_tags import import_tags, resource_slug
+
+        tags = import_tags(request.workspace, resource_slug(request.resource))
+    return str(run_deployment(name, parameters=parameters, timeout=0, as_subflow=False, tags=tags).id)
+
+
+def follow_run(run_id: str, name: str, on_progress: Callable[[str, float], None] | None = None, poll_seconds: float = 1.0):
+    """Wait for run ``run_id`` of deployment ``name`` to end, telling ``on_progress`` each stage's percent; the final flow run."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    wanted = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)]), key=ArtifactFilterKey(any_=[PROGRESS_KEYS[name]])
+    )
+    with get_client(sync_client=True) as client:
+        while True:
+            flow_run = client.read_flow_run(uuid.UUID(run_id))
+            if on_progress is not None:
+                for artifact in sorted(client.read_artifacts(artifact_filter=wanted), key=lambda a: a.created or 0):
+                    if isinstance(artifact.data, (int, float)):
+                        on_progress((artifact.description or "run").split(":")[0], float(artifact.data))
+            if flow_run.state is not None and flow_run.state.is_final():
+                return flow_run
+            time.sleep(poll_seconds)
+
+
+def export_record(flow_run, request) -> ExportRecord:
+    """The finished run's export record; a failed one saying how it ended when it left none."""
     from ferry.runs import read_record
 
-    if not adhoc_deployment_ready():
-        return None
-    parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    flow_run = run_deployment(project.ADHOC_EXPORT_DEPLOYMENT, parameters=parameters, timeout=timeout, poll_interval=1, as_subflow=False)
     record = read_record(flow_run)
     if record is not None:
         return record
-    state = flow_run.state
     return ExportRecord(
         run_id=str(flow_run.id),
         status="failed",
@@ -59,9 +107,36 @@ def export_via_deployment(request, timeout: float | None = None) -> ExportRecord
         workspace=request.workspace,
         format=request.format,
         started_at=flow_run.start_time or datetime.now(UTC),
-        error=(
-            f"run {flow_run.id} ended {state.name}: {state.message}"
-            if state and state.is_final()
-            else f"run {flow_run.id} has not finished ({state.name if state else 'no state'}); follow it with `ferry runs show {flow_run.id}`"
-        ),
+        error=_ended(flow_run),
     )
+
+
+def import_record(flow_run, request) -> ImportRecord:
+    """The finished run's import record (``rolled_back`` included); a failed one saying how it ended when it left none."""
+    from ferry.runs import import_record_of
+
+    record = import_record_of(flow_run)
+    if record is not None and record.status != "submitted":
+        return record
+    return ImportRecord(
+        run_id=str(flow_run.id),
+        status="failed",
+        resource=request.resource,
+        workspace=request.workspace,
+        source=request.source,
+        started_at=flow_run.start_time or datetime.now(UTC),
+        error=_ended(flow_run),
+    )
+
+
+def _ended(flow_run) -> str:
+    state = flow_run.state
+    return f"run {flow_run.id} ended {state.name}: {state.message}" if state else f"run {flow_run.id} has no state"
+
+
+def export_via_deployment(request) -> ExportRecord | None:
+    """Run ``request`` as a run of export-data/default and wait for its record; None when nothing serves it."""
+    run_id = submit(project.ADHOC_EXPORT_DEPLOYMENT, request)
+    if run_id is None:
+        return None
+    return export_record(follow_run(run_id, project.ADHOC_EXPORT_DEPLOYMENT), request)

@@ -3,8 +3,9 @@
 Each function takes a validated request, runs the flow (an ad-hoc export goes
 through the ``export-data/default`` deployment when something serves it, see
 :mod:`deployments.adhoc`) and returns the run record, a failed one included:
-front ends only print it. Progress is the caller's to show (wrap the call in
-``ferry.progress.ConsoleProgress``).
+front ends only print it. Progress is the caller's to show (``ferry.progress``
+listeners for a run in this process, ``deployments.adhoc.follow_run`` for one
+elsewhere).
 """
 
 from __future__ import annotations
@@ -32,10 +33,15 @@ def _flow_run_id(state) -> str:
 
 def run_export(request: ExportRequest) -> ExportRecord:
     """Export ``request``: as a run of export-data/default when served, else in this process."""
-    from flows.export import export_data
-
     if (record := export_via_deployment(request)) is not None:
         return record
+    return run_export_here(request)
+
+
+def run_export_here(request: ExportRequest) -> ExportRecord:
+    """Export ``request`` in this process."""
+    from flows.export import export_data
+
     state = export_data(request, return_state=True)
     result = run_result(state)
     if isinstance(result, ExportRecord):

@@ -1,14 +1,15 @@
 """Progress of a running stage: a Prefect progress artifact plus local listeners.
 
-The artifact is what the run history shows; listeners are how the CLI draws a
-progress bar for a flow running in its own process. Artifact updates are
+The artifact is what the run history shows (and how the CLI follows a run
+that executes elsewhere); listeners are how the CLI draws a progress bar for a
+flow running in its own process (``cli/progress.py``). Artifact updates are
 throttled so a 10M-row export does not spend its time talking to the API.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from uuid import UUID
 
 Listener = Callable[[str, int, int | None], None]
@@ -77,40 +78,8 @@ class Progress:
             listener(self.stage, self.done, self.total)
 
 
-class ConsoleProgress:
-    """Progress bars on a terminal, one per stage, for a flow running in this process (the CLI).
-
-    Use as a context manager; it listens only while open and draws nothing
-    unless ``enabled`` (e.g. ``--json`` output or no terminal).
-    """
-
-    def __init__(self, console, enabled: bool = True) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self.enabled = enabled
-        self._progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        )
-        self._tasks: dict[str, object] = {}
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if not self._tasks:
-            self._progress.start()
-        if stage not in self._tasks:
-            self._tasks[stage] = self._progress.add_task(f"{stage} rows", total=total)
-        self._progress.update(self._tasks[stage], completed=done, total=total)
-
-    def __enter__(self) -> ConsoleProgress:
-        if self.enabled:
-            add_listener(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        remove_listener(self)
-        if self._tasks:
-            self._progress.stop()
+def counted(batches: Iterable, progress: Progress) -> Iterator:
+    """Pass record batches through, advancing ``progress`` by each one's rows."""
+    for batch in batches:
+        yield batch
+        progress.advance(batch.num_rows)

@@ -11,6 +11,7 @@ from prefect.cache_policies import NONE
 
 from blocks.destination import Delivery, Destination, clean_key
 from ferry.params import ExportRequest
+from ferry.progress import Progress
 from tasks.retry import retry_transient
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -42,5 +43,8 @@ def render_filename(request: ExportRequest, run_id: str, when: datetime) -> str:
     name="deliver", cache_policy=NONE, persist_result=False, retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient
 )
 def deliver(file: Path, destination: Destination, key: str) -> Delivery:
+    progress = Progress("deliver", None, key="export-progress")  # no rows to count: a spinner with the time it takes
     with open(file, "rb") as source:
-        return destination.deliver(source, key)
+        delivered = destination.deliver(source, key)
+    progress.finish()
+    return delivered

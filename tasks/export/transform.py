@@ -21,7 +21,8 @@ from prefect.cache_policies import NONE
 
 from ferry.columns import OutputColumn
 from ferry.params import FORMULA_FORMATS, ExportRequest
-from ferry.spool import read_spool, spool_schema, write_spool
+from ferry.progress import Progress, counted
+from ferry.spool import read_spool, spool_rows, spool_schema, write_spool
 
 #: moment.js long-date tokens, as strftime patterns plus zero-stripping fix-ups.
 MOMENT = {
@@ -119,10 +120,13 @@ def transform(spool: Path, request: ExportRequest, columns: list[OutputColumn]) 
     """Write the shaped rows to a new spool file and return its path."""
     schema = transformed_schema(spool_schema(spool), request, columns)
 
+    progress = Progress("transform", spool_rows(spool), key="export-progress")
+
     def shaped() -> Iterator[pa.RecordBatch]:
-        for batch in read_spool(spool):
+        for batch in counted(read_spool(spool), progress):
             yield transform_batch(batch, request, columns)
 
     target = spool.with_name("transform.arrow")
     write_spool(target, schema, shaped())
+    progress.finish()
     return target

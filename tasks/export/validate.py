@@ -23,7 +23,8 @@ from ferry.catalog import FieldType, Resource
 from ferry.checks import EMAIL, URL
 from ferry.errors import DataValidationError
 from ferry.params import OutputColumn
-from ferry.spool import read_spool
+from ferry.progress import Progress, counted
+from ferry.spool import read_spool, spool_rows
 
 
 @dataclass
@@ -77,8 +78,10 @@ def check_batch(batch: pa.RecordBatch, columns: list[OutputColumn], resource: Re
 def validate(spool: Path, columns: list[OutputColumn], resource: Resource, on_invalid: str = "fail") -> ValidationReport:
     """Check every extracted row; fail (or warn) with counts per column and check."""
     report = ValidationReport()
-    for batch in read_spool(spool):
+    progress = Progress("validate", spool_rows(spool), key="export-progress")
+    for batch in counted(read_spool(spool), progress):
         check_batch(batch, columns, resource, report)
+    progress.finish()
     if not report.ok:
         details = "; ".join(f"{f['column']}: {f['rows']} row(s) fail '{f['check']}'" for f in report.summary())
         message = f"The store holds {resource.slug} rows that break the catalog: {details}."

@@ -378,3 +378,28 @@ def test_adhoc_export_runs_through_the_default_deployment(served, service):
         run = client.read_flow_run(record["run_id"])
         assert client.read_deployment(run.deployment_id).name == "default"  # in export-data/default's history
     assert Path(record["destination_path"]).exists()
+
+
+def test_adhoc_runs_on_a_served_deployment_say_their_id_and_url_at_once_and_no_wait_returns_then(served, service, job_store, tmp_path):
+    from prefect import get_client
+
+    result = ferry("export", "contacts", "--workspace", "acme", "--fields", "email", "--limit", "3", "--no-wait", "--json")
+    assert result.exit_code == 0, result.output
+    started = json.loads(result.stdout)
+    assert started["status"] == "submitted" and started["url"].endswith(f"/runs/flow-run/{started['run_id']}")
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment(client.read_flow_run(started["run_id"]).deployment_id).name == "default"
+        wait_for(lambda: client.read_flow_run(started["run_id"]).state.is_completed(), RUN_TIMEOUT, "the --no-wait export to finish")
+
+    source = tmp_path / "people.csv"
+    source.write_text("Email,First Name\nnew1@example.com,Ann\nnew2@example.com,Bob\n")
+    result = ferry("import", "run", str(source), "--resource", "contacts", "--workspace", "acme", "--auto-map", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "success" and record["created_rows"] == 2
+    assert f"Run {record['run_id']}: " in result.stderr and "/runs/flow-run/" in result.stderr  # said at once, on stderr
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(record["run_id"])
+        assert client.read_deployment(run.deployment_id).name == "default" and "ferry-workspace:acme" in run.tags
+    with job_store[1].connect() as conn:  # the served run wrote into the store ferry serve uses
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM contacts WHERE email LIKE 'new_@example.com'")).scalar() == 2
