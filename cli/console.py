@@ -8,12 +8,13 @@ ends the command with its message and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from ferry.errors import FerryError
+from ferry.errors import FerryError, Problem
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,6 +45,17 @@ def parse_pairs(values: list[str] | None, option: str) -> dict[str, str]:
             raise typer.BadParameter(f"{value!r} is not KEY=VALUE", param_hint=option)
         pairs[key.strip()] = val.strip()
     return pairs
+
+
+def collect(problems: list[Problem], name: str, values: list[str], parse: Callable[[str], Any]) -> list:
+    """Each option value through ``parse``; a value it refuses becomes a problem listed with the others, not an exit."""
+    items = []
+    for i, value in enumerate(values):
+        try:
+            items.append(parse(value))
+        except typer.BadParameter as exc:
+            problems.append(Problem(f"{name}[{i}]", value, exc.message))
+    return items
 
 
 def parse_filter(value: str) -> dict:

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from cli.api import api
 from cli.blocks import blocks_app
-from cli.console import err, fail, out, parse_filter, parse_pairs, split_list
+from cli.console import collect, err, fail, out, parse_filter, parse_pairs, split_list
 from cli.imports import import_app
 from cli.jobs import jobs_app
 from cli.keys import keys_app
@@ -24,7 +24,7 @@ from cli.reports import reports_app
 from cli.runs import mount_runs
 from cli.up import up
 from cli.workspaces import workspaces_app
-from ferry.errors import FerryError
+from ferry.errors import FerryError, ParameterError, Problem
 
 
 class _FerryGroup(TyperGroup):
@@ -154,7 +154,7 @@ def export(
     scope: Annotated[Optional[list[str]], typer.Option(help="Dimension scope KEY=VALUE, e.g. language=en (repeatable).")] = None,
     filter: Annotated[Optional[list[str]], typer.Option(help="FIELD:OP:VALUE, e.g. lifecycle_stage:eq:customer (repeatable).")] = None,
     sort: Annotated[Optional[str], typer.Option(help="FIELD[:asc|desc].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="At most this many rows.")] = None,
+    limit: Annotated[Optional[str], typer.Option(help="At most this many rows.", metavar="INTEGER")] = None,  # checked with the rest
     gzip: Annotated[bool, typer.Option("--gzip", "--compress", help="Compress with gzip (--compress, as in `ferry jobs create`).")] = False,
     delimiter: Annotated[str, typer.Option(help="CSV delimiter: , ; | or \\t.")] = ",",
     date_format: Annotated[str, typer.Option(help="iso, L, LL, LLL or a strftime pattern.")] = "iso",
@@ -190,6 +190,7 @@ def export(
     """
     from ferry.params import parse_request
 
+    cli_problems: list[Problem] = []  # options parsed here are listed with the request's own problems
     raw: dict = {
         "workspace": workspace,
         "resource": resource,
@@ -203,8 +204,12 @@ def export(
         "catalog": catalog,
         "schema": schema,
         "include_variants": include_variants and not no_variants,
-        "dimension_scope": parse_pairs(scope or [], "--scope"),
-        "filters": [parse_filter(f) for f in filter or []],
+        "dimension_scope": {
+            key: value
+            for pair in collect(cli_problems, "dimension_scope", scope or [], lambda v: parse_pairs([v], "--scope"))
+            for key, value in pair.items()
+        },
+        "filters": collect(cli_problems, "filters", filter or [], parse_filter),
         "sort": sort,
         "limit": limit,
         "gzip": gzip,
@@ -227,8 +232,12 @@ def export(
         raw["labels"] = _read_labels(labels)
     try:
         request = parse_request({k: v for k, v in raw.items() if v is not None})
+    except ParameterError as exc:
+        fail(ParameterError(cli_problems + exc.problems))
     except FerryError as exc:
         fail(exc)
+    if cli_problems:
+        fail(ParameterError(cli_problems))
     record = _run_export(request, as_json, wait=not no_wait)
     _print_record(record, as_json)
     if record.status != "success":

@@ -255,6 +255,11 @@ def test_invalid_parameters_exit_2_listing_every_problem_before_any_run(empty_st
         "did you mean 'last_name'?",
     ):
         assert expected in result.stderr, result.stderr
+    # options the CLI parses itself (a number, a filter, a scope) are listed with the rest too, not alone first
+    result = ferry("export", "contacts", "--workspace", "acme", "--format", "xlsxx", "--limit", "abc", "--filter", "email", "--scope", "de")
+    assert result.exit_code == 2
+    for expected in ("4 invalid parameter(s)", "format='xlsxx'", "limit='abc'", "filters[0]='email'", "dimension_scope[0]='de'"):
+        assert expected in result.stderr, result.stderr
 
     result = ferry(
         "export",
