@@ -310,14 +310,24 @@ def import_history(resource: str, workspace: str | None = None, limit: int = 20)
 
     store, resource_tag, workspace_tag = import_tags(workspace or "", get_resource(resource).slug)
     tags = [store, resource_tag] + ([workspace_tag] if workspace is not None else [])
+    runs: list = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[IMPORT_FLOW])),
-            flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=limit,
-        )
+        while len(runs) < limit:  # Prefect answers at most PAGE runs a request
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[IMPORT_FLOW])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=tags)),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=min(PAGE, limit - len(runs)),
+                offset=len(runs),
+            )
+            runs += page
+            if len(page) < PAGE:
+                break
     return [record for record in map(import_record_of, runs) if record is not None]
+
+
+#: The most flow runs Prefect's API returns for one filter request.
+PAGE = 200
 
 
 def import_record_of(run) -> ImportRecord | None:

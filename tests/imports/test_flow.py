@@ -204,7 +204,7 @@ def test_dry_run_reports_what_would_happen_and_changes_nothing(istore, tmp_path)
     assert real_first.created_rows == 2
 
 
-def test_history_and_rollback_flow(istore, tmp_path):
+def test_history_and_rollback_flow(istore, tmp_path, monkeypatch):
     ws = istore.workspace(accounts=("Acme",))
     _, first = run(source=str(write_csv(tmp_path / "a.csv")), resource="contacts", workspace=ws, mapping=MAPPING, data_quality=False)
     snapshot = istore.rows(ws)
@@ -222,6 +222,9 @@ def test_history_and_rollback_flow(istore, tmp_path):
     history = import_history("contacts", workspace=ws)
     assert [r.run_id for r in history] == [second.run_id, first.run_id]
     assert history[0].updated_rows == 1 and history[1].created_rows == 2
+    monkeypatch.setattr("ferry.runs.PAGE", 1)  # Prefect answers at most 200 runs a request: longer histories come in pages
+    assert [r.run_id for r in import_history("contacts", workspace=ws, limit=5)] == [second.run_id, first.run_id]
+    assert [r.run_id for r in import_history("contacts", workspace=ws, limit=1)] == [second.run_id]
     other_store = ImportStore("sqlite", f"sqlite:///{tmp_path / 'other.db'}", None)
     try:  # the same Prefect server, another Ferry store: none of these runs are its history
         other_store.activate()
