@@ -462,6 +462,8 @@ def test_cli_validate_run_history_rollback(istore, tmp_path):
     assert result.exit_code == 1 and "already rolled back" in result.output
     result = runner.invoke(app, ["import", "history", "--resource", "contacts", "--workspace", ws, "--json"])
     assert json.loads(result.stdout)[0]["status"] == "rolled_back"
+    result = runner.invoke(app, ["runs", "show", run_id, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["record"]["status"] == "rolled_back"  # its run record says so too
     result = runner.invoke(app, ["import", "history", "--resource", "contacts", "--workspace", ws], env={"COLUMNS": "100"})
     assert f" {run_id[:8]} " in result.stdout and run_id not in result.stdout and " rolled_back " in result.stdout
 
