@@ -42,6 +42,29 @@ class FerrySettings(BaseSettings):
     )
     import_url_max_seconds: float = Field(default=1800.0, gt=0, description="Longest a whole URL download may take (seconds).")
     import_url_max_redirects: int = Field(default=5, ge=0, description="Redirects a URL import follows (each hop is checked again).")
+    # Hostile files (tasks/imports/parse): what one file may cost, whatever it holds.
+    import_max_expanded_bytes: int = Field(
+        default=20 * 1024**3, ge=1, description="Most bytes a compressed import (zip, gzip) may expand to (default 20 GiB)."
+    )
+    import_max_expansion_ratio: int = Field(
+        default=200, ge=1, description="Most a compressed import may expand, as expanded : compressed bytes (default 200:1)."
+    )
+    import_max_line_bytes: int = Field(
+        default=16 * 1024**2, ge=1024, description="Longest header, line or JSON record an import reads (bytes; default 16 MiB)."
+    )
+    import_max_json_depth: int = Field(
+        default=64, ge=2, le=1000, description="Deepest nesting of a JSON/JSONL record an import reads; a deeper record is a row error."
+    )
+    spool_orphan_hours: float = Field(
+        default=24, gt=0, description="Age after which spool folders and destination leftovers of dead runs are swept (hours)."
+    )
+    preview_rows: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Rows of each export copied into its first-rows table artifact (readable by everyone with Prefect UI access); "
+        "0 turns the artifact off.",
+    )
     smtp_block: str | None = Field(
         default=None, description="Name of the SMTP block (`ferry blocks create smtp NAME`) that sends notification e-mails."
     )
