@@ -3,7 +3,7 @@
 Dates and times become text in the requested format (ISO 8601, moment.js
 ``L``/``LL``/``LLL`` or a strftime pattern) for every format but Parquet, which
 keeps native types. Spreadsheet formula triggers are neutralised in CSV, TSV
-and XLSX. Column labels are applied last. All of it is vectorised per batch.
+and XLSX, in the header row as in the data. Column labels are applied last. All of it is vectorised per batch.
 """
 
 from __future__ import annotations
@@ -87,6 +87,16 @@ def neutralize_formulas(array: pa.Array) -> pa.Array:
     return pc.if_else(dangerous, pc.binary_join_element_wise("'", array, ""), array)
 
 
+def neutralize_label(label: str) -> str:
+    """A header cell defused like a data cell: a spreadsheet runs a formula in row 1 as readily as in row 2."""
+    return neutralize_formulas(pa.array([label], pa.string()))[0].as_py()
+
+
+def _header(label: str, request: ExportRequest) -> str:
+    """The column's header as the file's reader gets it (``--labels`` are user text, so they are defused too)."""
+    return neutralize_label(label) if request.neutralize_formulas and request.format in FORMULA_FORMATS else label
+
+
 def _shape(array: pa.Array, request: ExportRequest) -> pa.Array:
     """One column as the file's reader gets it: dates as text, formula triggers neutralised."""
     if request.format != "parquet" and (pa.types.is_timestamp(array.type) or pa.types.is_date(array.type)):
@@ -105,7 +115,8 @@ def _column_pool() -> ThreadPoolExecutor:
 def transform_batch(batch: pa.RecordBatch, request: ExportRequest, columns: list[OutputColumn]) -> pa.RecordBatch:
     arrays = list(_column_pool().map(lambda array: _shape(array, request), batch.columns))
     fields = [
-        pa.field(col.label, array.type, metadata=batch.schema.field(i).metadata) for i, (col, array) in enumerate(zip(columns, arrays))
+        pa.field(_header(col.label, request), array.type, metadata=batch.schema.field(i).metadata)
+        for i, (col, array) in enumerate(zip(columns, arrays))
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 

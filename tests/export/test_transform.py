@@ -160,3 +160,20 @@ def test_custom_labels_name_the_columns_and_keep_the_json_tag():
     assert out.schema.names == ["E-Mail", "Schlagwörter", "first_name"]
     assert out.schema.field("Schlagwörter").metadata[b"ferry.type"] == b"json"
     assert out.column(0).to_pylist() == ["a@x.test"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "xlsx"])
+def test_spreadsheet_formats_neutralise_formula_labels_in_the_header(fmt):
+    labels = {"email": '=HYPERLINK("http://x.test")', "notes": "@SUM(1)", "phone.mobile": "+15550100", "orders_count": "Orders"}
+    request, columns, batch = batch_for({"resource": "contacts", "format": fmt, "fields": CONTACT_FIELDS, "labels": labels}, CONTACT_ROWS)
+
+    names = transform_batch(batch, request, columns).schema.names
+    assert names == ['\'=HYPERLINK("http://x.test")', "'@SUM(1)", "+15550100", "Orders", "created_at"]
+
+
+@pytest.mark.parametrize(("fmt", "params"), [("json", {}), ("xml", {}), ("csv", {"neutralize_formulas": False})])
+def test_other_formats_and_the_switch_keep_labels_as_they_are(fmt, params):
+    request, columns, batch = batch_for(
+        {"resource": "contacts", "format": fmt, "fields": ["email"], "labels": {"email": "=1+1"}, **params}, {"email": ["a@x.test"]}
+    )
+    assert transform_batch(batch, request, columns).schema.names == ["=1+1"]
