@@ -12,7 +12,9 @@ from ferry.store.schema import audit_log, workspaces
 def write_audit(
     engine: Engine, *, workspace: str, actor: str, action: str, resource: str, run_id: str | None, details: dict, payload_bytes: int | None
 ) -> None:
-    with engine.begin() as conn:
+    from ferry.store.guard import store_writes
+
+    with store_writes(engine, run_id or "-", "audit"), engine.begin() as conn:  # a busy store: Ferry's error, no SQL or values
         ws = conn.execute(select(workspaces.c.id).where(workspaces.c.slug == workspace)).scalar_one_or_none()
         if ws is None:  # nothing was read from a workspace that does not exist; nothing to attribute
             return

@@ -156,6 +156,16 @@ class UnknownWorkspaceError(StoreError):
     """A workspace name that the store does not hold."""
 
 
+class StoreBusyError(StoreError, TransientError):
+    """Another run holds the store's write lock (SQLite) longer than this writer waits; trying later helps."""
+
+    RETRY_NOTE = ""  # its message says what to do; the task's retries are its own
+
+
+class StoreWriteError(StoreError):
+    """The database refused a write for a reason of its own (a constraint, a type); the message names it, never the values."""
+
+
 class DataValidationError(FerryError):
     """Data read from the store (or a file) breaks the resource catalog's rules."""
 

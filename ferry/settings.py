@@ -29,6 +29,9 @@ class FerrySettings(BaseSettings):
         default=None,
         description="Name of a prefect-sqlalchemy SqlAlchemyConnector block holding the store URL.",
     )
+    store_busy_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600, description="How long a writer of an SQLite store waits for another run's write lock (seconds)."
+    )
     batch_rows: int = Field(default=65_536, ge=1_000, description="Rows per Arrow record batch on streaming paths.")
     # URL imports (blocks/sources.py): the SSRF guard and its limits.
     import_url_allow: str = Field(

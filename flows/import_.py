@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from ferry.checks import is_remote_source
+from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
 from ferry.run_tags import HANDED_OFF, import_tags, resource_slug, retag_flow_run, store_tag
 from ferry.settings import get_settings
@@ -122,7 +123,10 @@ def import_data(request: ImportRequest):
     except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
         error = failure_message(exc, "import", logger, nothing_written=True)
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": now()})
-        import_ledger(record, request.actor)
+        try:
+            import_ledger(record, request.actor)
+        except FerryError as ledger_error:  # e.g. the store still busy: the run still ends with its own error
+            logger.error("The failed import's audit entry could not be written: %s", ledger_error)
         send_notifications(record, "import", request.notify_email, request.notify_webhook, request.notify_smtp)
         return failed(error, record)
     finally:

@@ -44,6 +44,7 @@ from ferry.spool import read_spool, write_spool
 from ferry.store import schema as s
 from ferry.store.bulk import insert_batches
 from ferry.store.engine import workspace_id
+from ferry.store.guard import merge_lock, note_writer, store_writes
 from tasks.imports.merge import MergeSql, checkpoint, q, stamp_param
 from tasks.imports.validate import ERROR_SCHEMA, ROW
 
@@ -109,7 +110,7 @@ def load_spool(
     stamp = datetime.now(UTC).replace(tzinfo=None)
     result = LoadResult(committed=False, stamp=stamp, errors=out_dir / "load-errors.arrow")
     out_dir.mkdir(parents=True, exist_ok=True)
-    with engine.connect() as conn:
+    with store_writes(engine, run_id, "import"), engine.connect() as conn:
         trans = conn.begin()
         try:
             ws = workspace_id(conn, plan.workspace)
@@ -119,6 +120,7 @@ def load_spool(
                     run_id=run_id, workspace_id=ws, resource=plan.resource, status="committed", stamp=stamp, actor=actor
                 )
             )
+            note_writer(engine, run_id, "import")  # SQLite: this write took the store's lock; a waiting writer can say whose
             sql = MergeSql(conn, plan, ws, run_id)
             stage = sql.create_stage()
 
@@ -142,6 +144,7 @@ def load_spool(
                 keys = [ROW, *sql.match_columns]
                 sql.exec(f"ANALYZE {q(sql.stage)} ({', '.join(q(k) for k in keys)})")
             checkpoint("staged")
+            merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
             sql.create_rejects()
             for col in plan.columns:
                 if col.reference and plan.create_missing_references:

@@ -20,6 +20,7 @@ from ferry import catalog
 from ferry.errors import RollbackError
 from ferry.store import schema as s
 from ferry.store.engine import get_engine
+from ferry.store.guard import store_writes
 from tasks.imports.merge import q, stamp_param
 
 
@@ -53,7 +54,7 @@ def _committed_run(conn, run_id: str):
 
 def undo_import(engine: Engine, run_id: str, actor: str) -> RollbackResult:
     """Undo one committed import exactly, in one transaction, or refuse saying why."""
-    with engine.begin() as conn:
+    with store_writes(engine, run_id, "rollback"), engine.begin() as conn:
         run = _committed_run(conn, run_id)
         run_id = run["run_id"]
         ws_slug = conn.execute(select(s.workspaces.c.slug).where(s.workspaces.c.id == run["workspace_id"])).scalar_one()
