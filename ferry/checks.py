@@ -14,9 +14,13 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-#: An e-mail address (matched case-insensitively): a local part of the usual
-#: characters, ``@``, and a domain of dot-separated labels.
-EMAIL = r"(?i)^[a-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?)+$"
+#: An e-mail address (matched case-insensitively): a local part of the usual characters, ``@``, and a domain
+#: of dot-separated labels. Internationalised ones too (RFC 6531: ``jörg@müller.de`` as well as its punycode
+#: form): any non-ASCII character counts as a letter. The range is written with literal characters, not
+#: escapes, so the one pattern means the same to Python's ``re`` and to pyarrow's RE2.
+_INTL = "\u0080-\U0010ffff"
+_LABEL = rf"[a-z0-9{_INTL}](?:[a-z0-9\-{_INTL}]*[a-z0-9{_INTL}])?"
+EMAIL = rf"(?i)^[a-z0-9!#$%&'*+/=?^_`{{|}}~.\-{_INTL}]+@{_LABEL}(?:\.{_LABEL})+$"
 #: Characters people put between a phone number's digits; stripped before :data:`PHONE` is checked.
 PHONE_SEPARATORS = r"[\s().\-/]"
 #: A phone number once its separators are gone: 5-15 digits (E.164 allows 15), optional leading ``+``.

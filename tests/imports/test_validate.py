@@ -27,7 +27,13 @@ def coerce(type_, values, **kw):
 @pytest.mark.parametrize(
     ("type_", "good", "normalised", "bad", "message"),
     [
-        (T.EMAIL, [" Ada@Example.COM "], ["ada@example.com"], ["ada@", "a b@x.com", "no-at.example.com"], "not a valid e-mail address"),
+        (
+            T.EMAIL,
+            [" Ada@Example.COM ", "Jörg@Müller.de", "jörg@xn--mller-kva.de", "用户@例子.广告"],  # internationalised too (RFC 6531)
+            ["ada@example.com", "jörg@müller.de", "jörg@xn--mller-kva.de", "用户@例子.广告"],
+            ["ada@", "a b@x.com", "no-at.example.com", "jörg@-müller.de"],
+            "not a valid e-mail address",
+        ),
         (
             T.PHONE,
             ["+44 20 7946 0018", "(555) 010-0200", "0049 30 1234"],
