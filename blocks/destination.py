@@ -156,6 +156,8 @@ def clean_key(key: str) -> PurePosixPath:
     """A relative key that cannot climb out of its folder, or a DestinationError."""
     if not key or key.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", key) or "\x00" in key:
         raise DestinationError(f"Refusing file name {key!r}: it must be a relative name.", "Check the filename template.")
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", key):  # no store shows them, some refuse them, and logs would be garbled
+        raise DestinationError(f"Refusing file name {key!r}: it holds control characters.", "Check the filename template.")
     parts = PurePosixPath(key.replace("\\", "/")).parts
     if any(part in ("..", ".", "") for part in parts):
         raise DestinationError(f"Refusing file name {key!r}: it would leave the destination folder.", "Check the filename template.")

@@ -10,7 +10,6 @@ export will have, in order, which every later stage reads.
 from __future__ import annotations
 
 import re
-import string
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -19,12 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from ferry.catalog import Resource, get_resource
 from ferry.columns import FieldFilter, OutputColumn, filter_problems, naive_utc, output_columns, resolve_column
 from ferry.errors import ParameterError, Problem, UnknownResourceError, problems_from_validation
+from ferry.export_checks import MAX_INTEGER, bounded_relative_time, date_format_problems, filename_problems
 
 Format = Literal["csv", "tsv", "json", "jsonl", "xml", "parquet", "xlsx", "pdf"]
 
-FILENAME_PLACEHOLDERS = ("date", "resource", "workspace", "run_id", "format")
 DEFAULT_FILENAME = "{resource}-{workspace}-{date}-{run_id}.{format}"
-MOMENT_FORMATS = ("iso", "L", "LL", "LLL")
 TEXT_FORMATS = ("csv", "tsv")
 FORMULA_FORMATS = ("csv", "tsv", "xlsx")
 CONTACT_LINKED = ("contacts", "events", "survey_responses")
@@ -86,7 +84,7 @@ class ExportRequest(BaseModel):
     )
     filters: list[FieldFilter] = Field(default_factory=list, description="Simple field filters, all of which must hold.")
     sort: SortSpec | None = Field(default=None, description="Sort order, e.g. `created_at:desc`.")
-    limit: int | None = Field(default=None, gt=0, description="At most this many rows.")
+    limit: int | None = Field(default=None, gt=0, le=MAX_INTEGER, description="At most this many rows.")
     gzip: bool = Field(default=False, description="Compress the file with gzip (adds `.gz`).")
     delimiter: Literal[",", ";", "\t", "|"] = Field(default=",", description="CSV delimiter.")
     header: bool = Field(default=True, description="Write a header row (CSV/TSV).")
@@ -99,6 +97,9 @@ class ExportRequest(BaseModel):
     )
     filename: str = Field(
         default=DEFAULT_FILENAME, description="File name template; placeholders: {date} {resource} {workspace} {run_id} {format}."
+    )
+    overwrite: bool = Field(
+        default=False, description="Replace a file of the same name at the destination; without it such a delivery is refused."
     )
     title: str | None = Field(default=None, description="Title of a PDF export.")
     description: str | None = Field(default=None, description="Description printed under a PDF export's title.")
@@ -141,7 +142,7 @@ class ExportRequest(BaseModel):
             return value
         text = value.strip()
         if _RELATIVE.fullmatch(text):
-            return text
+            return bounded_relative_time(text)
         day_only = re.fullmatch(r"\d{4}-\d{2}-\d{2}", text) and info.field_name != "since"  # since is an instant
         try:
             return date.fromisoformat(text) if day_only else datetime.fromisoformat(text)
@@ -237,7 +238,7 @@ class ExportRequest(BaseModel):
 
     def _format_problems(self) -> list[Problem]:
         """Problems of the file's shape and name, which do not depend on the resource."""
-        problems = _date_format_problems(self.date_format)
+        problems = date_format_problems(self.date_format)
         problems += filename_problems(self.filename)
         problems += _notification_problems(self)
         if self.format == "tsv" and self.delimiter not in (",", "\t"):
@@ -305,40 +306,6 @@ def _notification_problems(request: ExportRequest) -> list[Problem]:
     from ferry.settings import get_settings
 
     return notification_problems(request.notify_email, request.notify_webhook, request.notify_smtp, get_settings().smtp_block)
-
-
-def _date_format_problems(pattern: str) -> list[Problem]:
-    if pattern in MOMENT_FORMATS or "%" in pattern:
-        return []
-    return [Problem("date_format", pattern, "use iso, L, LL, LLL or a strftime pattern containing %")]
-
-
-def filename_problems(template: str) -> list[Problem]:
-    """Unknown placeholders and names that could leave their folder, found before any data moves."""
-    problems = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        return [Problem("filename", template, f"not a valid template: {exc}")]
-    for _literal, name, spec, conversion in parsed:
-        if name is not None and name not in FILENAME_PLACEHOLDERS:
-            problems.append(
-                Problem(
-                    "filename", template, f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in FILENAME_PLACEHOLDERS)}"
-                )
-            )
-        elif spec or conversion:
-            problems.append(Problem("filename", template, f"placeholder {{{name}}} takes no format spec or conversion"))
-    # Placeholder values are sanitised to plain names (never "", "." or ".."), so a sample rendering
-    # has the same folder structure as every real one: check the segments of that.
-    sample = "".join(literal + ("x" if name is not None else "") for literal, name, _, _ in parsed)
-    if sample.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", sample):
-        problems.append(Problem("filename", template, "must be relative to the destination folder"))
-    if any(seg in ("..", ".") for seg in re.split(r"[/\\]", sample)):
-        problems.append(Problem("filename", template, "may not contain '..' or '.' path segments"))
-    if not template.strip() or template.endswith(("/", "\\")):
-        problems.append(Problem("filename", template, "must name a file"))
-    return problems
 
 
 # --- incremental exports (issue 5) ------------------------------------------

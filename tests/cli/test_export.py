@@ -319,3 +319,26 @@ def test_a_window_that_matches_no_row_says_so_and_when_the_newest_row_is(empty_s
         ferry("export", "events", "--workspace", "acme", "--from", day, "--to", day, "--dest", str(tmp_path), "--json").stdout
     )
     assert found["record_count"] >= 1 and found["warnings"] == []  # a window with rows warns of nothing
+
+
+def test_a_limit_prefect_cannot_list_a_bad_strftime_pattern_and_a_control_character_exit_2_before_any_run(empty_store, tmp_path):
+    """Issue 15: ``--limit 10**20`` started a run that broke every Prefect run listing; ``%Q %`` wrote garbage."""
+    result = ferry(
+        "export",
+        "contacts",
+        "--workspace",
+        "acme",
+        "--limit",
+        "100000000000000000000",
+        "--date-format",
+        "%Q %",
+        "--filename",
+        "x\n{run_id}.csv",
+        "--dest",
+        str(tmp_path),
+    )
+
+    assert result.exit_code == 2
+    for expected in ("3 invalid parameter(s)", "limit=", "9007199254740991", "date_format='%Q %'", "%Q", "control characters"):
+        assert expected in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ Pure logic: no store and no Prefect run is needed, so these run in milliseconds.
 
 from __future__ import annotations
 
+import typing
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -427,3 +428,67 @@ def test_datetime_filter_values_are_converted_to_utc_whatever_the_machine_zone(m
         time.tzset()
     assert value == datetime(2026, 6, 1, 0, 0)  # the store keeps naive UTC
     assert naive == datetime(2026, 6, 1, 2, 0)  # a value without an offset is taken as UTC
+
+
+# --- issue 15: patterns that write garbage, names no destination holds, numbers Prefect cannot list -------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("%Q %", "not a strftime directive: %Q, % at the end"),
+        ("%Y-%m-%", "% at the end"),
+        ("%d.%m.%Y %s", "%s"),
+        ("%Ek", "%Ek"),
+        ("%%", "names no date or time part"),
+        ("%Y%n%m", "%n"),
+        ("%Y\n%m", "control characters"),
+    ],
+)
+def test_strftime_patterns_are_checked_directive_by_directive(pattern, reason):
+    problems = [p for p in problems_of(resource="contacts", date_format=pattern) if p.field == "date_format"]
+
+    assert problems and all(p.value == pattern for p in problems)
+    assert any(reason in p.reason for p in problems), problems
+
+
+@pytest.mark.parametrize("pattern", ["%d.%m.%Y", "%Y-%m-%dT%H:%M:%S%z", "%G-W%V-%u", "%Ec", "%Oy", "100%% on %a %e %b", "%I:%M %p %Z"])
+def test_valid_strftime_patterns_are_accepted(pattern):
+    ok(resource="contacts", date_format=pattern)
+
+
+@pytest.mark.parametrize("template", ["a\nb.csv", "{resource}\t{date}.csv", "x\x00.csv", "x\x1b[31m.csv", "x\x85.csv", "x\x7f.csv"])
+def test_control_characters_in_file_names_are_refused(template):
+    problems = problems_of(resource="contacts", filename=template)
+
+    assert any(p.field == "filename" and "control characters" in p.reason for p in problems), problems
+
+
+@pytest.mark.parametrize("limit", [2**53, 10**20, "100000000000000000000"])
+def test_limit_is_bounded_to_what_prefect_and_the_store_hold(limit):
+    problems = problems_of(resource="contacts", limit=limit)
+
+    assert [p.field for p in problems] == ["limit"]
+    assert "9007199254740991" in problems[0].reason
+
+
+def test_the_largest_limit_is_accepted():
+    assert ok(resource="contacts", limit=2**53 - 1).limit == 2**53 - 1
+
+
+def test_integer_fields_of_the_request_are_all_bounded():
+    """A new integer parameter must get an upper bound too (a run with a larger one breaks Prefect's listings)."""
+    for name, field in ExportRequest.model_fields.items():
+        if field.annotation is int or int in typing.get_args(field.annotation):
+            assert any(getattr(m, "le", None) is not None or getattr(m, "lt", None) is not None for m in field.metadata), name
+
+
+@pytest.mark.parametrize(("name", "value"), [("from", "-99999999999999999999d"), ("to", "-9999999d"), ("since", "500000w")])
+def test_relative_times_are_bounded_before_they_overflow(name, value):
+    problems = problems_of(resource="contacts", **{name: value})
+
+    assert [p.field for p in problems] == [name] and "100 years" in problems[0].reason
+
+
+def test_a_century_back_is_accepted():
+    assert ok(resource="contacts", **{"from": "-36500d"}).window()[0].year < 1930

@@ -72,6 +72,12 @@ def test_keys_that_could_leave_the_folder_are_refused(key):
         clean_key(key)
 
 
+@pytest.mark.parametrize("key", ["a\nb.csv", "x\t.csv", "x\x1b[31m.csv", "x\x7f.csv", "x\x85.csv"])
+def test_keys_with_control_characters_are_refused(key):
+    with pytest.raises(DestinationError, match="Refusing file name .*control characters"):
+        clean_key(key)
+
+
 def test_a_symlink_out_of_the_folder_is_refused(tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
