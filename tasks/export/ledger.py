@@ -20,16 +20,23 @@ from ferry.records import ExportRecord
 from ferry.spool import read_spool
 from ferry.store.engine import get_engine
 
-PREVIEW_ROWS = 10
-
 
 def audit_details(request: ExportRequest) -> dict:
     """The request's filters as the audit log keeps them (no secrets live in requests)."""
     return request.model_dump(mode="json", by_alias=True, exclude_defaults=True, exclude={"workspace", "resource", "actor"})
 
 
-def preview_rows(spool: Path | None, limit: int = PREVIEW_ROWS) -> list[dict]:
-    if spool is None or not spool.exists():
+def preview_limit() -> int:
+    """Rows the first-rows artifact copies into Prefect's database, readable by everyone with UI access (FERRY_PREVIEW_ROWS)."""
+    from ferry.settings import get_settings
+
+    return get_settings().preview_rows
+
+
+def preview_rows(spool: Path | None, limit: int | None = None) -> list[dict]:
+    """The export's first ``limit`` rows (default FERRY_PREVIEW_ROWS) as text; none when the setting is 0."""
+    limit = preview_limit() if limit is None else limit
+    if limit <= 0 or spool is None or not spool.exists():
         return []
     rows: list[dict] = []
     for batch in islice(read_spool(spool), 0, 1):

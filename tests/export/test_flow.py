@@ -264,3 +264,37 @@ def test_an_unknown_workspace_fails_without_an_audit_entry_to_attribute(store, t
     assert_nothing_left(state, record, tmp_path)
     assert "Workspace 'nope' does not exist" in record.error
     assert audit_rows(store, record.run_id) == []
+
+
+def _artifacts(flow_run_id) -> dict:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key: a for a in found}
+
+
+@pytest.mark.parametrize("rows", [3, 0])
+def test_the_preview_artifact_copies_ferry_preview_rows_rows_and_0_turns_it_off(store, tmp_path, monkeypatch, rows):
+    """Issue 15: the first-rows artifact puts customer rows into Prefect's database; FERRY_PREVIEW_ROWS says how many."""
+    from ferry.settings import reload_settings
+
+    monkeypatch.setenv("FERRY_PREVIEW_ROWS", str(rows))
+    reload_settings()
+    try:
+        state, record = run(tmp_path, resource="contacts", fields=["email"])
+    finally:
+        monkeypatch.delenv("FERRY_PREVIEW_ROWS")
+        reload_settings()
+    assert state.is_completed(), state.message
+    assert record.record_count > 3
+
+    by_key = _artifacts(state.state_details.flow_run_id)
+    assert "export-summary" in by_key
+    if rows == 0:
+        assert "export-preview" not in by_key
+    else:
+        table = by_key["export-preview"].data
+        table = json.loads(table) if isinstance(table, str) else table
+        assert len(table) == rows and set(table[0]) == {"email"}
