@@ -164,6 +164,13 @@ def _value_maps(values: Optional[list[str]]) -> dict[str, dict]:
     return maps
 
 
+DateOrderOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="mdy or dmy: how to read slash dates (05/03/2026) in a column whose values read either way "
+        "(default month first, with a warning); a column's own values decide when a part is over 12."
+    ),
+]
 KeepUnmappedOpt = Annotated[
     bool,
     typer.Option(
@@ -185,6 +192,7 @@ def validate_command(
     max_errors: Annotated[int, typer.Option(min=0, max=10_000, help="Errors to list.")] = 20,
     value_map: ValueMapOpt = None,
     keep_unmapped: KeepUnmappedOpt = False,
+    date_order: DateOrderOpt = None,
     sheet: SheetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -200,6 +208,7 @@ def validate_command(
             max_errors=max_errors,
             value_maps=_value_maps(value_map),
             keep_unmapped=keep_unmapped,
+            date_order=date_order,
             sheet=sheet,
         )
     except FerryError as exc:
@@ -246,6 +255,7 @@ def run_command(
     static: Annotated[Optional[list[str]], typer.Option("--static", help="KEY=VALUE set on every row (repeatable).")] = None,
     value_map: ValueMapOpt = None,
     keep_unmapped: KeepUnmappedOpt = False,
+    date_order: DateOrderOpt = None,
     sheet: SheetOpt = None,
     create_missing_references: Annotated[
         bool, typer.Option("--create-missing-references", help="Create referenced records that do not exist.")
@@ -288,6 +298,7 @@ def run_command(
         "static_values": _static_pairs(static),
         "value_maps": _value_maps(value_map),
         "keep_unmapped": keep_unmapped,
+        "date_order": date_order,
         "sheet": sheet,
         "create_missing_references": create_missing_references,
         "skip_validation": skip_validation,

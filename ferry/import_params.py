@@ -25,7 +25,7 @@ from ferry.catalog import FieldType, Resource, get_resource
 from ferry.checks import is_remote_source
 from ferry.column_mapping import ColumnMapping
 from ferry.errors import ParameterError, Problem, UnknownResourceError, problems_from_validation
-from ferry.import_plan import DuplicateStrategy, MergeMode, route_mapping, target_column
+from ferry.import_plan import DateOrder, DuplicateStrategy, MergeMode, route_mapping, target_column
 
 ProcessingMode = Literal["auto", "inline", "deployment"]
 
@@ -70,6 +70,11 @@ class ImportRequest(BaseModel):
         default_factory=dict,
         description='Source column -> value map, e.g. {"Status": {"subscribed": true, "pending": null}}: cells are matched '
         "trimmed and case-insensitively and read as the mapped value (null: empty). A mapping entry's own valueMap adds to it.",
+    )
+    date_order: DateOrder | None = Field(
+        default=None,
+        description="Slash dates (05/03/2026) in a column whose values read either way: `mdy` (month first, the default) "
+        "or `dmy`. A column's own values decide when any part is over 12.",
     )
     keep_unmapped: bool = Field(
         default=False,

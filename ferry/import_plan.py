@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 DuplicateStrategy = Literal["skip", "update", "create"]
 MergeMode = Literal["fill_empty", "overwrite", "prefer_import"]
+DateOrder = Literal["mdy", "dmy"]
 
 
 def target_column(resource: Resource, key: str) -> Column | None:
@@ -127,6 +128,7 @@ class PlannedColumn:
     reference: str | None = None  # referenced resource slug
     value_map: tuple[tuple[str, str | None], ...] = ()  # (lower-case cell, text read instead): ColumnMapping.value_pairs
     address_cell: bool = False  # the source cell holds the whole address; this column is its part (tasks.imports.addresses)
+    date_order: DateOrder = "mdy"  # slash dates' order, decided per column from its values (tasks.imports.dates)
     attributes: tuple[tuple[str, str], ...] = ()  # custom attributes: (name, source column), built into one JSON object
 
     @property
@@ -156,6 +158,7 @@ class ImportPlan:
     dry_run: bool
     warnings: tuple[str, ...] = ()
     mapping: tuple[dict, ...] = field(default_factory=tuple)
+    date_order: DateOrder | None = None  # for columns whose slash dates read either way; None: month-first, with a warning
 
     @property
     def resource_def(self) -> Resource:
@@ -276,4 +279,5 @@ def build_plan(request: ImportRequest, source_columns: list[str], mapping: list[
         dry_run=request.dry_run,
         warnings=tuple(warnings),
         mapping=tuple(e.to_json() for e in mapping),
+        date_order=request.date_order,
     )

@@ -51,6 +51,7 @@ FIELDS: dict[str, str] = {
     "maxErrorRate": "max_error_rate",
     "valueMaps": "value_maps",
     "keepUnmapped": "keep_unmapped",
+    "dateOrder": "date_order",
     "sheet": "sheet",
 }
 _BODY_NAMES = {field: name for name, field in FIELDS.items()}
@@ -245,6 +246,7 @@ def validate(request: Request, body: dict = Depends(json_object), caller: Princi
             "static_values",
             "value_maps",
             "keep_unmapped",
+            "date_order",
             "sheet",
             "create_missing_references",
             "skip_validation",

@@ -53,6 +53,7 @@ from tasks.imports.addresses import split_addresses
 from tasks.imports.cells import attributes_json, normalise_text
 from tasks.imports.cells import mask as _mask
 from tasks.imports.cells import null_where as _null_where
+from tasks.imports.dates import SlashDates, date_message, datetime_message, parse_dates, parse_datetimes
 
 ROW = "__row__"
 ROW_ERROR = "__error__"
@@ -62,16 +63,6 @@ MAX_VALUE_CHARS = 200
 INTEGER_RE = r"^[+\-]?[0-9]{1,18}(\.0+)?$"
 NUMBER_RE = r"^[+\-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+\-]?[0-9]+)?$"
 THOUSANDS_RE = r"^[+\-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?$"
-MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-#: Date layouts people type, as (regex with y/m/d groups); month names are mapped to numbers first.
-DATE_LAYOUTS = (
-    r"^(?P<y>[0-9]{4})[\-/](?P<m>[0-9]{1,2})[\-/](?P<d>[0-9]{1,2})$",  # 2024-01-05, 2024/1/5
-    r"^(?P<m>[0-9]{1,2})/(?P<d>[0-9]{1,2})/(?P<y>[0-9]{4})$",  # 01/05/2024 (US)
-    r"^(?P<d>[0-9]{1,2})[.\-](?P<m>[0-9]{1,2})[.\-](?P<y>[0-9]{4})$",  # 05.01.2024, 05-01-2024
-    r"^#(?P<m>[0-9]{1,2}) (?P<d>[0-9]{1,2}),? (?P<y>[0-9]{4})$",  # Jan 5, 2024 (month names become #1..#12)
-    r"^(?P<d>[0-9]{1,2}) #(?P<m>[0-9]{1,2}),? (?P<y>[0-9]{4})$",  # 5 January 2024
-)
-ISO_DATETIME_RE = r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<time>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)\s*(?P<zone>Z|z|UTC|[+\-][0-9]{2}:?[0-9]{2})?$"
 #: JSON fields that also accept "a, b; c" text, stored as a JSON array of strings.
 LIST_TEXT_FIELDS = {("contacts", "tags"), ("schemas", "attributes")}
 
@@ -82,8 +73,6 @@ MESSAGES = {
     FieldType.INTEGER: "not a whole number",
     FieldType.NUMBER: "not a number",
     FieldType.BOOLEAN: "not a boolean (true/false, yes/no, 1/0, subscribed/unsubscribed)",
-    FieldType.DATE: "not a date (2024-01-05, 01/05/2024, 05.01.2024 or Jan 5, 2024)",
-    FieldType.DATETIME: "not a date-time (ISO 8601 such as 2024-01-05T10:30:00Z, or a date)",
     FieldType.JSON: "not valid JSON",
 }
 
@@ -109,62 +98,6 @@ def _false(n: int) -> pa.Array:
 
 def _regex_check(text: pa.Array, pattern: str) -> pa.Array:
     return pc.and_(pc.is_valid(text), pc.invert(_mask(pc.match_substring_regex(text, pattern))))
-
-
-def _to_iso_date(text: pa.Array) -> pa.Array:
-    """Any supported layout -> 'YYYY-MM-DD' text (not yet checked for calendar validity)."""
-    lowered = pc.utf8_lower(text)
-    named = pc.match_substring_regex(lowered, r"[a-z]")
-    if pc.any(_mask(named)).as_py():
-        mapped = lowered
-        for i, name in enumerate(MONTHS, start=1):
-            mapped = pc.replace_substring_regex(mapped, rf"\b{name}[a-z]*\.?", f"#{i}")
-        lowered = pc.if_else(named, mapped, lowered)
-    found = pa.nulls(len(text), pa.string())
-    for layout in DATE_LAYOUTS:
-        parts = pc.extract_regex(lowered, layout)
-        valid = pc.is_valid(parts)
-        if not pc.any(valid).as_py():
-            continue
-        y = pc.struct_field(parts, "y")
-        m = pc.utf8_lpad(pc.struct_field(parts, "m"), 2, "0")
-        d = pc.utf8_lpad(pc.struct_field(parts, "d"), 2, "0")
-        iso = _null_where(pc.binary_join_element_wise(y, m, d, "-"), pc.invert(valid))
-        found = pc.coalesce(found, iso)
-    return found
-
-
-def _strict_dates(iso: pa.Array) -> pa.Array:
-    """'YYYY-MM-DD' -> date32; impossible dates (Feb 30) are null (strptime rolls them over, so round-trip)."""
-    parsed = pc.strptime(iso, format="%Y-%m-%d", unit="s", error_is_null=True)
-    back = pc.strftime(parsed, format="%Y-%m-%d")
-    ok = _mask(pc.equal(back, iso))
-    return pc.cast(_null_where(parsed, pc.invert(ok)), pa.date32())
-
-
-def parse_dates(text: pa.Array) -> pa.Array:
-    return _strict_dates(_to_iso_date(text))
-
-
-def parse_datetimes(text: pa.Array) -> pa.Array:
-    """ISO 8601 date-times (any offset, converted to UTC) or plain dates (midnight UTC) -> naive UTC."""
-    parts = pc.extract_regex(text, ISO_DATETIME_RE)
-    has_time = pc.is_valid(parts)
-    result = pa.nulls(len(text), pa.timestamp("us"))
-    if pc.any(has_time).as_py():
-        date_part = pc.struct_field(parts, "date")
-        good_date = pc.and_(has_time, pc.is_valid(_strict_dates(_null_where(date_part, pc.invert(has_time)))))
-        time_part = pc.struct_field(parts, "time")
-        time_part = pc.if_else(pc.equal(pc.utf8_length(time_part), 5), pc.binary_join_element_wise(time_part, ":00", ""), time_part)
-        zone = pc.struct_field(parts, "zone")
-        zone = pc.if_else(pc.or_(pc.equal(zone, ""), pc.is_in(zone, pa.array(["z", "UTC"]))), "Z", zone)
-        text_ok = _null_where(pc.binary_join_element_wise(date_part, time_part, "T"), pc.invert(good_date))
-        text_ok = pc.binary_join_element_wise(text_ok, zone, "")
-        stamped = pc.cast(text_ok, pa.timestamp("us", tz="UTC"))
-        result = pc.coalesce(result, pc.cast(pc.cast(stamped, pa.int64()), pa.timestamp("us")))
-    dates = parse_dates(_null_where(text, has_time))
-    midnight = pc.cast(pc.cast(dates, pa.timestamp("s")), pa.timestamp("us"))
-    return pc.coalesce(result, midnight)
 
 
 #: Why a multi-value cell (tags) is refused, and the shapes it may take.
@@ -264,13 +197,13 @@ def coerce_column(raw: pa.Array, col: PlannedColumn, resource: str) -> Coerced:
         values = _null_where(pc.if_else(is_true, True, False), pc.or_(pc.or_(pc.is_null(lowered), bad), undecided))
         return Coerced(values, bad, MESSAGES[kind], "boolean")
     if kind is FieldType.DATE:
-        values = parse_dates(text)
+        values = parse_dates(text, col.date_order)
         bad = pc.and_(pc.is_valid(text), pc.is_null(values))
-        return Coerced(values, bad, MESSAGES[kind], "date")
+        return Coerced(values, bad, date_message(col.date_order), "date")
     if kind is FieldType.DATETIME:
-        values = parse_datetimes(text)
+        values = parse_datetimes(text, col.date_order)
         bad = pc.and_(pc.is_valid(text), pc.is_null(values))
-        return Coerced(values, bad, MESSAGES[kind], "datetime")
+        return Coerced(values, bad, datetime_message(col.date_order), "datetime")
     if kind is FieldType.ENUM and col.enum:
         lowered = pc.utf8_lower(text)
         bad = pc.and_(pc.is_valid(lowered), pc.invert(_mask(pc.is_in(lowered, pa.array(col.enum)))))
@@ -412,9 +345,28 @@ class ValidationResult:
     warnings: list[str] = field(default_factory=list)  # what the rows showed (the plan's own warnings are the plan's)
 
 
+def with_date_orders(source: Path, plan: ImportPlan, warnings: list[str]) -> ImportPlan:
+    """The plan with each date column's slash-date order, read from the whole file first (``tasks.imports.dates``)."""
+    dated = [c for c in plan.columns if c.source and c.type in (FieldType.DATE, FieldType.DATETIME) and not c.address_cell]
+    if not dated:
+        return plan
+    evidence = {c.key: SlashDates(c.source) for c in dated}
+    for batch in read_spool(source):
+        rows = batch.column(batch.schema.names.index(ROW))
+        for col in dated:
+            evidence[col.key].add(rows, batch.column(batch.schema.names.index(col.source)))
+    orders = {}
+    for key, found in evidence.items():
+        orders[key], warning = found.decide(plan.date_order)
+        warnings += [warning] if warning else []
+    columns = tuple(replace(c, date_order=orders[c.key]) if c.key in orders else c for c in plan.columns)
+    return replace(plan, columns=columns)
+
+
 def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Progress | None = None) -> ValidationResult:
     """Check every row of a source spool; write typed values (+ row mask) and every error to spools."""
     result = ValidationResult(checked=out_dir / "checked.arrow", errors=out_dir / "errors.arrow")
+    plan = with_date_orders(source, plan, result.warnings)
     counts: Counter = Counter()
     unsplit: Counter = Counter()
     schema = checked_schema(plan)
