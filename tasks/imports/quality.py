@@ -11,7 +11,6 @@ imported only in :func:`run_gx`, in that child.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 from ferry.catalog import FieldType
 from ferry.checks import EMAIL
 from ferry.import_plan import ImportPlan
+from ferry.lifelines import die_with_parent_preexec
 from ferry.spool import read_spool, write_spool
 from tasks.imports.cells import normalise_text
 from tasks.imports.validate import NUMBER_RE
@@ -115,13 +115,14 @@ def start_quality_summary(source: Path, plan: ImportPlan, out_dir: Path, sample_
     write_quality_sample(source, plan, sample, sample_rows)
     (out_dir / "quality-specs.json").write_text(json.dumps(specs))
     log = open(out_dir / "quality.log", "wb")
-    # niced: the report must not slow the load it runs beside (2 cores are shared with the database)
+    # niced: the report must not slow the load it runs beside (2 cores are shared with the database);
+    # killed with the import's process: a kill -9 of the run must not leave a 290 MB GX process behind
     return subprocess.Popen(
         [sys.executable, "-m", "tasks.imports.quality", str(out_dir.resolve())],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=str(PROJECT_ROOT),  # where `-m tasks.imports.quality` resolves, whatever the caller's folder
-        preexec_fn=lambda: os.nice(10),
+        preexec_fn=die_with_parent_preexec(nice=10),
     )
 
 

@@ -1,0 +1,123 @@
+"""Child processes that die with the Ferry process that started them.
+
+A ``kill -9`` runs no ``finally`` and no ``atexit``, so a child that should not
+outlive its parent must notice by itself. Two children need this:
+
+* the data-quality summary (great-expectations, ~290 MB): started by Ferry with
+  :func:`die_with_parent_preexec` (``PR_SET_PDEATHSIG``: the kernel sends
+  SIGKILL the moment the forking thread's process goes);
+* Prefect's temporary ("ephemeral") API server, which Prefect starts itself
+  (``SubprocessASGIServer``, ~400 MB, listening on a port) with no hook for a
+  ``preexec_fn``. :func:`install_ephemeral_server_lifeline` makes Prefect start
+  it through a small launcher whose watchdog thread ends the server within a
+  second or so of its parent's death. PDEATHSIG is not used there: Prefect may
+  start that server from a short-lived thread (its events worker), and
+  PDEATHSIG fires when the *thread* that forked ends, not the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+#: Runs ``python -m uvicorn ARGS`` after starting a thread that stops the server once its parent is gone:
+#: SIGTERM first (uvicorn shuts down cleanly), a hard exit if that takes longer than 5 s.
+_WATCHED_MODULE = (
+    "import os, runpy, signal, sys, threading, time\n"
+    "parent = int(sys.argv[1])\n"
+    "def watch():\n"
+    "    while os.getppid() == parent:\n"
+    "        time.sleep(0.25)\n"
+    "    os.kill(os.getpid(), signal.SIGTERM)\n"
+    "    time.sleep(5)\n"
+    "    os._exit(1)\n"
+    "threading.Thread(target=watch, name='ferry-lifeline', daemon=True).start()\n"
+    "sys.argv = [sys.argv[2], *sys.argv[3:]]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+_install_lock = threading.Lock()
+_popen_lock = threading.Lock()
+_installed = False
+
+
+def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:
+    """Ask Linux to send ``signum`` to this process when its parent dies; False where prctl is unavailable."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def die_with_parent_preexec(nice: int = 0) -> Callable[[], None]:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child gets SIGKILL when this process dies.
+
+    Captures this process's pid before the fork: a parent that died between
+    fork and prctl is caught by comparing ``getppid()`` after it.
+    """
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if nice:
+            os.nice(nice)
+        set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def watched_module_argv(argv: list[str], parent: int | None = None) -> list[str]:
+    """``[python, -m, MODULE, *ARGS]`` rewritten to run under the parent-watching launcher."""
+    if len(argv) < 3 or argv[1] != "-m":
+        return argv
+    return [argv[0], "-c", _WATCHED_MODULE, str(parent or os.getpid()), *argv[2:]]
+
+
+class _WatchedSubprocess:
+    """Stands in for the ``subprocess`` module inside Prefect's server module while it starts the server."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(args: list[str], **kwargs: Any) -> subprocess.Popen:
+        env = dict(kwargs.pop("env", None) or os.environ)
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # Ferry's processes send nothing anywhere
+        return subprocess.Popen(watched_module_argv(list(args)), env=env, **kwargs)
+
+
+def install_ephemeral_server_lifeline() -> bool:
+    """Make Prefect's temporary API server die with this process (idempotent); False if this Prefect has no such server."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return True
+        try:
+            from prefect.server.api import server as server_module
+        except ImportError:
+            return False
+        cls = getattr(server_module, "SubprocessASGIServer", None)
+        original = getattr(cls, "_run_uvicorn_command", None)
+        if original is None:
+            return False
+
+        def _run_uvicorn_command(self: Any) -> subprocess.Popen:
+            with _popen_lock:
+                server_module.subprocess = _WatchedSubprocess()
+                try:
+                    return original(self)
+                finally:
+                    server_module.subprocess = subprocess
+
+        _run_uvicorn_command.__wrapped__ = original  # type: ignore[attr-defined]
+        cls._run_uvicorn_command = _run_uvicorn_command
+        _installed = True
+        return True
