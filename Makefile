@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
+# Prefect telemetry off for everything make starts (demo, tests, up): Ferry sends nothing anywhere.
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
 .PHONY: install blocks demo up lint test test-services bench bench-sftp clean
 
