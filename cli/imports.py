@@ -313,6 +313,12 @@ def run_command(
         request = parse_request({k: v for k, v in raw.items() if v is not None})
     except FerryError as exc:
         fail(exc)
+    from deployments.service import preflight_import
+
+    try:
+        preflight_import(request)  # what the run would refuse that can be told now: exit 2, no run, no audit entry
+    except FerryError as exc:
+        fail(exc)
     if skip_validation:
         err.print(
             "[bold yellow]warning: --skip-validation loads values that fail checks as EMPTY instead of rejecting their rows.[/bold yellow]"

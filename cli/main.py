@@ -238,10 +238,21 @@ def export(
         fail(exc)
     if cli_problems:
         fail(ParameterError(cli_problems))
+    _preflight_export(request)
     record = _run_export(request, as_json, wait=not no_wait)
     _print_record(record, as_json)
     if record.status != "success":
         raise typer.Exit(1)
+
+
+def _preflight_export(request) -> None:
+    """What the run would refuse that can be told now (workspace, segment, lists, destination): exit 2, no run."""
+    from deployments.service import preflight_export
+
+    try:
+        preflight_export(request)
+    except FerryError as exc:
+        fail(exc)
 
 
 def _read_labels(path: Path) -> dict:

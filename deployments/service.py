@@ -19,6 +19,7 @@ from ferry.errors import (
     IdempotencyKeyReusedError,
     ParameterError,
     PermissionDeniedError,
+    Problem,
     RunStateError,
 )
 from ferry.import_params import ImportRequest
@@ -132,6 +133,59 @@ def check_import_file(source, resource: str, sheet: str | None = None, **options
     from tasks.imports.check import validate_file
 
     return validate_file(source, resource, sheet=sheet, **options)
+
+
+# --- before a run starts: what the store and the blocks can already tell --------------------------
+
+#: Longest file name (in bytes) the destinations Ferry writes to all accept (ext4, SFTP/FTP servers, object keys' last part).
+MAX_FILE_NAME_BYTES = 255
+
+
+def _workspace_problems(workspace: str) -> list[Problem]:
+    from ferry.errors import UnknownWorkspaceError
+    from ferry.store.engine import get_engine, workspace_id
+
+    with get_engine().connect() as conn:
+        try:
+            workspace_id(conn, workspace)
+        except UnknownWorkspaceError as exc:
+            return [Problem("workspace", workspace, f"{exc.message} {exc.hint}")]
+    return []
+
+
+def preflight_export(request: ExportRequest) -> None:
+    """Everything an export run would refuse that can be known now, as one ParameterError: no run, no audit entry.
+
+    The workspace, the segment and lists (the store), the destination block (Prefect) and the file name's length.
+    """
+    from blocks.registry import resolve_destination
+    from ferry.errors import DestinationError
+    from ferry.settings import get_settings
+    from tasks.export.deliver import render_filename
+
+    problems = _workspace_problems(request.workspace)
+    if not problems:
+        try:
+            check_export_against_store(request)
+        except ParameterError as exc:
+            problems += exc.problems
+    try:
+        resolve_destination(request.destination, get_settings().exports_dir)
+    except DestinationError as exc:
+        problems.append(Problem("destination", request.destination, str(exc)))
+    name = render_filename(request, "0" * 36, datetime.now(UTC)).rsplit("/", 1)[-1]
+    if len(name.encode()) > MAX_FILE_NAME_BYTES:
+        problems.append(
+            Problem("filename", request.filename, f"makes a file name of {len(name.encode())} bytes; at most {MAX_FILE_NAME_BYTES}")
+        )
+    if problems:
+        raise ParameterError(problems)
+
+
+def preflight_import(request: ImportRequest) -> None:
+    """What an import run would refuse that can be known now (the workspace), as one ParameterError."""
+    if problems := _workspace_problems(request.workspace):
+        raise ParameterError(problems)
 
 
 # --- runs started for other programs (the HTTP API) ---------------------------------------------
