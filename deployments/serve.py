@@ -10,7 +10,10 @@ that make it safe to restart:
 * it does not pause its deployments when it stops (``pause_on_shutdown=False``),
   so a restart or a crash does not silently turn every job off;
 * it keeps discovering: jobs created while it runs are picked up within
-  ``sync_seconds``, without a restart.
+  ``sync_seconds``, without a restart;
+* its runs send Prefect's flow-run heartbeats, and it sweeps what a kill -9
+  leaves (runs left Running, spool folders: :mod:`ferry.sweep`) at start-up
+  and every ``SWEEP_SECONDS``.
 
 The deployments declared in ``prefect.yaml`` are (re)applied at start from the
 file, as ``prefect deploy --all`` would, except that a deployment paused in the
@@ -33,6 +36,7 @@ from typing import Any
 
 from deployments import project
 from ferry.errors import ConfigurationError
+from ferry.sweep import HEARTBEAT_SECONDS, SWEEP_SECONDS, log_sweep, sweep
 
 
 @dataclass
@@ -151,7 +155,11 @@ class FerryServe:
         from prefect.runner import Runner
 
         self.runner = Runner(
-            name=name or f"ferry-serve-{socket.gethostname()}", pause_on_shutdown=False, limit=limit, query_seconds=poll_seconds
+            name=name or f"ferry-serve-{socket.gethostname()}",
+            pause_on_shutdown=False,
+            limit=limit,
+            query_seconds=poll_seconds,
+            heartbeat_seconds=HEARTBEAT_SECONDS,  # what ferry.sweep tells dead runs by
         )
         # The Runner keeps the deployments it polls for in a registry; ``add_deployment`` would also
         # re-apply (rewrite) each one, which is exactly what must not happen to jobs. Registering the
@@ -164,6 +172,15 @@ class FerryServe:
             )
         self.sync_seconds = sync_seconds
         self.served: dict[uuid.UUID, str] = {}
+        self._next_sweep = 0.0
+
+    async def sweep_if_due(self) -> None:
+        """Every SWEEP_SECONDS: runs of dead processes marked Crashed, orphaned spool folders removed."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_sweep:
+            return
+        self._next_sweep = loop.time() + SWEEP_SECONDS
+        log_sweep(await asyncio.to_thread(sweep), self.runner._logger.warning)
 
     async def discover(self) -> list[str]:
         """Register deployments not served yet; returns their names."""
@@ -172,6 +189,7 @@ class FerryServe:
         async with get_client() as client:
             found = await ferry_deployments(client)
             flows = {f.id: f.name for f in await client.read_flows()} if found else {}
+        await self.sweep_if_due()
         new = []
         paused_jobs = [d.id for d in found if d.paused and project.JOB_TAG in (d.tags or [])]
         if paused_jobs:
@@ -261,5 +279,8 @@ def worker(pool: str = project.WORK_POOL, limit: int | None = None, name: str | 
         project.ensure_work_pool(client, pool)
         if deploy:
             apply_project_deployments(client)
+    log_sweep(sweep(), print)
+    # Prefect's flow-run heartbeats, inherited by every run process the worker starts (see ferry.sweep)
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_SECONDS))
     command = worker_command(pool, limit, name)
     os.execv(command[0], command)

@@ -2,7 +2,10 @@
 
 Managed storage (blocks/managed.py) keeps each export for
 ``FERRY_MANAGED_RETENTION_DAYS`` (30) after it was written; this flow removes
-the older ones. Run it on a schedule (daily is plenty). It lists first and
+the older ones. Run it on a schedule (daily is plenty). It also sweeps what a
+kill -9 leaves behind (:mod:`ferry.sweep`): Ferry runs left Running by a dead
+process are marked Crashed (with an audit entry) and spool folders of dead runs
+older than ``FERRY_SPOOL_ORPHAN_HOURS`` are removed. It lists first and
 deletes file by file: one file that cannot be deleted does not stop the
 others, but fails the run at the end so someone looks. ``dry_run`` only
 reports what would go.
@@ -84,7 +87,11 @@ def report_markdown(report: CleanupReport) -> str:
 @flow(name="cleanup-managed-exports", validate_parameters=True)
 def cleanup_managed_exports(retention_days: int | None = None, dry_run: bool = False) -> CleanupReport:
     """Delete managed-storage exports older than the retention period (FERRY_MANAGED_RETENTION_DAYS unless given)."""
+    from ferry.sweep import log_sweep, sweep
+
     logger = get_run_logger()
+    if not dry_run:
+        log_sweep(sweep(), logger.warning)
     report = clean(retention_days, dry_run)
     create_markdown_artifact(report_markdown(report), key="managed-storage-cleanup", description="Managed storage cleanup")
     logger.info(

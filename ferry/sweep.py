@@ -1,0 +1,191 @@
+"""What a kill -9 leaves behind, swept: Ferry runs left ``Running`` and their spool folders.
+
+A killed run process runs no ``finally``: its flow run stays RUNNING in
+Prefect, it has no audit entry and its spool folder (plain customer data)
+stays on disk. Ferry's processes that serve runs (``ferry serve``, the runner
+of ``ferry up``, ``ferry worker``) send Prefect's own flow-run heartbeats
+(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, every :data:`HEARTBEAT_SECONDS`); this
+module's sweep, run at their start-up, every :data:`SWEEP_SECONDS` inside
+``ferry serve`` and in the cleanup flow, marks a RUNNING Ferry run CRASHED when
+
+* its last heartbeat is older than ``stale_seconds`` (its process is gone), or
+* it never sent one (started without heartbeats, e.g. inline by the CLI) and
+  has been running longer than ``spool_orphan_hours``,
+
+and writes an audit entry ``import.crashed`` / ``export.crashed``. Prefect's
+zombie automation (a proactive trigger) is not used: it needs the server's
+proactive-triggers service, which the temporary server does not run, and it
+cannot write Ferry's audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ferry.runs import EXPORT_FLOW, IMPORT_FLOW
+from ferry.spool import sweep_spools
+
+HEARTBEAT_SECONDS = 30
+#: No heartbeat for this long: the run's process is gone (Prefect sends one every HEARTBEAT_SECONDS).
+STALE_SECONDS = 150.0
+SWEEP_SECONDS = 60.0
+HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
+_ACTIONS = {IMPORT_FLOW: "import", EXPORT_FLOW: "export"}
+_ACTIVE_STATES = ("PENDING", "RUNNING", "PAUSED", "CANCELLING", "SCHEDULED")
+
+logger = logging.getLogger("ferry.sweep")
+
+
+@dataclass
+class SweepReport:
+    """What one sweep did. Field names are a contract (the cleanup flow's report)."""
+
+    crashed: list[str] = field(default_factory=list)
+    spools_removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _last_heartbeat(client: Any, run_id: Any, since: datetime) -> datetime | None:
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventOrder, EventResourceFilter
+
+    page = client.read_events(
+        EventFilter(
+            occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=5)),
+            event=EventNameFilter(name=[HEARTBEAT_EVENT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+            order=EventOrder.DESC,
+        ),
+        limit=1,
+    )
+    return page.events[0].occurred if page.events else None
+
+
+def _running_ferry_runs(client: Any, flow_names: tuple[str, ...]) -> list:
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    return client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=list(flow_names))),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+        limit=200,
+    )
+
+
+def is_dead(run: Any, last_heartbeat: datetime | None, now: datetime, stale_seconds: float, unmonitored_hours: float) -> bool:
+    """The rule of the module docstring, on one run."""
+    if last_heartbeat is not None:
+        return (now - last_heartbeat).total_seconds() > stale_seconds
+    since = (run.state.timestamp if run.state else None) or run.start_time or run.created
+    return since is not None and (now - since).total_seconds() > unmonitored_hours * 3600
+
+
+def _audit_crash(run: Any, action: str, message: str) -> None:
+    """``<action>.crashed`` in the run's workspace (the flow's ``request`` parameter names it)."""
+    from ferry.audit import write_audit
+    from ferry.store.engine import get_engine
+
+    request = (run.parameters or {}).get("request") or {}
+    if not isinstance(request, dict) or not request.get("workspace"):
+        return
+    write_audit(
+        get_engine(),
+        workspace=str(request["workspace"]),
+        actor=str(request.get("actor") or "system"),
+        action=f"{action}.crashed",
+        resource=str(request.get("resource") or "-"),
+        run_id=str(run.id),
+        details={"reason": message},
+        payload_bytes=None,
+    )
+
+
+def crash_dead_runs(
+    stale_seconds: float = STALE_SECONDS,
+    unmonitored_hours: float | None = None,
+    flow_names: tuple[str, ...] = (IMPORT_FLOW, EXPORT_FLOW),
+    now: datetime | None = None,
+) -> list[str]:
+    """Mark RUNNING Ferry runs whose process died CRASHED, each with an audit entry; their ids."""
+    from prefect import get_client
+    from prefect.states import Crashed
+
+    from ferry.settings import get_settings
+
+    unmonitored = unmonitored_hours if unmonitored_hours is not None else get_settings().spool_orphan_hours
+    crashed: list[str] = []
+    with get_client(sync_client=True) as client:
+        flows = {f.id: f.name for f in client.read_flows()}
+        for run in _running_ferry_runs(client, flow_names):
+            now_ = now or datetime.now(UTC)
+            since = (run.start_time or run.created or now_) - timedelta(minutes=1)
+            beat = _last_heartbeat(client, run.id, since)
+            if not is_dead(run, beat, now_, stale_seconds, unmonitored):
+                continue
+            age = f"last heartbeat {beat.isoformat()}" if beat else f"no heartbeat for {unmonitored:g} h"
+            message = f"The run's process died (killed or lost; {age}); marked crashed by Ferry's sweep."
+            result = client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            if getattr(result, "status", None) is not None and str(result.status.value).upper() != "ACCEPT":
+                continue
+            crashed.append(str(run.id))
+            _audit_crash(run, _ACTIONS.get(flows.get(run.flow_id, ""), "run"), message)
+            logger.warning("Run %s (%s) was left running by a dead process: marked Crashed", run.id, flows.get(run.flow_id))
+    return crashed
+
+
+def active_in_prefect() -> Callable[[str], bool]:
+    """``run_id -> still active in Prefect``; True on any doubt (the API does not answer, the id is unknown to it)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    def active(run_id: str) -> bool:
+        try:
+            with get_client(sync_client=True) as client:
+                run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return False  # no such run in this Prefect: age alone decides
+        except Exception:  # noqa: BLE001 - unreachable Prefect: keep the folder this time
+            return True
+        return run.state is not None and run.state.type.value in _ACTIVE_STATES
+
+    return active
+
+
+def sweep(stale_seconds: float = STALE_SECONDS, spools: bool = True) -> SweepReport:
+    """Crash dead runs, then remove spool folders of runs that are not active and older than ``spool_orphan_hours``.
+
+    Never raises: a sweep that cannot reach Prefect or the store says so in ``problems``.
+    """
+    from ferry.settings import get_settings
+
+    settings = get_settings()
+    report = SweepReport()
+    try:
+        report.crashed = crash_dead_runs(stale_seconds)
+    except Exception as exc:  # noqa: BLE001 - a sweep must never stop what it runs in
+        report.problems.append(f"dead runs: {type(exc).__name__}: {exc}")
+    if spools:
+        try:
+            removed = sweep_spools(settings.spool_dir, settings.spool_orphan_hours, active_in_prefect())
+            report.spools_removed = [folder.name for folder in removed]
+        except Exception as exc:  # noqa: BLE001
+            report.problems.append(f"spool folders: {type(exc).__name__}: {exc}")
+    return report
+
+
+def log_sweep(report: SweepReport, log: Callable[[str], None]) -> None:
+    if report.crashed:
+        log(f"Marked {len(report.crashed)} run(s) left running by a dead process as Crashed: {', '.join(report.crashed)}")
+    if report.spools_removed:
+        log(f"Removed {len(report.spools_removed)} spool folder(s) of dead runs")
+    for problem in report.problems:
+        log(f"Sweep incomplete ({problem})")
