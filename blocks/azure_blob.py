@@ -238,10 +238,12 @@ class AzureBlobDestination(ObjectStoreDestination):
 
     # --- the contract ---------------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         from azure.storage.blob import BlobBlock, ContentSettings
 
         name = object_name(self._folder, key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is sent
         blob = self._blob(name)
         size = self.block_size_mib * MIB
         reader = HashingReader(source)

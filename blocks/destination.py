@@ -8,11 +8,14 @@ file at the final location: write somewhere temporary, then publish at once.
 The contract, in full (one conformance suite, tests/blocks/test_conformance.py,
 runs the same test body over every implementation):
 
-``deliver(source, key) -> Delivery``  (required)
+``deliver(source, key, overwrite=True) -> Delivery``  (required)
     Stream ``source`` to ``key``; return location, bytes, SHA-256 and, where the
     destination can sign one, a download URL. Nothing appears at ``key`` unless
     the whole stream arrived (a failed upload leaves the previous file, or
-    nothing). An exception raised *by the source stream* propagates unchanged;
+    nothing). With ``overwrite=False`` a file already at ``key`` is never
+    replaced: :meth:`Destination.refuse_existing` asks the service (its own
+    "exists?" call) before a byte is sent, and the delivery fails with a
+    ``DestinationError`` naming the file. An exception raised *by the source stream* propagates unchanged;
     failures of the destination are ``DestinationError`` (terminal: bad
     credentials, permissions, missing bucket) or ``TransientDestinationError``
     (worth a retry: resets, timeouts, 5xx) - the type decides retries.
@@ -25,7 +28,7 @@ refuse or answer "nothing"):
     Implementing either one is enough: the base class derives the other.
 ``download_url(key, expires)``  ("url")
     A fresh URL that lets anyone holding it download the file until it expires.
-``exists(key)``, ``delete_file(key)``  ("delete"; named so it does not hide Prefect's ``Block.delete(name)``)
+``exists(key)``  ("exists"), ``delete_file(key)``  ("delete" needs both; named so it does not hide Prefect's ``Block.delete(name)``)
     For reissuing URLs of finished runs and for retention cleanup.
 ``list_files(prefix)``  ("list")
     Every file under the destination (or a prefix) with size and modification
@@ -80,8 +83,25 @@ class Destination(Block):
     # blocks.sources maps a scheme to every registered block that lists it.
     uri_schemes: ClassVar[tuple[str, ...]] = ()
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         raise NotImplementedError
+
+    def refuse_existing(self, key: str) -> None:
+        """A ``DestinationError`` when a file is stored at ``key`` already: a delivery without overwrite must not replace it.
+
+        Two workspaces, two jobs or two runs of one job whose file names render
+        alike would otherwise overwrite each other's files without a word.
+        """
+        if self.exists(key):
+            raise self.taken(key)
+
+    def taken(self, key: str) -> DestinationError:
+        """The refusal of a delivery whose name is taken (see :meth:`refuse_existing`)."""
+        return DestinationError(
+            f"{self.describe()} already holds a file named {key!r}; it was not overwritten.",
+            "Put {run_id} (or {date}) in the filename template so each run gets its own name, "
+            "or pass --overwrite (`overwrite: true`) to replace the file.",
+        )
 
     def download(self, key: str, target: Path) -> Path:
         """Copy the file at ``key`` to the local path ``target`` (complete, or not at all)."""
@@ -133,7 +153,7 @@ class Destination(Block):
         raise DestinationError(f"{self.describe()} cannot map {location!r} back to a file name.", "Use a destination that supports it.")
 
     def can(self, capability: str) -> bool:
-        """Whether this block implements an optional part of the contract ("read", "url", "delete", "list")."""
+        """Whether this block implements an optional part of the contract ("read", "url", "exists", "delete", "list")."""
         cls = type(self)
         overridden = [getattr(cls, m) is not getattr(Destination, m) for m in _CAPABILITIES[capability]]
         return any(overridden) if capability == "read" else all(overridden)
@@ -196,6 +216,7 @@ class HashingReader:
 _CAPABILITIES: dict[str, tuple[str, ...]] = {
     "read": ("open_source", "download"),
     "url": ("download_url",),
+    "exists": ("exists",),
     "delete": ("delete_file", "exists"),
     "list": ("list_files",),
 }

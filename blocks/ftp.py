@@ -206,8 +206,10 @@ class FtpServer(Destination):
 
     # --- the contract -------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         relative = clean_key(key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is sent
         reader = SourceReader(source)
         with self._session(f"uploading {relative}") as ftp:
             final = remote_join(self._base(ftp), relative)

@@ -233,10 +233,12 @@ class GcsDestination(ObjectStoreDestination):
 
     # --- the contract ---------------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         name = object_name(self._folder, key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is sent
         blob = self._blob(name)
         reader = HashingReader(source)
         # size=None + chunk_size: a resumable upload that reads one chunk at a time until the stream ends.

@@ -46,8 +46,10 @@ class LocalDirectory(Destination):
     def local_path(self, key: str) -> Path | None:
         return self.target(key)
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         target = self.target(key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is written; _publish checks again, atomically
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -59,12 +61,34 @@ class LocalDirectory(Destination):
                 shutil.copyfileobj(reader, out, CHUNK)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(partial, target)  # atomic: readers see the old file or the whole new one
+            self._publish(partial, target, key, overwrite)
+        except FileExistsError:  # written by someone else after the check: the same clear refusal
+            raise self.taken(key) from None
         except OSError as exc:
             raise DestinationError(f"Writing {target} failed: {exc.strerror or exc}.", "Check free space and permissions.") from exc
         finally:
             partial.unlink(missing_ok=True)
         return Delivery(location=str(target), bytes=reader.bytes, sha256=reader.sha256.hexdigest())
+
+    @staticmethod
+    def _publish(partial: Path, target: Path, key: str, overwrite: bool) -> None:
+        """Move the complete file to its name: readers see the old file or the whole new one.
+
+        Without overwrite a hard link publishes it, which fails when the name is
+        taken (``os.replace`` would replace a file another run wrote after the
+        check); file systems without hard links fall back to the check alone.
+        """
+        if overwrite:
+            os.replace(partial, target)
+            return
+        try:
+            os.link(partial, target)  # the partial file is removed by the caller
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here (some network shares, FAT)
+            if target.exists():
+                raise FileExistsError(key) from None
+            os.replace(partial, target)
 
     @contextmanager
     def open_source(self, key: str) -> Iterator[BinaryIO]:

@@ -98,8 +98,8 @@ class ManagedStorage(Destination):
 
     # --- the contract, delegated --------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
-        return self.inner().deliver(source, key)
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
+        return self.inner().deliver(source, key, overwrite=overwrite)
 
     @contextmanager
     def open_source(self, key: str) -> Iterator[BinaryIO]:

@@ -254,8 +254,10 @@ class S3Destination(ObjectStoreDestination):
 
     # --- the contract ---------------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         name = object_name(self._folder, key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is sent
         bucket = self.bucket.bucket_name
         part_size = self.part_size_mib * MIB
         reader = HashingReader(source)

@@ -337,8 +337,10 @@ class SftpServer(Destination):
 
     # --- the contract -------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
         relative = clean_key(key)
+        if not overwrite:
+            self.refuse_existing(key)  # before a byte is sent
         reader = SourceReader(source, background_hash=True)
         try:
             return self._upload(reader, relative)

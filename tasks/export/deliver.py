@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from prefect.cache_policies import NONE
 from blocks.destination import Delivery, Destination, clean_key
 from ferry.params import ExportRequest
 from ferry.progress import Progress
+from ferry.workspaces import SLUG_PATTERN
 from tasks.retry import retry_transient
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -22,12 +24,26 @@ def _safe_value(value: str) -> str:
     return _UNSAFE.sub("-", value).strip(".-") or "unnamed"
 
 
+def _workspace_value(workspace: str) -> str:
+    """The workspace as a file-name part, distinct for distinct workspaces.
+
+    Slugs (the rule for new workspaces) are used as they are. Older names that
+    are not slugs (``acme corp``, ``../x``) would sanitise to another
+    workspace's name (``acme-corp``, ``x``) and overwrite its files, so they
+    get a short hash of the real name.
+    """
+    safe = _safe_value(workspace)
+    if safe == workspace and re.fullmatch(SLUG_PATTERN, workspace):
+        return safe
+    return f"{safe}-{hashlib.sha256(workspace.encode()).hexdigest()[:8]}"
+
+
 def render_filename(request: ExportRequest, run_id: str, when: datetime) -> str:
     """The file's key: the template with placeholders filled in and the format's extension ensured."""
     values = {
         "date": when.strftime("%Y-%m-%d"),
         "resource": request.resource_def.slug,
-        "workspace": _safe_value(request.workspace),
+        "workspace": _workspace_value(request.workspace),
         "run_id": _safe_value(run_id),
         "format": request.format,
     }
@@ -42,9 +58,32 @@ def render_filename(request: ExportRequest, run_id: str, when: datetime) -> str:
 @task(
     name="deliver", cache_policy=NONE, persist_result=False, retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient
 )
-def deliver(file: Path, destination: Destination, key: str) -> Delivery:
+def deliver(file: Path, destination: Destination, key: str, overwrite: bool | None = None) -> Delivery:
+    """Publish ``file`` as ``key``; a file of that name already there is refused unless ``overwrite``.
+
+    ``overwrite=None`` takes the run's own request's ``overwrite`` (False when
+    there is none), so a flow that does not pass it still never overwrites
+    silently and still honours ``--overwrite``.
+    """
     progress = Progress("deliver", None, key="export-progress")  # no rows to count: a spinner with the time it takes
+    replace = requested_overwrite() if overwrite is None else overwrite
     with open(file, "rb") as source:
-        delivered = destination.deliver(source, key)
+        if replace or not destination.can("exists"):  # a webhook POST has no file to overwrite
+            delivered = destination.deliver(source, key)
+        else:
+            delivered = destination.deliver(source, key, overwrite=False)
     progress.finish()
     return delivered
+
+
+def requested_overwrite() -> bool:
+    """``overwrite`` of the export request this flow run was started with (an object in-process, JSON from a deployment)."""
+    from prefect.runtime import flow_run
+
+    try:
+        request = (flow_run.parameters or {}).get("request")
+    except Exception:  # noqa: BLE001 - outside a flow run: the safe answer
+        return False
+    if isinstance(request, ExportRequest):
+        return request.overwrite
+    return bool(isinstance(request, dict) and request.get("overwrite") is True)

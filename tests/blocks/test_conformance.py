@@ -2,7 +2,8 @@
 
 It checks the whole destination contract (blocks/destination.py): delivery
 reports the right size and SHA-256 and the server holds exactly those bytes;
-a re-delivery replaces the file; a stream that breaks midway leaves the old
+a re-delivery replaces the file, unless ``overwrite=False``, which refuses
+a name that is taken and leaves the file as it was; a stream that breaks midway leaves the old
 file (or nothing) at the final key and no temporaries; keys that climb out are
 refused; and each optional capability the destination claims (read back,
 download URL, exists/delete, list) works.
@@ -86,10 +87,18 @@ def test_destination_contract(case, request, tmp_path):
             dest.deliver(io.BytesIO(b"x"), bad)
     assert handle.keys() == [key]
 
-    # an empty file is a file
-    empty = dest.deliver(io.BytesIO(b""), "empty.csv")
+    # an empty file is a file (delivered without overwrite: the name is free)
+    empty = dest.deliver(io.BytesIO(b""), "empty.csv", **({"overwrite": False} if dest.can("exists") else {}))
     assert (empty.bytes, empty.sha256) == (0, hashlib.sha256(b"").hexdigest())
     assert handle.read("empty.csv") == b""
+
+    # without overwrite, a name that is taken is refused (the service's own "exists?" call) and the file stays
+    if dest.can("exists"):
+        for taken in (key, "empty.csv"):
+            with pytest.raises(DestinationError, match="already holds a file named .*not overwritten"):
+                dest.deliver(io.BytesIO(b"someone else's rows"), taken, overwrite=False)
+        assert handle.read(key) == second and handle.read("empty.csv") == b""
+        assert sorted(handle.keys()) == sorted([key, "empty.csv"])
 
     offered = {c for c in ("read", "url", "delete", "list") if dest.can(c)}
     if case.capabilities is not None:

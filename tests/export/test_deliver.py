@@ -14,7 +14,7 @@ from prefect.states import Failed
 from blocks.destination import clean_key
 from blocks.local_directory import LocalDirectory
 from ferry.errors import DestinationError, TransientDestinationError
-from ferry.params import parse_request
+from ferry.params import DEFAULT_FILENAME, parse_request
 from tasks.export.deliver import render_filename
 from tasks.retry import retry_transient
 
@@ -58,8 +58,24 @@ def test_placeholder_values_cannot_add_folders_or_climb_out(tmp_path, workspace)
 def test_a_workspace_placeholder_as_a_folder_stays_inside(tmp_path):
     name = name_for(workspace="../../etc", filename="{workspace}/{resource}.{format}")
 
-    assert name == "etc/contacts.csv"
-    assert LocalDirectory(path=str(tmp_path)).target(name) == tmp_path.resolve() / "etc" / "contacts.csv"
+    folder = name.split("/")[0]
+    assert name == f"{folder}/contacts.csv" and folder.startswith("etc-") and folder != "etc"
+    assert LocalDirectory(path=str(tmp_path)).target(name) == tmp_path.resolve() / folder / "contacts.csv"
+
+
+@pytest.mark.parametrize(("older", "slug"), [("acme corp", "acme-corp"), ("../x", "x"), ("Acme", "acme"), ("..", "unnamed")])
+def test_workspaces_whose_names_sanitise_alike_get_distinct_file_names(older, slug):
+    """Issue 15: ``acme corp`` and ``acme-corp`` rendered to one path, so one workspace overwrote the other's file."""
+    template = "{workspace}/{resource}.{format}"
+
+    assert name_for(workspace=slug, filename=template) == f"{slug}/contacts.csv"  # slugs stay as they are
+    assert name_for(workspace=older, filename=template) != name_for(workspace=slug, filename=template)
+    assert name_for(workspace=older, filename=template) == name_for(workspace=older, filename=template)  # and stable
+
+
+def test_the_default_template_is_unique_per_run():
+    assert "{run_id}" in DEFAULT_FILENAME
+    assert name_for(run_id="run-1") != name_for(run_id="run-2")
 
 
 def test_run_ids_are_sanitised_too():
@@ -142,6 +158,35 @@ def test_an_unwritable_destination_is_a_destination_error(tmp_path):
     with pytest.raises(DestinationError):
         LocalDirectory(path=str(tmp_path)).deliver(io.BytesIO(b"x"), "taken.csv")
     assert files_in(tmp_path) == ["a-file"]
+
+
+def test_without_overwrite_a_name_taken_after_the_check_is_still_refused(tmp_path, monkeypatch):
+    """The final publish is a hard link, which fails on a taken name: a file written between check and publish stays."""
+    folder = LocalDirectory(path=str(tmp_path))
+    (tmp_path / "x.csv").write_bytes(b"theirs")
+    monkeypatch.setattr(LocalDirectory, "exists", lambda self, key: False)  # the check saw a free name
+
+    with pytest.raises(DestinationError, match="already holds a file named 'x.csv'"):
+        folder.deliver(io.BytesIO(b"ours"), "x.csv", overwrite=False)
+    assert files_in(tmp_path) == ["x.csv"] and (tmp_path / "x.csv").read_bytes() == b"theirs"
+    assert folder.deliver(io.BytesIO(b"ours"), "x.csv", overwrite=True).bytes == 4
+
+
+def test_the_deliver_task_refuses_a_taken_name_unless_told_to_overwrite(tmp_path):
+    from tasks.export.deliver import deliver
+
+    file = tmp_path / "export.csv"
+    file.write_bytes(b"new rows")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "x.csv").write_bytes(b"old rows")
+    folder = LocalDirectory(path=str(dest))
+
+    with pytest.raises(DestinationError, match="already holds"):
+        deliver.fn(file, folder, "x.csv")  # outside a flow run: no request, so no overwrite
+    assert (dest / "x.csv").read_bytes() == b"old rows"
+    deliver.fn(file, folder, "x.csv", overwrite=True)
+    assert (dest / "x.csv").read_bytes() == b"new rows"
 
 
 # --- retries -------------------------------------------------------------------------

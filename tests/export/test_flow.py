@@ -171,8 +171,10 @@ def test_a_workspace_named_like_a_path_stays_in_its_folder(empty_store, tmp_path
     )
 
     assert state.is_completed(), state.message
-    assert Path(record.destination_path) == (dest / "etc" / "contacts-etc.csv").resolve()
-    assert files_in(tmp_path) == ["exports/etc/contacts-etc.csv"]
+    (name,) = files_in(tmp_path)
+    folder = name.split("/")[1]
+    assert folder.startswith("etc-") and name == f"exports/{folder}/contacts-{folder}.csv"  # not the folder of a workspace "etc"
+    assert Path(record.destination_path) == (tmp_path / name).resolve()
     assert record.record_count == 20
 
 
@@ -298,3 +300,20 @@ def test_the_preview_artifact_copies_ferry_preview_rows_rows_and_0_turns_it_off(
         table = by_key["export-preview"].data
         table = json.loads(table) if isinstance(table, str) else table
         assert len(table) == rows and set(table[0]) == {"email"}
+
+
+def test_a_file_name_that_exists_is_refused_unless_overwrite_is_asked(store, tmp_path):
+    """Issue 15: a template without {run_id} overwrote the previous file without a word."""
+    first_state, first = run(tmp_path, resource="contacts", fields=["email"], filename="contacts.{format}")
+    assert first_state.is_completed(), first_state.message
+    before = (tmp_path / "contacts.csv").read_bytes()
+
+    second_state, second = run(tmp_path, resource="contacts", fields=["email", "first_name"], filename="contacts.{format}")
+    assert second_state.is_failed()
+    assert "already holds a file named 'contacts.csv'" in second.error and "--overwrite" in second.error
+    assert (tmp_path / "contacts.csv").read_bytes() == before
+    assert files_in(tmp_path) == ["contacts.csv"]
+
+    third_state, third = run(tmp_path, resource="contacts", fields=["email", "first_name"], filename="contacts.{format}", overwrite=True)
+    assert third_state.is_completed(), third_state.message
+    assert (tmp_path / "contacts.csv").read_bytes() != before and third.sha256 != first.sha256
