@@ -313,10 +313,11 @@ def run_command(
         request = parse_request({k: v for k, v in raw.items() if v is not None})
     except FerryError as exc:
         fail(exc)
-    from deployments.service import preflight_import
+    from deployments.service import preflight_import, sealed_import
 
     try:
         preflight_import(request)  # what the run would refuse that can be told now: exit 2, no run, no audit entry
+        request = sealed_import(request)  # a URL's token never reaches the run's parameters
     except FerryError as exc:
         fail(exc)
     if skip_validation:

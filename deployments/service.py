@@ -62,7 +62,7 @@ def run_import(request: ImportRequest) -> ImportRecord:
     """Import ``request`` in this process (large files hand themselves to the import deployment)."""
     from flows.import_ import import_data
 
-    state = import_data(request, return_state=True)
+    state = import_data(sealed_import(request), return_state=True)
     result = run_result(state)
     if isinstance(result, ImportRecord):
         return result
@@ -183,9 +183,20 @@ def preflight_export(request: ExportRequest) -> None:
 
 
 def preflight_import(request: ImportRequest) -> None:
-    """What an import run would refuse that can be known now (the workspace), as one ParameterError."""
-    if problems := _workspace_problems(request.workspace):
+    """What an import run would refuse that can be known now (the workspace, a URL with credentials), as one ParameterError."""
+    from blocks.sealed_urls import url_problems
+
+    if problems := url_problems(request.source) + _workspace_problems(request.workspace):
         raise ParameterError(problems)
+
+
+def sealed_import(request: ImportRequest) -> ImportRequest:
+    """The request as a run may keep it: a URL's token moves into a Secret block (``blocks.sealed_urls``)."""
+    from blocks.sealed_urls import seal, url_problems
+
+    if problems := url_problems(request.source):
+        raise ParameterError(problems)
+    return request.model_copy(update={"source": seal(request.source)})
 
 
 # --- runs started for other programs (the HTTP API) ---------------------------------------------
@@ -344,7 +355,7 @@ def start_import(request: ImportRequest, idempotency_key: str | None = None) -> 
     from ferry.import_params import IMPORT_DEPLOYMENT
     from ferry.run_tags import import_tags, resource_slug
 
-    inline = request.model_copy(update={"processing": "inline"})
+    inline = sealed_import(request).model_copy(update={"processing": "inline"})
     parameters = {"request": inline.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     tags = import_tags(request.workspace, resource_slug(request.resource))
     try:

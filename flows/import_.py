@@ -23,6 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
 
+from blocks.sealed_urls import forget as forget_sealed
 from ferry.checks import is_remote_source
 from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
@@ -59,10 +60,12 @@ class _Clock:
 def import_data(request: ImportRequest):
     """Import a file into one resource of one workspace; never half-written (one transaction)."""
     logger = get_run_logger()
+    given_source = request.source
     run_id = str(flow_run.get_id() or uuid.uuid4())
     spool_dir = get_settings().spool_dir / f"import-{run_id}"
     record = new_record(request, run_id)
     quality = None
+    handed_off = False
     in_run = flow_run.get_id() is not None
     try:
         if in_run:  # the import history selects on these (ferry.run_tags)
@@ -75,6 +78,7 @@ def import_data(request: ImportRequest):
             request = request.model_copy(update={"source": str(fetch_source(request.source, spool_dir))})
         record.file_size = request.source_path.stat().st_size
         if (submitted := hand_off(request, given, record, logger)) is not None:
+            handed_off = True  # the deployment run fetches the source again (and forgets a sealed URL)
             if in_run:  # the deployment run is the one the history shows
                 retag_flow_run(run_id, add=[HANDED_OFF], remove=[store_tag()])
             import_ledger(submitted, request.actor)
@@ -132,3 +136,5 @@ def import_data(request: ImportRequest):
     finally:
         stop_quality_summary(quality)
         shutil.rmtree(spool_dir, ignore_errors=True)
+        if not handed_off:
+            forget_sealed(given_source)

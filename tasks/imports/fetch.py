@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NONE
 
+from blocks.sealed_urls import unseal
 from blocks.sources import resolve_source, supported_schemes
 from ferry.checks import is_remote_source, shown_url
 from ferry.errors import ParameterError, Problem
@@ -37,4 +38,4 @@ def check_source(source: str) -> None:
     retry_condition_fn=retry_transient,
 )
 def fetch_source(source: str, spool_dir: Path) -> Path:
-    return resolve_source(source, spool_dir, allow_local=False)
+    return resolve_source(unseal(source), spool_dir, allow_local=False)

@@ -63,6 +63,17 @@ def test_cli_imports_an_allowed_url_and_notifies(istore, allow_loopback, httpser
     assert record["status"] == "success" and record["created_rows"] == 2
     assert record["source"] == httpserver_ipv4.url_for("/exports/contacts.csv").split("?")[0]
     assert "Url-Token-5" not in result.output.split('"run_id"', 1)[1]
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:  # the token never reached the run's parameters; its sealed copy is gone
+        source = client.read_flow_run(record["run_id"]).parameters["request"]["source"]
+        assert "Url-Token-5" not in source and "?ferry-sealed=ferry-url-" in source
+        sealed = source.split("ferry-sealed=")[1]
+        assert not [b for b in client.read_block_documents() if b.name == sealed]
+    result = CliRunner().invoke(
+        app, ["import", "run", "https://ann:hunter2@example.com/x.csv", "--resource", "contacts", "--workspace", ws, "--auto-map"]
+    )
+    assert result.exit_code == 2 and "carries a user name or password" in result.stderr and "hunter2" not in result.output
     notice = json.loads([r for r, _ in httpserver_ipv4.log if r.path == "/done"][0].get_data())
     assert notice["event"] == "import.success" and notice["record"]["created_rows"] == 2
     assert istore.count("contacts", ws) == 2
