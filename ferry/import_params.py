@@ -97,7 +97,9 @@ class ImportRequest(BaseModel):
         max_length=200,
         description="Workbooks: the worksheet to read, by name or 1-based index (`2`); default the first sheet with data.",
     )
-    inline_max_bytes: int = Field(default=INLINE_MAX_BYTES, gt=0, description="Size above which processing=auto starts a deployment run.")
+    inline_max_bytes: int = Field(
+        default=INLINE_MAX_BYTES, gt=0, le=2**53 - 1, description="Size above which processing=auto starts a deployment run."
+    )
     max_errors: int = Field(
         default=100, ge=0, le=10_000, description="Errors kept in the run record; all of them go to the rejected-rows file."
     )

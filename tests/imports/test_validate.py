@@ -311,3 +311,23 @@ def test_gx_suite_is_generated_from_the_catalog(tmp_path):
         ("expect_column_values_to_be_in_set", "lifecycle_stage"),
         ("expect_column_values_to_be_unique", "external_id"),
     }
+
+
+def test_integer_parameters_are_bounded_before_a_run_exists(tmp_path):
+    from ferry.import_params import parse_request
+
+    source = tmp_path / "f.csv"
+    source.write_text("Email\na@example.com\n")
+    huge = 100_000_000_000_000_000_000  # more than Prefect's database keeps in a run's parameters without breaking listings
+    with pytest.raises(ParameterError) as refused:
+        parse_request(
+            {
+                "source": str(source),
+                "resource": "contacts",
+                "workspace": "w",
+                "auto_map": True,
+                "inline_max_bytes": huge,
+                "max_errors": huge,
+            }
+        )
+    assert sorted(p.field for p in refused.value.problems) == ["inline_max_bytes", "max_errors"]
