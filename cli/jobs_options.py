@@ -57,6 +57,10 @@ FilenameOpt = Annotated[
 NotifyOpt = Annotated[Optional[list[str]], typer.Option("--notify", help="[success,failed:]BLOCK_TYPE/NAME (repeatable).")]
 ActiveOpt = Annotated[Optional[bool], typer.Option("--active/--paused", help="Start active (default) or paused.")]
 IncrementalOpt = Annotated[Optional[bool], typer.Option("--incremental/--full", help="Only rows changed since the last successful run.")]
+OverwriteOpt = Annotated[
+    Optional[bool],
+    typer.Option("--overwrite/--no-overwrite", help="Replace a file of the same name at the destination (default: such a run fails)."),
+]
 OptionOpt = Annotated[
     Optional[list[str]], typer.Option("--option", help="Other export option KEY=VALUE (JSON value), e.g. delimiter=';' (repeatable).")
 ]
@@ -158,4 +162,6 @@ def job_body(options: dict[str, Any]) -> dict[str, Any]:
     for key in _JOB_KEYS:
         if given.get(key) is not None:
             body[key] = given[key]
+    if options.get("overwrite") is not None:  # the export option `overwrite`, as the API's body sets it
+        body["options"] = {**(body.get("options") or {}), "overwrite": options["overwrite"]}
     return body

@@ -62,7 +62,7 @@ def db_init() -> None:
 
 @db_app.command("seed")
 def db_seed(
-    workspace: Annotated[str, typer.Option(help="Workspace to fill (created if missing).")],
+    workspace: Annotated[str, typer.Option(help="Workspace to fill (created if missing: 1-63 lower-case letters, digits and dashes).")],
     contacts: Annotated[int, typer.Option(min=0, help="Contacts to add.")] = 1_000,
     events: Annotated[int, typer.Option(min=0, help="Events to add.")] = 5_000,
     accounts: Annotated[Optional[int], typer.Option(min=0, help="Accounts to add (default: contacts / 20).")] = None,
@@ -74,9 +74,14 @@ def db_seed(
     from ferry.store.engine import get_engine
     from ferry.store.migrate import upgrade
     from ferry.store.seed import SeedCounts, seed_workspace
+    from ferry.workspaces import require_slug_if_new
 
     engine = get_engine()
     upgrade(engine)
+    try:
+        require_slug_if_new(engine, workspace)  # a new workspace follows the slug rule; an existing one is filled as it is
+    except FerryError as exc:
+        fail(exc)
     added = seed_workspace(engine, workspace, SeedCounts(contacts, events, accounts, survey_responses, products), seed)
     out.print(f"Seeded workspace [bold]{workspace}[/bold]: " + ", ".join(f"{n:,} {t}" for t, n in added.items()))
 
@@ -171,6 +176,9 @@ def export(
         ),
     ] = None,
     filename: Annotated[Optional[str], typer.Option(help="File name template: {date} {resource} {workspace} {run_id} {format}.")] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a file of the same name at the destination (without it, the export fails).")
+    ] = False,
     title: Annotated[Optional[str], typer.Option(help="PDF title.")] = None,
     description: Annotated[Optional[str], typer.Option(help="PDF description.")] = None,
     actor: Annotated[str, typer.Option(help="Who runs the export (audit log).")] = "cli",
@@ -219,6 +227,7 @@ def export(
         "neutralize_formulas": not no_neutralize,
         "on_invalid": on_invalid,
         "destination": dest,
+        "overwrite": overwrite,
         "title": title,
         "description": description,
         "actor": actor,

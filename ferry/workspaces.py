@@ -9,9 +9,11 @@ transaction, and says how many rows each table lost: the foreign keys'
 tables that have no foreign key.
 
 Slugs are what URLs, file names (``{workspace}``) and scripts carry, so new
-ones follow DNS-label-like rules. ``ferry db seed`` still creates workspaces of
-any name it is given (demo data; unchanged), and every function here works on
-those too.
+ones follow one DNS-label-like rule wherever a workspace is created
+(``ferry workspaces create``, ``ferry db seed --workspace``): ``acme corp`` and
+``acme-corp`` would otherwise render to one export path, and ``..`` would climb
+out of it. Stores made before the rule may hold other names: every function
+here still reads, exports and deletes those; only new ones are refused.
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ def slug_problems(slug: str) -> list[Problem]:
     if not isinstance(slug, str) or not re.fullmatch(SLUG_PATTERN, slug):
         return [Problem("slug", slug, SLUG_RULE)]
     return []
+
+
+def require_slug_if_new(engine: Engine, slug: str) -> None:
+    """ParameterError when ``slug`` is not a workspace yet and breaks the slug rule (demo seeding creates missing ones).
+
+    An existing workspace of an older, non-slug name stays usable.
+    """
+    if not slug_problems(slug):
+        return
+    with store_errors(engine), engine.connect() as conn:
+        if conn.execute(select(workspaces.c.id).where(workspaces.c.slug == slug)).first() is not None:
+            return
+    raise ParameterError(slug_problems(slug))
 
 
 def create_workspace(engine: Engine, slug: str, display_name: str | None = None) -> Workspace:

@@ -342,3 +342,40 @@ def test_a_limit_prefect_cannot_list_a_bad_strftime_pattern_and_a_control_charac
     for expected in ("3 invalid parameter(s)", "limit=", "9007199254740991", "date_format='%Q %'", "%Q", "control characters"):
         assert expected in result.stderr, result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["acme corp", "..", "../x", "Acme"])
+def test_db_seed_refuses_a_new_workspace_name_that_is_not_a_slug(fresh_db, name):
+    """Issue 15: ``acme corp`` and ``acme-corp`` rendered to one export path; ``..`` and ``../x`` were accepted."""
+    result = ferry("db", "seed", "--workspace", name, "--contacts", "2", "--events", "0", "--products", "0")
+
+    assert result.exit_code == 2, result.output
+    assert "lower-case letters, digits and dashes" in result.stderr
+    with sa.create_engine(fresh_db).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM workspaces")).scalar_one() == 0
+
+
+def test_db_seed_still_fills_a_workspace_of_an_older_name(fresh_db):
+    """Stores made before the slug rule keep their workspaces: seeding one that exists is not refused."""
+    assert ferry("db", "init").exit_code == 0
+    with sa.create_engine(fresh_db).begin() as conn:  # as an older Ferry stored it
+        conn.execute(sa.text("INSERT INTO workspaces (slug, name, created_at) VALUES ('Legacy Co', 'Legacy Co', '2026-01-01')"))
+
+    result = ferry("db", "seed", "--workspace", "Legacy Co", "--contacts", "3", "--events", "0", "--products", "0")
+    assert result.exit_code == 0, result.output
+    assert "3 contacts" in result.stdout
+
+
+def test_export_overwrite_replaces_a_file_that_exists_and_without_it_the_export_fails(empty_store, tmp_path):
+    seeded(empty_store)
+    common = ("export", "contacts", "--workspace", "acme", "--fields", "email", "--dest", str(tmp_path), "--filename", "c.{format}")
+    (tmp_path / "c.csv").write_text("someone else's file\n")
+
+    refused = ferry(*common)
+    assert refused.exit_code == 1
+    assert "already holds a file named 'c.csv'" in refused.stderr and "--overwrite" in refused.stderr
+    assert (tmp_path / "c.csv").read_text() == "someone else's file\n"
+
+    replaced = ferry(*common, "--overwrite", "--json")
+    assert replaced.exit_code == 0, replaced.output
+    assert (tmp_path / "c.csv").read_text().startswith("email")

@@ -208,3 +208,11 @@ def test_a_negative_grace_exits_2(active):
     result = ferry("keys", "rotate", key["id"], "--grace-hours", "-1")
 
     assert result.exit_code == 2 and "grace_hours=-1" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["acme corp", "..", "../x", "a/b", "Acme", "acme\n"])
+def test_names_that_would_collide_or_climb_out_are_refused(active, name):
+    """Issue 15: ``acme corp`` would render to ``acme-corp``'s export path, ``..`` out of it."""
+    result = ferry("workspaces", "create", name)
+
+    assert result.exit_code == 2 and "lower-case letters, digits and dashes" in result.stderr
