@@ -86,6 +86,12 @@ class MergeSql:
         self.temps.append(("TABLE", name))
         return q(name)
 
+    def index(self, key: str, column: str) -> None:
+        """An index on a temp table's column, for SQLite: its planner has no hash join, so every lookup of one
+        (``NOT EXISTS``, ``IN``) would scan it, and an import whose rows all match would take quadratic time."""
+        if not self.pg:
+            self.exec(f"CREATE INDEX {q(self.names[key] + '_' + column.strip('_'))} ON {self.t(key)} ({q(column)})")
+
     def drop_temps(self) -> None:
         for kind, name in reversed(self.temps):
             self.exec(f"DROP {kind} IF EXISTS {q(name)}")
@@ -225,6 +231,8 @@ class MergeSql:
             f"SELECT s.{q(ROW)} AS {q(ROW)}, t.id AS target FROM {q(self.stage)} s JOIN {q(self.table.name)} t "
             f"ON t.workspace_id = {int(self.ws)} AND {self.key_equal('t', 's', self.match_columns)}",
         )
+        self.index("m", ROW)
+        self.index("m", "target")
         single_unique = len(self.plan.match) == 1 and self.resource.get_field(self.plan.match[0]).unique
         if not single_unique:
             m = self.t("m")
@@ -400,6 +408,7 @@ class MergeSql:
         count = int(self.scalar(f"SELECT COUNT(*) FROM {upd}"))
         if not count:
             return 0
+        self.index("upd", "target")
         all_cols = ", ".join(q(c.name) for c in self.table.columns)
         self.exec(
             f"INSERT INTO {q(images.name)} (run_id, image, {all_cols}) SELECT :run, 'before', {', '.join('t.' + q(c.name) for c in self.table.columns)} "
