@@ -25,6 +25,11 @@ from cli.runs import mount_runs
 from cli.up import up
 from cli.workspaces import workspaces_app
 from ferry.errors import FerryError, ParameterError, Problem
+from ferry.lifelines import install_ephemeral_server_lifeline
+
+# From here on, a temporary Prefect server that Prefect starts for this process (no PREFECT_API_URL) dies with it,
+# even after a kill -9.
+install_ephemeral_server_lifeline()
 
 
 class _FerryGroup(TyperGroup):

@@ -8,11 +8,6 @@ import typer
 
 from cli.console import fail, out
 from ferry.errors import FerryError
-from ferry.lifelines import install_ephemeral_server_lifeline
-
-# Every ``ferry`` command imports this module (cli.main mounts ``up``): from here on, a temporary Prefect
-# server that Prefect starts for this process (no PREFECT_API_URL) dies with it, even after a kill -9.
-install_ephemeral_server_lifeline()
 
 
 def up(
