@@ -25,11 +25,6 @@ from cli.runs import mount_runs
 from cli.up import up
 from cli.workspaces import workspaces_app
 from ferry.errors import FerryError, ParameterError, Problem
-from ferry.lifelines import install_ephemeral_server_lifeline
-
-# From here on, a temporary Prefect server that Prefect starts for this process (no PREFECT_API_URL) dies with it,
-# even after a kill -9.
-install_ephemeral_server_lifeline()
 
 
 class _FerryGroup(TyperGroup):
@@ -43,6 +38,16 @@ class _FerryGroup(TyperGroup):
 
 app = typer.Typer(cls=_FerryGroup, help="Ferry: import and export pipelines for customer data, on Prefect 3.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
+
+
+@app.callback()
+def _before_every_command() -> None:
+    # From here on, a temporary Prefect server that Prefect starts for this process (no PREFECT_API_URL) dies with
+    # it, even after a kill -9. Here rather than at import: `ferry --help` should not pay for importing Prefect's server.
+    from ferry.lifelines import install_ephemeral_server_lifeline
+
+    install_ephemeral_server_lifeline()
+
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(blocks_app, name="blocks")
