@@ -378,4 +378,4 @@ def test_export_overwrite_replaces_a_file_that_exists_and_without_it_the_export_
 
     replaced = ferry(*common, "--overwrite", "--json")
     assert replaced.exit_code == 0, replaced.output
-    assert (tmp_path / "c.csv").read_text().startswith("email")
+    assert (tmp_path / "c.csv").read_text().startswith('"email"\n')
