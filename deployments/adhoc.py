@@ -97,18 +97,7 @@ def export_record(flow_run, request) -> ExportRecord:
     """The finished run's export record; a failed one saying how it ended when it left none."""
     from ferry.runs import read_record
 
-    record = read_record(flow_run)
-    if record is not None:
-        return record
-    return ExportRecord(
-        run_id=str(flow_run.id),
-        status="failed",
-        resource=request.resource,
-        workspace=request.workspace,
-        format=request.format,
-        started_at=flow_run.start_time or datetime.now(UTC),
-        error=_ended(flow_run),
-    )
+    return read_record(flow_run) or _failed(ExportRecord, flow_run, request, format=request.format)
 
 
 def import_record(flow_run, request) -> ImportRecord:
@@ -118,14 +107,18 @@ def import_record(flow_run, request) -> ImportRecord:
     record = import_record_of(flow_run)
     if record is not None and record.status != "submitted":
         return record
-    return ImportRecord(
+    return _failed(ImportRecord, flow_run, request, source=request.source)
+
+
+def _failed(model, flow_run, request, **fields):
+    return model(
         run_id=str(flow_run.id),
         status="failed",
         resource=request.resource,
         workspace=request.workspace,
-        source=request.source,
         started_at=flow_run.start_time or datetime.now(UTC),
         error=_ended(flow_run),
+        **fields,
     )
 
 

@@ -141,8 +141,9 @@ def check_import_file(source, resource: str, sheet: str | None = None, **options
 MAX_FILE_NAME_BYTES = 255
 
 
-def _workspace_problems(workspace: str) -> list[Problem]:
-    from ferry.errors import UnknownWorkspaceError
+def _workspace_problems(workspace: str) -> list[Problem] | None:
+    """The workspace's problem, if any; None when this process cannot read the store (the run, elsewhere, may)."""
+    from ferry.errors import StoreError, UnknownWorkspaceError
     from ferry.store.engine import get_engine, workspace_id
 
     with get_engine().connect() as conn:
@@ -150,6 +151,8 @@ def _workspace_problems(workspace: str) -> list[Problem]:
             workspace_id(conn, workspace)
         except UnknownWorkspaceError as exc:
             return [Problem("workspace", workspace, f"{exc.message} {exc.hint}")]
+        except StoreError:
+            return None
     return []
 
 
@@ -164,11 +167,12 @@ def preflight_export(request: ExportRequest) -> None:
     from tasks.export.deliver import render_filename
 
     problems = _workspace_problems(request.workspace)
-    if not problems:
+    if problems == []:  # the store is readable here and holds the workspace: its segment and lists can be checked
         try:
             check_export_against_store(request)
         except ParameterError as exc:
             problems += exc.problems
+    problems = problems or []
     try:
         resolve_destination(request.destination, get_settings().exports_dir)
     except DestinationError as exc:
@@ -186,7 +190,7 @@ def preflight_import(request: ImportRequest) -> None:
     """What an import run would refuse that can be known now (the workspace, a URL with credentials), as one ParameterError."""
     from blocks.sealed_urls import url_problems
 
-    if problems := url_problems(request.source) + _workspace_problems(request.workspace):
+    if problems := url_problems(request.source) + (_workspace_problems(request.workspace) or []):
         raise ParameterError(problems)
 
 
