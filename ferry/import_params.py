@@ -110,7 +110,12 @@ class ImportRequest(BaseModel):
         description="Largest share of rejected rows (0-1, or a percentage such as `5%`) an import may have; "
         "past it the run fails and loads nothing. 0 refuses any rejected row; 1 never fails for rejected rows.",
     )
-    data_quality: bool = Field(default=True, description="Attach a great-expectations data-quality summary (on a sample) to the run.")
+    data_quality: bool | None = Field(
+        default=None,
+        description="Attach a great-expectations data-quality summary (on a sample) to the run: true always, false never, "
+        "null (default) for files of at least FERRY_QUALITY_MIN_ROWS rows, so it never holds a small import back "
+        "(every row is checked either way).",
+    )
     actor: str = Field(default="ferry", description="Who asked for the import (audit log).")
     notify_email: str | None = Field(
         default=None, description="E-mail address(es), comma-separated, told when the import finishes or fails (the seeds' `confirmEmail`)."

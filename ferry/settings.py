@@ -61,6 +61,12 @@ class FerrySettings(BaseSettings):
     spool_orphan_hours: float = Field(
         default=24, gt=0, description="Age after which spool folders and destination leftovers of dead runs are swept (hours)."
     )
+    quality_min_rows: int = Field(
+        default=20_000,
+        ge=0,
+        description="Imports of fewer rows skip the great-expectations summary unless asked for (it takes 5-8 s to start; "
+        "the row checks cover every row anyway).",
+    )
     preview_rows: int = Field(
         default=10,
         ge=0,

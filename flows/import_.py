@@ -95,7 +95,8 @@ def import_data(request: ImportRequest):
         record.file_type, record.mapping = parsed.file_type, list(plan.mapping)
         record.warnings += parsed.warnings + list(plan.warnings)
         logger.info("Importing %d rows of %s into %s (%s)", parsed.rows, plan.resource, plan.workspace, run_id)
-        quality = start_quality_summary(parsed.spool, plan, spool_dir) if request.data_quality else None
+        wants_quality = request.data_quality if request.data_quality is not None else parsed.rows >= get_settings().quality_min_rows
+        quality = start_quality_summary(parsed.spool, plan, spool_dir) if wants_quality else None
         validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
         record.warnings += validated.warnings
         clock.lap("validate")

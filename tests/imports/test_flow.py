@@ -241,6 +241,14 @@ def test_history_and_rollback_flow(istore, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("import_store", ["sqlite"], indirect=True)
+def test_a_small_import_is_not_held_back_by_the_data_quality_summary(istore, tmp_path):
+    ws = istore.workspace(accounts=("Acme",))
+    params = {"source": str(write_csv(tmp_path / "small.csv")), "resource": "contacts", "mapping": MAPPING}
+    _, record = run(**params, workspace=ws)  # data_quality left to the default: 5 rows are under FERRY_QUALITY_MIN_ROWS
+    assert record.status == "partial" and record.data_quality == []
+
+
+@pytest.mark.parametrize("import_store", ["sqlite"], indirect=True)
 def test_invalid_parameters_fail_listing_every_problem(istore, tmp_path):
     ws = istore.workspace()
     source = write_csv(tmp_path / "c.csv")
