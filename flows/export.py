@@ -85,7 +85,7 @@ def export_data(request: ExportRequest):
         report = validate(extracted.spool, extracted.columns, request.resource_def, request.on_invalid)
         preview = transform(extracted.spool, request, extracted.columns)
         file = serialize(preview, request)
-        delivery = deliver(file.path, destination, key)
+        delivery = deliver(file.path, destination, key, overwrite=request.overwrite)
 
         record = record.model_copy(
             update={

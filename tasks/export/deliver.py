@@ -58,32 +58,13 @@ def render_filename(request: ExportRequest, run_id: str, when: datetime) -> str:
 @task(
     name="deliver", cache_policy=NONE, persist_result=False, retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_transient
 )
-def deliver(file: Path, destination: Destination, key: str, overwrite: bool | None = None) -> Delivery:
-    """Publish ``file`` as ``key``; a file of that name already there is refused unless ``overwrite``.
-
-    ``overwrite=None`` takes the run's own request's ``overwrite`` (False when
-    there is none), so a flow that does not pass it still never overwrites
-    silently and still honours ``--overwrite``.
-    """
+def deliver(file: Path, destination: Destination, key: str, overwrite: bool = False) -> Delivery:
+    """Publish ``file`` as ``key``; a file of that name already there is refused unless ``overwrite``."""
     progress = Progress("deliver", None, key="export-progress")  # no rows to count: a spinner with the time it takes
-    replace = requested_overwrite() if overwrite is None else overwrite
     with open(file, "rb") as source:
-        if replace or not destination.can("exists"):  # a webhook POST has no file to overwrite
+        if overwrite or not destination.can("exists"):  # a webhook POST has no file to overwrite
             delivered = destination.deliver(source, key)
         else:
             delivered = destination.deliver(source, key, overwrite=False)
     progress.finish()
     return delivered
-
-
-def requested_overwrite() -> bool:
-    """``overwrite`` of the export request this flow run was started with (an object in-process, JSON from a deployment)."""
-    from prefect.runtime import flow_run
-
-    try:
-        request = (flow_run.parameters or {}).get("request")
-    except Exception:  # noqa: BLE001 - outside a flow run: the safe answer
-        return False
-    if isinstance(request, ExportRequest):
-        return request.overwrite
-    return bool(isinstance(request, dict) and request.get("overwrite") is True)

@@ -66,6 +66,7 @@ def test_show_prints_every_parameter_of_the_job_filters_included():
         "--timezone",
         "Europe/Berlin",
         "--incremental",
+        "--overwrite",
         "--option",
         "date_format=L",
         "--option",
@@ -87,6 +88,7 @@ def test_show_prints_every_parameter_of_the_job_filters_included():
         "lists     vip, newsletter",
         "option    date_format='L'",
         "option    labels={'email': 'E-Mail'}",
+        "option    overwrite=True",  # --overwrite, as on ferry export
         "to        sftp/partner as {resource}-{date}.{format}",
         "schedule  0 2 * * * (Europe/Berlin)",
     ):
