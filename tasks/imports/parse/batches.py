@@ -5,7 +5,7 @@ into such a text, and :class:`Stats` records what a reader has consumed."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
@@ -52,12 +52,25 @@ class Batcher:
         return batch
 
 
+NUL_CELLS_NAMED = 5  # cells whose NUL bytes were removed, named one by one in the warning
+
+
 @dataclass
 class Stats:
-    """What a reader has consumed: lets a preview extrapolate the row count."""
+    """What a reader has consumed: lets a preview extrapolate the row count; and the NUL bytes it removed."""
 
     rows: int = 0
     eof: bool = False
+    nul_cells: int = 0  # cells that held NUL bytes (removed)
+    nul_named: list[tuple[int, str]] = field(default_factory=list)  # (row, column) of the first few
+
+    def nul_warning(self) -> str | None:
+        """The warning for the NUL bytes removed, naming the first cells, or None."""
+        if not self.nul_cells:
+            return None
+        named = ", ".join(f"row {row} column {column!r}" for row, column in self.nul_named)
+        more = f" and {self.nul_cells - len(self.nul_named)} more" if self.nul_cells > len(self.nul_named) else ""
+        return f"{self.nul_cells} cell(s) held NUL bytes (0x00), which no text can hold; they were removed: {named}{more}."
 
 
 def _json_default(value):

@@ -12,10 +12,12 @@ exact. Correct first, fast when the file allows it.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import functools
 import io
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,13 +27,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ferry.errors import SourceFileError
+from ferry.settings import get_settings
 from tasks.imports.parse.batches import Batcher, Stats
 from tasks.imports.parse.encoding import text_lines, utf8_chunks
 from tasks.imports.parse.fileinfo import ROW, FileInfo, batch_schema
 
-MAX_RECORD_BYTES = 256 * 1024 * 1024  # a "record" longer than this is an unterminated quote, not data
-
-csv.field_size_limit(MAX_RECORD_BYTES)
+MAX_BLOCK_BYTES = 64 * 1024 * 1024  # pyarrow's block grows to hold the header, up to this; longer lines take the exact path
 
 
 class _CountingStream(io.RawIOBase):
@@ -43,10 +44,16 @@ class _CountingStream(io.RawIOBase):
     stream lets it run only ``READS_AHEAD`` reads ahead of the parsed blocks the
     consumer has asked for (``want_block()``). The wait has a timeout, so a parser
     that needs more than that is slowed down, never deadlocked.
+
+    A stream is stopped (it reads as ended) when its reader is done with, however that happens:
+    pyarrow's IO thread must never be inside Python when the interpreter exits, or the process
+    aborts ("Fatal Python error: PyGILState_Release", exit 134), as it did whenever a write error
+    ended the parse with the reader mid-file.
     """
 
     READS_AHEAD = 4
     WAIT_SECONDS = 0.5
+    SETTLE_SECONDS = 0.02  # a stream stopped early waits this long for the IO thread's last calls
 
     def __init__(self, chunks: Iterator[bytes], quote: bytes | None) -> None:
         self._chunks = chunks
@@ -59,6 +66,11 @@ class _CountingStream(io.RawIOBase):
         self._turn = threading.Condition()
         self._reads = 0
         self._allowed = self.READS_AHEAD
+        self._stopped = False
+        self._inside = 0  # calls of pyarrow's IO thread in progress
+        self._calls = 0
+        self._ended = False  # the chunks ran out
+        self.reader: pacsv.CSVStreamingReader | None = None
 
     def readable(self) -> bool:
         return True
@@ -69,9 +81,37 @@ class _CountingStream(io.RawIOBase):
             self._allowed += 1
             self._turn.notify()
 
+    def stop(self) -> None:
+        """From now on the stream reads as ended: pyarrow's IO thread stops calling in; the reader is closed."""
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+        if self.reader is not None:
+            self.reader.close()
+        with self._turn:  # until pyarrow's IO thread has left Python (and stopped starting new reads)
+            calls = -1
+            while calls != self._calls:
+                calls = self._calls
+                self._turn.wait_for(lambda: not self._inside, timeout=5)
+                if not self._ended:
+                    self._turn.wait(self.SETTLE_SECONDS)
+
     def readinto(self, b) -> int:
         with self._turn:
-            self._turn.wait_for(lambda: self._reads < self._allowed, timeout=self.WAIT_SECONDS)
+            self._inside += 1
+            self._calls += 1
+        try:
+            return self._readinto(b)
+        finally:
+            with self._turn:
+                self._inside -= 1
+                self._turn.notify_all()
+
+    def _readinto(self, b) -> int:
+        with self._turn:
+            self._turn.wait_for(lambda: self._stopped or self._reads < self._allowed, timeout=self.WAIT_SECONDS)
+            if self._stopped:
+                return 0
             self._reads += 1
         # Fill the buffer (short reads only at EOF, or to keep a CR with its LF, see below).
         filled = 0
@@ -79,6 +119,7 @@ class _CountingStream(io.RawIOBase):
             if not len(self._buf):
                 chunk = next(self._chunks, None)
                 if chunk is None:
+                    self._ended = True
                     break
                 if self._quote:
                     self.quotes += chunk.count(self._quote)
@@ -98,6 +139,21 @@ class _CountingStream(io.RawIOBase):
         return filled
 
 
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # fast-path readers not finished yet (their generators)
+
+
+@atexit.register
+def _close_live_readers() -> None:
+    """Fast-path generators never finished nor closed (kept alive by a stored traceback) are closed before the
+    interpreter goes. A safety net that narrows the window only (a process that exits with several such
+    readers open still aborts at times); what the stage does is close its reader when it fails (:mod:`.stage`)."""
+    for generator in list(_LIVE):
+        try:
+            generator.close()
+        except ValueError:  # running in another thread: it ends with that thread
+            pass
+
+
 class _ArrowCsvFailed(Exception):
     """pyarrow gave up on the file (e.g. a record longer than a block): read it exactly instead."""
 
@@ -107,11 +163,27 @@ class _CsvProgress:
     done_line: int = 0  # the line of the last row yielded
 
 
+def block_size_for(info: FileInfo, block_bytes: int) -> int:
+    """pyarrow's block size for this file: ``block_bytes``, grown (by doubling) to hold a few header-long lines.
+
+    pyarrow cannot parse a record longer than its block; a wide file (hundreds of columns, a
+    75 KB header) has data lines about as long as its header, and keeps to the fast path so.
+    """
+    size = block_bytes
+    while size < 4 * info.header_bytes and size < MAX_BLOCK_BYTES:
+        size *= 2
+    return size
+
+
 def iter_csv(info: FileInfo, batch_rows: int, block_bytes: int, stats: Stats) -> Iterator[pa.RecordBatch]:
     progress = _CsvProgress()
+    block_bytes = block_size_for(info, block_bytes)
+    csv.field_size_limit(get_settings().import_max_line_bytes)  # a longer "field" is an unterminated quote, not data
     if info.line_terminator != "\r":  # pyarrow takes a lone CR for a line break everywhere; csv.reader does not
         try:
-            yield from _arrow_csv(info, batch_rows, block_bytes, progress)
+            fast = _arrow_csv(info, batch_rows, block_bytes, progress)
+            _LIVE.add(fast)
+            yield from fast
             return
         except _ArrowCsvFailed:
             pass
@@ -154,45 +226,51 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
             ),
         )
     except pa.ArrowInvalid as exc:
+        stream.stop()
         _raise_if_encoding(info, exc, 1)
         raise _ArrowCsvFailed() from exc
-    next_record, next_line = 1, 1
-    # pyarrow parses 1 MB blocks (bigger ones are slower and keep far more memory); their rows
-    # are gathered into batches of ``batch_rows``. The last row read is always held back: it
-    # may prove to be an unterminated quote, and after a failure the exact path takes over
-    # from the rows already yielded.
-    held: list[pa.Table] = []
-    held_rows = 0
-    while True:
-        stream.want_block()  # before the read, not after: the reader's thread then runs while this one parses, without the GIL
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            break
-        except pa.ArrowInvalid as exc:
-            _raise_if_encoding(info, exc, next_line)
-            raise _ArrowCsvFailed() from exc
-        numbers, bad = _record_numbers(next_record, batch.num_rows, invalid)
-        out, next_record, next_line = _arrow_rows(info, schema, batch, numbers, bad, next_line)
-        held.append(out)
-        held_rows += out.num_rows
-        if held_rows > batch_rows:
-            table = pa.concat_tables(held).combine_chunks()
-            ready = ((table.num_rows - 1) // batch_rows) * batch_rows
-            yield from table.slice(0, ready).to_batches(max_chunksize=batch_rows)
-            progress.done_line = int(table.column(ROW)[ready - 1].as_py())
-            held, held_rows = [table.slice(ready)], table.num_rows - ready
-    if invalid:  # invalid records after the last valid row
-        empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in names], names=names)
-        numbers, bad = np.array([], dtype=np.int64), sorted(invalid)
-        invalid.clear()
-        out, next_record, next_line = _arrow_rows(info, schema, empty, numbers, bad, next_line)
-        held.append(out)
-    rows = pa.concat_tables(held).combine_chunks() if held else None
-    if rows is not None and rows.num_rows:
-        if quote and stream.quotes % 2 == 1:
-            rows = _check_last_record(info, stream, rows)
-        yield from rows.to_batches(max_chunksize=batch_rows)
+    stream.reader = reader
+    try:
+        next_record, next_line = 1, 1
+        # pyarrow parses 1 MB blocks (bigger ones are slower and keep far more memory); their rows
+        # are gathered into batches of ``batch_rows``. The last row read is always held back: it
+        # may prove to be an unterminated quote, and after a failure the exact path takes over
+        # from the rows already yielded.
+        held: list[pa.Table] = []
+        held_rows = 0
+        while True:
+            stream.want_block()  # before the read, not after: the reader's thread then runs while this one parses, without the GIL
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                _raise_if_encoding(info, exc, next_line)
+                raise _ArrowCsvFailed() from exc
+            numbers, bad = _record_numbers(next_record, batch.num_rows, invalid)
+            out, next_record, next_line = _arrow_rows(info, schema, batch, numbers, bad, next_line)
+            held.append(out)
+            held_rows += out.num_rows
+            if held_rows > batch_rows:
+                table = pa.concat_tables(held).combine_chunks()
+                ready = ((table.num_rows - 1) // batch_rows) * batch_rows
+                yield from table.slice(0, ready).to_batches(max_chunksize=batch_rows)
+                progress.done_line = int(table.column(ROW)[ready - 1].as_py())
+                held, held_rows = [table.slice(ready)], table.num_rows - ready
+        if invalid:  # invalid records after the last valid row
+            empty = pa.RecordBatch.from_arrays([pa.array([], pa.string()) for _ in names], names=names)
+            numbers, bad = np.array([], dtype=np.int64), sorted(invalid)
+            invalid.clear()
+            out, next_record, next_line = _arrow_rows(info, schema, empty, numbers, bad, next_line)
+            held.append(out)
+        rows = pa.concat_tables(held).combine_chunks() if held else None
+        if rows is not None and rows.num_rows:
+            if quote and stream.quotes % 2 == 1:
+                rows = _check_last_record(info, stream, rows)
+            yield from rows.to_batches(max_chunksize=batch_rows)
+
+    finally:  # however the reading ends (a write error downstream, a closed preview), pyarrow stops reading
+        stream.stop()
 
 
 def _raise_if_encoding(info: FileInfo, exc: Exception, line: int) -> None:
@@ -367,7 +445,9 @@ def _python_csv(info: FileInfo, chunks: Iterable[bytes], batch_rows: int, after_
     which this one takes over from.
     """
     sep = "\r" if info.line_terminator == "\r" else "\n"
-    source = _RecordLines(text_lines(chunks, sep))
+    limit = get_settings().import_max_line_bytes
+    csv.field_size_limit(limit)
+    source = _RecordLines(text_lines(chunks, sep, max_line=limit, name=info.path.name))
     delimiter = info.delimiter or ","
     kw = {"quotechar": info.quotechar, "doublequote": True} if info.quotechar else {"quoting": csv.QUOTE_NONE}
     reader = csv.reader(source, delimiter=delimiter, strict=False, **kw)

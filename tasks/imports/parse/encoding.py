@@ -6,6 +6,7 @@ import codecs
 from collections.abc import Iterable, Iterator
 
 from ferry.errors import SourceFileError
+from ferry.settings import get_settings
 from tasks.imports.parse.fileinfo import FileInfo
 from tasks.imports.parse.opening import open_stream
 
@@ -95,17 +96,27 @@ def utf8_chunks(info: FileInfo, chunk_bytes: int = 8 * 1024 * 1024) -> Iterator[
             ) from exc
 
 
-def text_lines(chunks: Iterable[bytes], sep: str = "\n") -> Iterator[str]:
-    """Lines (ending with ``sep``) of a stream of UTF-8 byte chunks."""
+def text_lines(chunks: Iterable[bytes], sep: str = "\n", max_line: int | None = None, name: str = "The file") -> Iterator[str]:
+    """Lines (ending with ``sep``) of a stream of UTF-8 byte chunks.
+
+    A line longer than ``max_line`` characters is refused at that line (a :class:`SourceFileError`
+    naming the limit) as soon as it is: a 200 MB file without a line break once took 1.45 GB here.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")()
     pending = ""
+    line = 0
     try:
         for chunk in chunks:
             text = pending + decoder.decode(chunk)
             parts = text.split(sep)
             pending = parts.pop()
             for part in parts:
+                line += 1
+                if max_line is not None and len(part) > max_line:
+                    raise too_long_line(name, line)
                 yield part + sep
+            if max_line is not None and len(pending) > max_line:
+                raise too_long_line(name, line + 1)
         pending += decoder.decode(b"", final=True)
     except UnicodeDecodeError as exc:
         raise SourceFileError(
@@ -113,3 +124,12 @@ def text_lines(chunks: Iterable[bytes], sep: str = "\n") -> Iterator[str]:
         ) from exc
     if pending:
         yield pending
+
+
+def too_long_line(name: str, line: int) -> SourceFileError:
+    """A line past ``import_max_line_bytes``: the file is refused at that line, naming the limit."""
+    limit = get_settings().import_max_line_bytes
+    return SourceFileError(
+        f"{name}: line {line} is longer than the limit of {limit:,} bytes (import_max_line_bytes); the file is refused there.",
+        "Check that the file is really delimited text with line breaks; for genuinely long lines raise FERRY_IMPORT_MAX_LINE_BYTES.",
+    )

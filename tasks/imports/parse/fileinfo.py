@@ -47,6 +47,7 @@ class FileInfo:
     line_terminator: str | None = None  # "\n", "\r\n" or "\r" (CSV, as first seen)
     size_bytes: int = 0  # the file's size on disk
     raw_columns: list[str] = field(default_factory=list)  # the header as written, before cleaning
+    header_bytes: int = 0  # CSV: the header record's length in UTF-8 bytes (pyarrow's block must hold it)
 
     def schema(self) -> pa.Schema:
         """The schema of every batch :func:`iter_batches` yields for this file."""

@@ -20,9 +20,11 @@ from collections.abc import Iterable, Iterator
 import orjson
 import pyarrow as pa
 
+from ferry.settings import get_settings
 from tasks.imports.parse.batches import Batcher, Stats, cell_text
 from tasks.imports.parse.encoding import utf8_chunks
 from tasks.imports.parse.fileinfo import FileInfo
+from tasks.imports.parse.json_depth import DepthGuard, depth_error, max_depth, too_deep
 
 
 class ChunkReader(io.RawIOBase):
@@ -51,7 +53,9 @@ def parse_line(line: bytes) -> tuple[object, str | None]:
     """One JSONL line as (value, None), or (None, why it is not JSON)."""
     try:
         return orjson.loads(line), None
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "depth limit" in str(exc) or "recursion" in str(exc).lower():  # orjson stops at 1,024 levels
+            return None, depth_error(max_depth())
         try:  # orjson refuses what json accepts (integers past 64 bits, NaN): try it
             return json.loads(line.decode("utf-8", errors="replace")), None
         except (ValueError, RecursionError) as exc:
@@ -59,19 +63,31 @@ def parse_line(line: bytes) -> tuple[object, str | None]:
             return None, f"invalid JSON ({getattr(exc, 'msg', type(exc).__name__)}{where})"
 
 
-def record_error(value: object) -> str | None:
-    """Why a parsed JSON value cannot be a row (it is not an object), or None."""
-    return None if type(value) is dict else f"not a JSON object (got {type(value).__name__})"
+def record_error(value: object, depth: int | None = None) -> str | None:
+    """Why a parsed JSON value cannot be a row (it is not an object, or nests past ``depth`` levels), or None."""
+    if type(value) is not dict:
+        return f"not a JSON object (got {type(value).__name__})"
+    limit = max_depth() if depth is None else depth
+    return depth_error(limit) if too_deep(value, limit) else None
 
 
 def flat_items(record: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
     """(dotted column name, value) of every key of a record at any depth: a nested object is
-    itself an item (one cell of JSON text) and then its keys are, named ``parent.key``."""
-    for key, value in record.items():
-        name = f"{prefix}{key}"
-        yield name, value
-        if type(value) is dict:
-            yield from flat_items(value, name + ".")
+    itself an item (one cell of JSON text) and then its keys are, named ``parent.key``.
+    Iterative (depth-first, in key order), so that no nesting the depth limit allows can recurse too deep."""
+    stack = [iter(record.items())]
+    prefixes = [prefix]
+    while stack:
+        for key, value in stack[-1]:
+            name = f"{prefixes[-1]}{key}"
+            yield name, value
+            if type(value) is dict:
+                stack.append(iter(value.items()))
+                prefixes.append(name + ".")
+                break
+        else:
+            stack.pop()
+            prefixes.pop()
 
 
 def iter_jsonl_objects(
@@ -79,17 +95,31 @@ def iter_jsonl_objects(
 ) -> Iterator[tuple[int, object, str | None]]:
     """(line number, parsed value or None, error) per non-blank line."""
     chunks = utf8_chunks(info) if chunks is None else chunks
+    longest = get_settings().import_max_line_bytes
+    too_long = f"line longer than the limit of {longest:,} bytes (import_max_line_bytes)"
     seen = 0
     number = 0
     partial = b""
+    skipping = False  # inside a line past the limit: its bytes are dropped up to its end, memory stays flat
     for chunk in itertools.chain(chunks, [b"\n"]):
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                continue
+            chunk, skipping = chunk[end + 1 :], False
         lines = (partial + chunk).split(b"\n")
         partial = lines.pop()
+        if len(partial) > longest:
+            lines.append(None)  # the line so far stands for the whole, too long line
+            partial, skipping = b"", True
         for line in lines:
             number += 1
-            if not line.strip():
+            if line is None or len(line) > longest:
+                value, error = None, too_long
+            elif not line.strip():
                 continue
-            value, error = parse_line(line)
+            else:
+                value, error = parse_line(line)
             yield number, value, error
             seen += 1
             if limit is not None and seen >= limit:
@@ -103,9 +133,11 @@ def iter_json_objects(
     import ijson
 
     chunks = utf8_chunks(info) if chunks is None else chunks
+    prefix = info.json_path or "item"
+    guarded = DepthGuard(chunks, base=prefix.count(".") + 1, limit=max_depth())
     number = 0
     try:
-        for number, value in enumerate(ijson.items(ChunkReader(chunks), info.json_path or "item"), 1):
+        for number, value in enumerate(ijson.items(ChunkReader(iter(guarded)), prefix), 1):
             yield number, value, None
             if limit is not None and number >= limit:
                 return
@@ -121,9 +153,10 @@ def _iter_objects(info: FileInfo, objects, batch_rows: int) -> Iterator[pa.Recor
     positions = {raw: i for i, raw in enumerate(info.raw_columns)}
     width = len(info.columns)
     text = cell_text
+    depth = max_depth()
     for number, value, error in objects:
         values = None
-        if error is None and (error := record_error(value)) is None:
+        if error is None and (error := record_error(value, depth)) is None:
             values = [None] * width
             for key, item in value.items():
                 i = positions.get(key)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from tasks.imports.parse.batches import Stats
 from tasks.imports.parse.encoding import decode_head, utf8_chunks
 from tasks.imports.parse.fileinfo import ERROR, ROW, FileInfo, SheetInfo
 from tasks.imports.parse.json_parser import iter_json_objects, iter_jsonl_objects, record_error
-from tasks.imports.parse.opening import materialized, open_stream
+from tasks.imports.parse.opening import expanded_size, materialized, open_stream
 from tasks.imports.parse.reading import iter_batches, read_batches
 from tasks.imports.parse.sniffing import HEAD_BYTES, sniff
 
@@ -117,13 +116,13 @@ def _scan(buf: bytes, delimiter: int, quote: int | None, eof: bool) -> _Scan | N
     return _Scan(cut, starts.astype(np.int64), ends.astype(np.int64), newlines[newlines < cut], quoted)
 
 
-def sample(info: FileInfo, rows: int = 50) -> tuple[list[dict], list[int], list[str], bool]:
+def sample(info: FileInfo, rows: int = 50, stats: Stats | None = None) -> tuple[list[dict], list[int], list[str], bool]:
     """The first ``rows`` rows as dicts, their row numbers, the reader's problems among
-    them ("row 7: ragged row: ..."), and whether the file ended within them."""
+    them ("row 7: ragged row: ..."), and whether the file ended within them. ``stats``: what was read."""
     result: list[dict] = []
     numbers: list[int] = []
     problems: list[str] = []
-    stats = Stats()
+    stats = Stats() if stats is None else stats
     batches = read_batches(info, max(1, min(rows, 4096)), PREVIEW_BLOCK_BYTES, stats)
     try:
         for batch in batches:
@@ -153,7 +152,8 @@ def preview(path: Path | str, sample_rows: int = 50, *, encoding: str | None = N
     worksheet, by name or 1-based index (every sheet is listed in ``sheets``).
     """
     info = sniff(path, encoding=encoding, sheet=sheet)
-    rows, numbers, problems, ended = sample(info, sample_rows)
+    stats = Stats()
+    rows, numbers, problems, ended = sample(info, sample_rows, stats)
     count = _Count(len(rows), broken=len(problems)) if ended else _total_rows(info, after=numbers[-1] if numbers else 0)
     problems += count.listed
     if count.broken is not None and count.broken > len(problems):
@@ -165,7 +165,7 @@ def preview(path: Path | str, sample_rows: int = 50, *, encoding: str | None = N
         file_type=info.file_type,
         encoding=info.encoding,
         delimiter=info.delimiter,
-        warnings=info.warnings,
+        warnings=info.warnings + ([nul] if (nul := stats.nul_warning()) else []),
         total_rows_estimated=count.estimated,
         compression=info.compression,
         quotechar=info.quotechar,
@@ -249,19 +249,7 @@ def _rows_per_byte(info: FileInfo) -> float | None:
 
 def _text_size(info: FileInfo) -> float:
     """The decompressed size in bytes: exact for plain and zip files, estimated for gzip."""
-    if info.compression is None:
-        return info.size_bytes
-    if info.compression == "zip":
-        with zipfile.ZipFile(info.path) as archive:
-            return archive.getinfo(info.member).file_size
-    import zlib
-
-    with open(info.path, "rb") as f:
-        compressed = f.read(1024 * 1024)
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    produced = len(inflater.decompress(compressed))
-    used = len(compressed) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
-    return info.size_bytes * produced / max(1, used)
+    return expanded_size(info.path, info.compression, info.member)
 
 
 def _utf8_ratio(info: FileInfo) -> float:

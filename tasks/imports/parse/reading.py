@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from tasks.imports.parse.batches import Stats
+from tasks.imports.parse.batches import NUL_CELLS_NAMED, Stats
 from tasks.imports.parse.csv_parser import iter_csv
 from tasks.imports.parse.excel_parser import iter_xls, iter_xlsx
 from tasks.imports.parse.fileinfo import FileInfo
@@ -40,10 +42,41 @@ def iter_batches(info: FileInfo, batch_rows: int = 65_536) -> Iterator[pa.Record
 
 
 def read_batches(info: FileInfo, batch_rows: int, block_bytes: int, stats: Stats) -> Iterator[pa.RecordBatch]:
+    """:func:`iter_batches` with a chosen block size, recording what was read (and the NUL bytes removed) in ``stats``."""
     if batch_rows < 1:
         raise ValueError("batch_rows must be at least 1")
     for batch in READERS[info.file_type](info, batch_rows, block_bytes, stats):
         if batch.num_rows:
             stats.rows += batch.num_rows
-            yield batch
+            yield strip_nul(batch, stats)
     stats.eof = True
+
+
+def strip_nul(batch: pa.RecordBatch, stats: Stats) -> pa.RecordBatch:
+    """The batch with NUL bytes removed from its cells (a cell left empty is null), counted in ``stats``.
+
+    Here, in the parse stage, so that every later stage and both stores see the same text:
+    PostgreSQL refuses a NUL in text (failing the whole import, naming no row), SQLite stores it.
+    A cheap scan of each column's bytes finds the (rare) columns that hold one.
+    """
+    ncols = batch.num_columns - 2  # (__row__, __error__)
+    arrays = None
+    for i in range(ncols):
+        column = batch.column(i)
+        data = column.buffers()[2]
+        if data is None:
+            continue
+        offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
+        if not np.count_nonzero(np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] == 0):
+            continue
+        hits = pc.count_substring(column, "\x00")
+        held = pc.greater(pc.fill_null(hits, 0), 0)
+        count = pc.sum(held).as_py() or 0
+        if len(stats.nul_named) < NUL_CELLS_NAMED:
+            rows = batch.column(ncols).filter(held).slice(0, NUL_CELLS_NAMED - len(stats.nul_named)).to_pylist()
+            stats.nul_named += [(row, batch.schema.names[i]) for row in rows]
+        stats.nul_cells += count
+        cleaned = pc.replace_substring(column, "\x00", "")
+        arrays = arrays or list(batch.columns)
+        arrays[i] = pc.if_else(pc.equal(cleaned, ""), pa.scalar(None, pa.string()), cleaned)
+    return batch if arrays is None else pa.RecordBatch.from_arrays(arrays, schema=batch.schema)

@@ -6,7 +6,6 @@ import codecs
 import csv
 import io
 import itertools
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,9 +14,11 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from ferry.errors import ParameterError, Problem, SourceFileError
-from tasks.imports.parse.encoding import decode_head, detect_encoding, utf8_chunks
+from ferry.settings import get_settings
+from tasks.imports.parse.encoding import decode_head, detect_encoding, too_long_line, utf8_chunks
 from tasks.imports.parse.fileinfo import ERROR, ROW, FileInfo
-from tasks.imports.parse.json_parser import ChunkReader, flat_items, iter_json_objects, iter_jsonl_objects
+from tasks.imports.parse.json_depth import depth_error, max_depth
+from tasks.imports.parse.json_parser import ChunkReader, flat_items, iter_json_objects, iter_jsonl_objects, parse_line, record_error
 from tasks.imports.parse.opening import detect_compression, inner_name, materialized, open_stream
 from tasks.imports.parse.sheets import xls_head, xlsx_head
 
@@ -75,15 +76,47 @@ def sniff(path: Path | str, *, encoding: str | None = None, sheet: str | None = 
     text = decode_head(head, enc)
     eof = len(head) < HEAD_BYTES
     first = text.lstrip()[:1]
+    lines_named = name.endswith((".jsonl", ".ndjson", ".jsonlines"))
+    if not eof and first != "[" and not re.search(r"[\r\n]", text):
+        # The first line is longer than the head: read on to its end (a 75 KB header was cut here, once).
+        # Only a JSON document may be one long line; CSV and JSONL are refused past the line limit.
+        required = lines_named or first != "{"
+        if (longer := _head_to_line_end(path, compression, member, required)) is not None:
+            head = longer
+            text, eof = decode_head(head, enc), False
     wrong_name = (
         [f"{path.name} is named like a spreadsheet but holds text; it was read as delimited text."]
         if name.endswith((".xlsx", ".xlsm", ".xls"))
         else []
     )
-    lines_named = name.endswith((".jsonl", ".ndjson", ".jsonlines"))
     if lines_named or name.endswith(".json") or (first in "{[" and first and not name.endswith((".csv", ".tsv", ".txt"))):
         return _sniff_json(base, enc, text, eof, lines_hint=lines_named)
     return _sniff_csv(base, enc, text, eof, name, wrong_name)
+
+
+def _head_to_line_end(path: Path, compression: str | None, member: str | None, required: bool) -> bytes | None:
+    """The file's head up to the end of its first line and a little past it, read in bounded steps.
+
+    None when the first line is longer than ``import_max_line_bytes`` and ``required`` is false;
+    a :class:`SourceFileError` naming the limit when it is true.
+    """
+    limit = get_settings().import_max_line_bytes
+    parts: list[bytes] = []
+    size = 0
+    with open_stream(path, compression, member) as f:
+        while chunk := f.read(HEAD_BYTES):
+            parts.append(chunk)
+            size += len(chunk)
+            if b"\n" in chunk or b"\r" in chunk:
+                parts.append(f.read(HEAD_BYTES))  # a few data lines too, to choose the delimiter
+                return b"".join(parts)
+            if size > limit + 4:  # (+4: a BOM)
+                break
+        else:
+            return b"".join(parts)  # the file ends on its first line
+    if required:
+        raise too_long_line(path.name, 1)
+    return None
 
 
 def _spread_samples(f: BinaryIO, size: int) -> list[bytes]:
@@ -104,7 +137,7 @@ def _unique_columns(raw: list[object]) -> tuple[list[str], list[str]]:
     ``_3``...; each change is reported, because a silently renamed column confuses mapping.
     """
     warnings: list[str] = []
-    cleaned = [re.sub(r"\s+", " ", str(v).replace("\ufeff", "")).strip() if v is not None else "" for v in raw]
+    cleaned = [re.sub(r"\s+", " ", str(v).replace("\ufeff", "").replace("\x00", "")).strip() if v is not None else "" for v in raw]
     taken = {c for c in cleaned if c} | {ROW, ERROR}
     seen: dict[str, int] = {}
     result: list[str] = []
@@ -162,6 +195,9 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
         break
     if header is None or not any(h.strip() for h in header):
         raise SourceFileError(f"{base['path'].name} has no header row.", "The first line must name the columns.")
+    header_bytes = len(terminator.join(text.split(terminator)[skip:header_record]).encode("utf-8"))
+    if header_bytes > get_settings().import_max_line_bytes:
+        raise too_long_line(f"{base['path'].name} (its header)", header_record)
     columns, renames = _unique_columns(header)
     file_type = "tsv" if delimiter == "\t" else "csv"
     data = [r for r in itertools.islice(reader, SNIFF_RECORDS) if r]
@@ -178,6 +214,7 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
         line_terminator=terminator,
         raw_columns=list(header),
         trailing_delimiter=trailing,
+        header_bytes=header_bytes,
         **base,
     )
 
@@ -238,10 +275,8 @@ def _sniff_json(base: dict, enc: str, text: str, eof: bool, lines_hint: bool) ->
 
 def _first_line_is_object(text: str) -> bool:
     line = text.split("\n", 1)[0].strip()
-    try:
-        return isinstance(json.loads(line), dict)
-    except ValueError:
-        return False
+    value, error = parse_line(line.encode("utf-8"))
+    return isinstance(value, dict) or (line.startswith("{") and error == depth_error(max_depth()))
 
 
 def _single_array_key(base: dict, enc: str) -> str | None:
@@ -262,8 +297,8 @@ def _single_array_key(base: dict, enc: str) -> str | None:
 def _collect_keys(objects: Iterable[tuple[int, object, str | None]]) -> list[str]:
     """The records' (flattened, dotted) keys in the order first seen."""
     keys: dict[str, None] = {}
-    for _, obj, _ in objects:
-        if isinstance(obj, dict):
+    for _, obj, error in objects:
+        if error is None and record_error(obj) is None:
             keys.update((name, None) for name, _ in flat_items(obj))
     return list(keys)
 
