@@ -68,7 +68,7 @@ class Stats:
         """The warning for the NUL bytes removed, naming the first cells, or None."""
         if not self.nul_cells:
             return None
-        named = ", ".join(f"row {row} column {column!r}" for row, column in self.nul_named)
+        named = ", ".join(f"row {row} column {column!r}" for row, column in sorted(self.nul_named, key=lambda cell: cell[0]))
         more = f" and {self.nul_cells - len(self.nul_named)} more" if self.nul_cells > len(self.nul_named) else ""
         return f"{self.nul_cells} cell(s) held NUL bytes (0x00), which no text can hold; they were removed: {named}{more}."
 

@@ -84,8 +84,9 @@ def sniff(path: Path | str, *, encoding: str | None = None, sheet: str | None = 
         if (longer := _head_to_line_end(path, compression, member, required)) is not None:
             head = longer
             text, eof = decode_head(head, enc), False
+    shown = f"{member} in {path.name}" if member else path.name
     wrong_name = (
-        [f"{path.name} is named like a spreadsheet but holds text; it was read as delimited text."]
+        [f"{shown} is named like a spreadsheet but holds text; it was read as delimited text."]
         if name.endswith((".xlsx", ".xlsm", ".xls"))
         else []
     )
@@ -198,6 +199,12 @@ def _sniff_csv(base: dict, enc: str, text: str, eof: bool, name: str, warnings: 
     header_bytes = len(terminator.join(text.split(terminator)[skip:header_record]).encode("utf-8"))
     if header_bytes > get_settings().import_max_line_bytes:
         raise too_long_line(f"{base['path'].name} (its header)", header_record)
+    if warnings and len(header) == 1:  # named like a spreadsheet, and no delimited data either
+        shown = f"{base['member']} in {base['path'].name}" if base["member"] else base["path"].name
+        raise SourceFileError(
+            f"{shown} is named like a spreadsheet but is no workbook: it holds plain text without delimited columns.",
+            "Export the data again as XLSX or CSV (a renamed text file cannot be read as a spreadsheet).",
+        )
     columns, renames = _unique_columns(header)
     file_type = "tsv" if delimiter == "\t" else "csv"
     data = [r for r in itertools.islice(reader, SNIFF_RECORDS) if r]
