@@ -45,6 +45,11 @@ def too_deep(record: dict, limit: int) -> bool:
     return False
 
 
+_STEPS = np.zeros(256, dtype=np.int8)  # bracket -> its step in depth
+_STEPS[[ord("{"), ord("[")]] = 1
+_STEPS[[ord("}"), ord("]")]] = -1
+
+
 class DepthGuard:
     """JSON text with every value nested deeper than ``base + limit`` brackets replaced by a marker string.
 
@@ -65,60 +70,59 @@ class DepthGuard:
         for chunk in self._chunks:
             yield from self._feed(chunk)
 
-    def _feed(self, chunk: bytes) -> Iterator[bytes]:
-        a = np.frombuffer(chunk, dtype=np.uint8)
-        while len(a):
-            positions, depths = self._scan(a)
+    def _feed(self, data: bytes) -> Iterator[bytes]:
+        while data:
+            a = np.frombuffer(data, dtype=np.uint8)
+            positions, depths, quotes = self._scan(data, a)
             if self._skipping:  # inside a too-deep value: drop bytes until it closes
                 closed = np.flatnonzero(depths == self._max)
                 if not len(closed):
-                    self._advance(a, depths)
+                    self._advance(data, depths, quotes)
                     return
                 cut = int(positions[closed[0]]) + 1
                 self._skipping, self.depth, self._in_string, self._backslashes = False, self._max, False, 0
-                a = a[cut:]
+                data = data[cut:]
                 continue
-            deep = np.flatnonzero(depths > self._max)
-            if not len(deep):
-                self._advance(a, depths)
-                yield a.tobytes()
+            if not len(depths) or depths.max() <= self._max:
+                self._advance(data, depths, quotes)
+                yield data
                 return
-            cut = int(positions[deep[0]])
-            yield a[:cut].tobytes() + _MARKER
+            cut = int(positions[np.flatnonzero(depths > self._max)[0]])
+            yield data[:cut] + _MARKER
             self._skipping, self.depth, self._in_string, self._backslashes = True, self._max + 1, False, 0
-            a = a[cut + 1 :]
+            data = data[cut + 1 :]
 
-    def _scan(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions of the brackets outside strings, and the depth after each."""
+    def _scan(self, data: bytes, a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Positions of the brackets outside strings, the depth after each, and the number of string quotes."""
         quotes = np.flatnonzero(a == 34)
+        if len(quotes) and (self._backslashes or b"\\" in data):  # only quotes right after a backslash may be escaped
+            before = quotes - 1
+            suspect = np.flatnonzero((before < 0) | (a[np.maximum(before, 0)] == 92))
+            if len(suspect):
+                keep = np.ones(len(quotes), dtype=bool)
+                for i in suspect.tolist():
+                    keep[i] = not self._escaped(data, int(quotes[i]))
+                quotes = quotes[keep]
+        steps = _STEPS[a]
+        brackets = np.flatnonzero(steps)
         if len(quotes):
-            quotes = quotes[self._escapes(a, quotes) % 2 == 0]
-        brackets = np.flatnonzero((a == 123) | (a == 91) | (a == 125) | (a == 93))
-        if len(quotes):
-            outside = (np.searchsorted(quotes, brackets) + self._in_string) % 2 == 0
-            brackets = brackets[outside]
+            brackets = brackets[(np.searchsorted(quotes, brackets) + self._in_string) % 2 == 0]
         elif self._in_string:
             brackets = brackets[:0]
-        steps = np.where(np.isin(a[brackets], _OPEN), 1, -1)
-        depths = self.depth + np.cumsum(steps)
-        self._quotes = len(quotes)
-        return brackets, depths
+        return brackets, self.depth + np.cumsum(steps[brackets], dtype=np.int64), len(quotes)
 
-    def _escapes(self, a: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """The number of backslashes right before each position (counting those that ended the last chunk)."""
-        index = np.arange(len(a))
-        last_other = np.maximum.accumulate(np.where(a != 92, index, -1))
-        before = positions - 1
-        safe = np.maximum(before, 0)
-        runs = np.where(before >= 0, before - last_other[safe], 0)
-        from_start = (before < 0) | (last_other[safe] == -1)
-        return runs + np.where(from_start, self._backslashes, 0)
+    def _escaped(self, data: bytes, position: int) -> bool:
+        """Whether the quote at ``position`` is escaped: an odd number of backslashes right before it."""
+        start = position
+        while start > 0 and data[start - 1] == 92:
+            start -= 1
+        run = position - start + (self._backslashes if start == 0 else 0)
+        return run % 2 == 1
 
-    def _advance(self, a: np.ndarray, depths: np.ndarray) -> None:
+    def _advance(self, data: bytes, depths: np.ndarray, quotes: int) -> None:
         """The state after a whole chunk was passed on."""
         if len(depths):
             self.depth = int(depths[-1])
-        self._in_string = (self._in_string + self._quotes) % 2 == 1
-        others = np.flatnonzero(a != 92)
-        tail = len(a) - 1 - int(others[-1]) if len(others) else len(a)
-        self._backslashes = tail + (self._backslashes if tail == len(a) else 0)
+        self._in_string = (self._in_string + quotes) % 2 == 1
+        tail = len(data) - len(data.rstrip(b"\\"))
+        self._backslashes = tail + (self._backslashes if tail == len(data) else 0)
