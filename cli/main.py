@@ -48,6 +48,7 @@ def _before_every_command() -> None:
 
     install_ephemeral_server_lifeline()
 
+
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(blocks_app, name="blocks")
