@@ -31,6 +31,24 @@ def prefect_server(tmp_path_factory) -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+        _drain_prefect_workers()
+
+
+def _drain_prefect_workers(seconds: float = 30) -> None:
+    """Drain Prefect's log and event workers with a deadline, before the harness drains them without one.
+
+    A worker whose server has gone (a test's own Prefect server, stopped at its module's end) can wait for
+    it forever, and the session's teardown with it (seen: one xdist worker stuck in the harness's drain).
+    Whatever has not drained by the deadline is dropped, as it would be at interpreter exit.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        _, pending = worker.drain_all(timeout=seconds)
+        if pending:
+            with worker._instance_lock:
+                worker._instances.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
