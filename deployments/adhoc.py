@@ -62,14 +62,15 @@ def submit(name: str, request) -> str | None:
 
     if not deployment_ready(name):
         return None
-    if isinstance(request.model_dump().get("source"), str) and Path(request.source).expanduser().is_file():
+    source = getattr(request, "source", None)  # imports name a file; exports do not
+    if source and Path(source).expanduser().is_file():
         request = request.model_copy(update={"source": str(Path(request.source).expanduser().resolve())})  # the runner's cwd differs
     parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     tags = []
     if name == IMPORT_DEPLOYMENT:
-        from ferry.run_tags import import_tags, resource_slug
+        from ferry.run_tags import import_tags
 
-        tags = import_tags(request.workspace, resource_slug(request.resource))
+        tags = import_tags(request.workspace, request.resource)
     return str(run_deployment(name, parameters=parameters, timeout=0, as_subflow=False, tags=tags).id)
 
 

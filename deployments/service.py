@@ -357,11 +357,11 @@ def start_import(request: ImportRequest, idempotency_key: str | None = None) -> 
     from prefect.exceptions import ObjectNotFound
 
     from ferry.import_params import IMPORT_DEPLOYMENT
-    from ferry.run_tags import import_tags, resource_slug
+    from ferry.run_tags import import_tags
 
     inline = sealed_import(request).model_copy(update={"processing": "inline"})
     parameters = {"request": inline.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    tags = import_tags(request.workspace, resource_slug(request.resource))
+    tags = import_tags(request.workspace, request.resource)
     try:
         flow_run = run_deployment(
             IMPORT_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=False, idempotency_key=idempotency_key, tags=tags

@@ -28,8 +28,8 @@ def store_tag() -> str:
 
 
 def import_tags(workspace: str, resource: str) -> list[str]:
-    """The tags an import run of ``resource`` into ``workspace`` carries from its creation."""
-    return [store_tag(), f"ferry-resource:{resource}", f"ferry-workspace:{workspace}"]
+    """The tags an import run of ``resource`` (a slug or an alias) into ``workspace`` carries from its creation."""
+    return [store_tag(), f"ferry-resource:{resource_slug(resource)}", f"ferry-workspace:{workspace}"]
 
 
 def resource_slug(resource: str) -> str:

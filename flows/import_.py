@@ -27,7 +27,7 @@ from blocks.sealed_urls import forget as forget_sealed
 from ferry.checks import is_remote_source
 from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
-from ferry.run_tags import HANDED_OFF, import_tags, resource_slug, retag_flow_run, store_tag
+from ferry.run_tags import HANDED_OFF, import_tags, retag_flow_run, store_tag
 from ferry.settings import get_settings
 from flows.outcome import failed, failure_message
 from tasks.imports.fetch import check_source, fetch_source
@@ -60,7 +60,7 @@ class _Clock:
 def import_data(request: ImportRequest):
     """Import a file into one resource of one workspace; never half-written (one transaction)."""
     logger = get_run_logger()
-    given_source = request.source
+    given = request  # as given: a remote source is fetched again by a deployment run, and a sealed URL forgotten at the end
     run_id = str(flow_run.get_id() or uuid.uuid4())
     spool_dir = get_settings().spool_dir / f"import-{run_id}"
     record = new_record(request, run_id)
@@ -69,11 +69,10 @@ def import_data(request: ImportRequest):
     in_run = flow_run.get_id() is not None
     try:
         if in_run:  # the import history selects on these (ferry.run_tags)
-            retag_flow_run(run_id, add=import_tags(request.workspace, resource_slug(request.resource)))
+            retag_flow_run(run_id, add=import_tags(request.workspace, request.resource))
         request = request.validated()
         check_source(request.source)
         record.resource = request.resource_def.slug
-        given = request
         if is_remote_source(request.source):
             request = request.model_copy(update={"source": str(fetch_source(request.source, spool_dir))})
         record.file_size = request.source_path.stat().st_size
@@ -138,4 +137,4 @@ def import_data(request: ImportRequest):
         stop_quality_summary(quality)
         shutil.rmtree(spool_dir, ignore_errors=True)
         if not handed_off:
-            forget_sealed(given_source)
+            forget_sealed(given.source)

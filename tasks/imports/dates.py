@@ -21,11 +21,10 @@ from tasks.imports.cells import mask, normalise_text, null_where
 
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 SLASH = r"^(?P<a>[0-9]{1,2})/(?P<b>[0-9]{1,2})/(?P<y>[0-9]{4})$"
-#: Date layouts people type (regexes with y/m/d groups; month names become #1..#12 first). The slash layout is
-#: the column's order's; dots and dashes are day-first, as everywhere they are used.
+#: Date layouts people type, by example (regexes with y/m/d groups; month names become #1..#12 first), besides
+#: the slash layout of the column's order (``SLASH_LAYOUTS``); dots and dashes are day-first, as where they are used.
 DATE_LAYOUTS: dict[str, str] = {
     "2024-01-05, 2024/1/5": r"^(?P<y>[0-9]{4})[\-/](?P<m>[0-9]{1,2})[\-/](?P<d>[0-9]{1,2})$",
-    "slash": "",  # filled per order below
     "05.01.2024, 05-01-2024 (day first)": r"^(?P<d>[0-9]{1,2})[.\-](?P<m>[0-9]{1,2})[.\-](?P<y>[0-9]{4})$",
     "Jan 5, 2024": r"^#(?P<m>[0-9]{1,2}) (?P<d>[0-9]{1,2}),? (?P<y>[0-9]{4})$",
     "5 January 2024": r"^(?P<d>[0-9]{1,2}) #(?P<m>[0-9]{1,2}),? (?P<y>[0-9]{4})$",
@@ -42,8 +41,9 @@ ROWS_NAMED = 3
 
 
 def layouts(order: DateOrder) -> list[tuple[str, str]]:
-    """(example, regex) of every date layout accepted in a column of ``order``."""
-    return [SLASH_LAYOUTS[order] if name == "slash" else (name, regex) for name, regex in DATE_LAYOUTS.items()]
+    """(example, regex) of every date layout accepted in a column of ``order``: ISO first, then the slash layout."""
+    fixed = list(DATE_LAYOUTS.items())
+    return [fixed[0], SLASH_LAYOUTS[order], *fixed[1:]]
 
 
 def date_message(order: DateOrder) -> str:

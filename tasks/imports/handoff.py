@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from ferry.errors import DeploymentUnavailableError
 from ferry.import_params import IMPORT_DEPLOYMENT, ImportRequest
 from ferry.records import ImportRecord
-from ferry.run_tags import import_tags, resource_slug
+from ferry.run_tags import import_tags
 
 
 def choose_mode(request: ImportRequest) -> str:
@@ -27,7 +27,7 @@ def dispatch(request: ImportRequest) -> str:
 
     params = {"request": request.model_copy(update={"processing": "inline"}).model_dump(mode="json", by_alias=True)}
     try:
-        tags = import_tags(request.workspace, resource_slug(request.resource))
+        tags = import_tags(request.workspace, request.resource)
         run = run_deployment(IMPORT_DEPLOYMENT, parameters=params, timeout=0, as_subflow=False, tags=tags)
     except ObjectNotFound:
         raise DeploymentUnavailableError(
