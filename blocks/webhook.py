@@ -7,7 +7,9 @@ receivers should also refuse timestamps older than a few minutes).
 
 Delivery posts the file itself when it is at most ``max_file_bytes``; a larger
 file goes to the ``large_files`` destination block (e.g. an S3 bucket) and the
-webhook gets a JSON notice with its download URL instead.
+webhook gets a JSON notice with its download URL instead. That handoff follows
+the overwrite rule of every destination: without ``overwrite`` a name already
+taken in the store is refused, and no notice is sent.
 
 Retries happen here, where the HTTP status is known: 5xx and 429 (honouring
 ``Retry-After``), timeouts and dropped connections are retried with exponential
@@ -258,7 +260,16 @@ class Webhook(Destination):
 
     # --- the contract -------------------------------------------------------
 
-    def deliver(self, source: BinaryIO, key: str) -> Delivery:
+    def leftovers_note(self) -> str | None:
+        return "a webhook endpoint keeps no files Ferry could list (large files go to the large_files block, swept as its own block)"
+
+    def deliver(self, source: BinaryIO, key: str, overwrite: bool = True) -> Delivery:
+        """POST the file, or hand a large one to ``large_files`` and POST a notice.
+
+        A POST replaces nothing, so ``overwrite`` matters only for the handoff:
+        without it, a name already taken in the large_files store is refused
+        (``DestinationError``, the store's own check) and no notice is sent.
+        """
         name = str(clean_key(key))
         head = _read_up_to(source, self.max_file_bytes + 1)
         if len(head) <= self.max_file_bytes:
@@ -279,7 +290,7 @@ class Webhook(Destination):
                 f"Use KIND/NAME with KIND one of {', '.join(DESTINATIONS)}.",
             )
         store = resolve_destination(self.large_files, get_settings().exports_dir)
-        delivery = store.deliver(_Prefixed(head, source), key)
+        delivery = store.deliver(_Prefixed(head, source), key, overwrite=overwrite)
         self.send(
             {
                 "event": "export.file",

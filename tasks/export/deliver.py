@@ -62,9 +62,7 @@ def deliver(file: Path, destination: Destination, key: str, overwrite: bool = Fa
     """Publish ``file`` as ``key``; a file of that name already there is refused unless ``overwrite``."""
     progress = Progress("deliver", None, key="export-progress")  # no rows to count: a spinner with the time it takes
     with open(file, "rb") as source:
-        if overwrite or not destination.can("exists"):  # a webhook POST has no file to overwrite
-            delivered = destination.deliver(source, key)
-        else:
-            delivered = destination.deliver(source, key, overwrite=False)
+        # Every destination takes the flag: a webhook's POST replaces nothing, its large-file handoff refuses a taken name.
+        delivered = destination.deliver(source, key, overwrite=overwrite)
     progress.finish()
     return delivered

@@ -163,6 +163,36 @@ def test_large_file_goes_to_the_large_files_block_and_a_notice_is_posted(httpser
     assert notice["location"] == delivery.location == str(tmp_path / "big" / "big.bin")
 
 
+def test_large_file_handoff_refuses_a_taken_name_unless_told_to_overwrite(httpserver_ipv4, tmp_path):
+    from tasks.export.deliver import deliver
+
+    big = tmp_path / "big"
+    big.mkdir()
+    (big / "big.bin").write_bytes(b"theirs")
+    LocalDirectory(path=str(big)).save("webhook-big-taken", overwrite=True)
+    hook = block(httpserver_ipv4, max_file_bytes=1000, large_files="local-directory/webhook-big-taken")
+    body = bytes(range(256)) * 64
+    file = tmp_path / "export.bin"
+    file.write_bytes(body)
+
+    with pytest.raises(DestinationError, match="already holds a file named 'big.bin'; it was not overwritten") as caught:
+        hook.deliver(io.BytesIO(body), "big.bin", overwrite=False)
+    assert not caught.value.transient and "--overwrite" in str(caught.value)
+    with pytest.raises(DestinationError, match="already holds a file named 'big.bin'"):
+        deliver.fn(file, hook, "big.bin")  # the export's deliver task: no overwrite unless asked
+    assert (big / "big.bin").read_bytes() == b"theirs"
+    assert httpserver_ipv4.log == []  # no notice of a file that was not delivered
+
+    httpserver_ipv4.expect_ordered_request("/hook", method="POST").respond_with_data("ok")
+    httpserver_ipv4.expect_ordered_request("/hook", method="POST").respond_with_data("ok")
+    delivery = deliver.fn(file, hook, "big.bin", overwrite=True)
+    assert (big / "big.bin").read_bytes() == body
+    assert json.loads(httpserver_ipv4.log[0][0].get_data())["sha256"] == delivery.sha256
+    hook.deliver(io.BytesIO(b"small"), "big.bin", overwrite=False)  # a POST replaces nothing: sent as always
+    assert httpserver_ipv4.log[1][0].get_data() == b"small"
+    httpserver_ipv4.check_assertions()
+
+
 def test_large_file_without_a_large_files_block_fails_before_posting(httpserver_ipv4):
     with pytest.raises(DestinationError, match="large_files") as caught:
         block(httpserver_ipv4, max_file_bytes=10).deliver(io.BytesIO(b"x" * 11), "x.csv")
