@@ -61,6 +61,13 @@ class FerrySettings(BaseSettings):
     spool_orphan_hours: float = Field(
         default=24, gt=0, description="Age after which spool folders and destination leftovers of dead runs are swept (hours)."
     )
+    import_bulk_min_rows: int = Field(
+        default=200_000,
+        ge=1,
+        description="An import that creates at least this many records, and more than its table holds, inserts them with the "
+        "table's secondary indexes and foreign keys dropped and rebuilds them in the same transaction (several times faster; "
+        "the table is locked for the insert).",
+    )
     quality_min_rows: int = Field(
         default=20_000,
         ge=0,

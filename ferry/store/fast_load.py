@@ -1,4 +1,4 @@
-"""Fast bulk loading for large seeds: indexes rebuilt after the load, a bigger SQLite cache, batches prefetched.
+"""Fast bulk loading for large seeds and imports: indexes rebuilt after the load, a bigger SQLite cache, batches prefetched.
 
 Building an index once over a million rows is several times faster than
 maintaining it row by row, so a large insert drops the table's secondary
@@ -23,12 +23,12 @@ BULK_ROWS = 200_000
 
 def bulk_insert(conn: Connection, table, batches: Iterator[pa.Table], rows: int) -> int:
     """``insert_batches`` with generation running one chunk ahead of the database."""
-    with _rebuilt_indexes(conn, table.name, rows >= BULK_ROWS):
+    with rebuilt_indexes(conn, table.name, rows >= BULK_ROWS):
         return insert_batches(conn, table, _prefetch(batches))
 
 
 @contextmanager
-def _rebuilt_indexes(conn: Connection, table: str, enabled: bool) -> Iterator[None]:
+def rebuilt_indexes(conn: Connection, table: str, enabled: bool) -> Iterator[None]:
     """Drop ``table``'s secondary indexes (and, on PostgreSQL, its unique and
     foreign-key constraints) for the body, then recreate them from their own DDL.
 

@@ -3,12 +3,14 @@ references, uniqueness, dry runs, exact rollback, workspace isolation and a kill
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -462,12 +464,16 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_a_load_killed_mid_transaction_changes_nothing_and_can_be_retried(istore, tmp_path):
+@pytest.mark.parametrize("bulk", [False, True], ids=["row-by-row indexes", "indexes rebuilt"])
+def test_a_load_killed_mid_transaction_changes_nothing_and_can_be_retried(istore, tmp_path, bulk):
     ws = seed(istore, tmp_path, [EXISTING])
     before = {t: istore.rows(ws, t) for t in ("contacts", "accounts")}
     ledger_before = [istore.count(t) for t in ("import_runs", "import_created_ranges", "import_images_contacts")]
+    schema_before = table_schema(istore.engine, "contacts")
     marker = tmp_path / "paused"
     env = {**os.environ, "FERRY_IMPORT_PAUSE_AT": "merged", "FERRY_IMPORT_PAUSE_FILE": str(marker)}
+    if bulk:  # paused after the indexes and foreign keys were dropped and rebuilt, before the commit
+        env["FERRY_IMPORT_BULK_MIN_ROWS"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-c", CRASH_SCRIPT, istore.kind, istore.url, str(tmp_path), str(Path(__file__).parents[1]), ws],
         env=env,
@@ -484,6 +490,7 @@ def test_a_load_killed_mid_transaction_changes_nothing_and_can_be_retried(istore
 
     assert {t: istore.rows(ws, t) for t in ("contacts", "accounts")} == before
     assert [istore.count(t) for t in ("import_runs", "import_created_ranges", "import_images_contacts")] == ledger_before
+    assert table_schema(istore.engine, "contacts") == schema_before
 
     rows = [{"Email": f"p{i}@example.com", "First": "Crash", "Company": "Crashco"} for i in range(2000)]
     rows.append({"Email": "ann@example.com", "First": "Overwritten", "Company": "Crashco"})
@@ -498,3 +505,73 @@ def test_a_load_killed_mid_transaction_changes_nothing_and_can_be_retried(istore
         create_missing_references=True,
     )
     assert (retried.created_rows, retried.updated_rows, retried.created_references) == (2000, 1, {"accounts": 1})
+
+
+# --- large first loads: indexes rebuilt, not maintained row by row ------------------------------------------
+
+
+def table_schema(engine: sa.Engine, table: str) -> dict:
+    """What the database says ``table``'s indexes, unique constraints and foreign keys are."""
+    found = sa.inspect(engine)
+    return {
+        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)),
+        "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+        "foreign": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"]) for f in found.get_foreign_keys(table)),
+    }
+
+
+@pytest.fixture
+def bulk_threshold(monkeypatch):
+    from ferry.settings import reload_settings
+
+    monkeypatch.setenv("FERRY_IMPORT_BULK_MIN_ROWS", "300")
+    reload_settings()
+    yield 300
+    monkeypatch.delenv("FERRY_IMPORT_BULK_MIN_ROWS")
+    reload_settings()
+
+
+@contextlib.contextmanager
+def statements_of(engine: sa.Engine) -> Iterator[list[str]]:
+    """The SQL ``engine`` runs while the ``with`` body runs."""
+    seen: list[str] = []
+
+    def listener(_conn, _cursor, statement, *_rest) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", listener)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_a_large_first_load_rebuilds_the_indexes_and_every_constraint_still_holds(istore, tmp_path, bulk_threshold):
+    schema_before = table_schema(istore.engine, "contacts")
+    ws = istore.workspace(("Acme",))
+    rows = [{"Email": f"bulk{i}@example.com", "First": "B", "Company": "Acme"} for i in range(bulk_threshold + istore.count("contacts"))]
+    rows.append({"Email": "Bulk1@example.com ", "First": "Again", "Company": "Acme"})  # an in-file duplicate, folded
+    with statements_of(istore.engine) as statements:
+        loaded, _, run_id = run_stages(
+            istore, tmp_path, ws, rows, {"Email": "email", "First": "first_name", "Company": "company"}, duplicates="update"
+        )
+    assert any(sql.startswith("DROP INDEX") for sql in statements), "the bulk path did not run"
+    assert (loaded.created_rows, loaded.skipped_rows) == (len(rows) - 1, 1)
+    assert table_schema(istore.engine, "contacts") == schema_before
+    loaded_rows = istore.rows(ws)
+    acme = istore.rows(ws, "accounts")[0]["id"]
+    assert {r["company_id"] for r in loaded_rows} == {acme}
+    with pytest.raises(sa.exc.IntegrityError), istore.engine.begin() as conn:  # the rebuilt unique constraint holds
+        conn.execute(sa.insert(s.contacts).values(workspace_id=loaded_rows[0]["workspace_id"], email="bulk0@example.com"))
+
+    done = undo_import(istore.engine, run_id, "tester")
+    assert done.deleted_rows == len(rows) - 1 and istore.rows(ws) == []
+
+
+def test_a_large_load_into_a_fuller_table_keeps_its_indexes(istore, tmp_path, bulk_threshold):
+    seed(istore, tmp_path, [{"Email": f"held{i}@example.com"} for i in range(bulk_threshold * 2)], {"Email": "email"})
+    ws = istore.workspace()
+    with statements_of(istore.engine) as statements:
+        loaded, _, _ = run_stages(istore, tmp_path, ws, [{"Email": f"n{i}@example.com"} for i in range(bulk_threshold)], {"Email": "email"})
+    assert loaded.created_rows == bulk_threshold
+    assert not any(sql.startswith("DROP INDEX") for sql in statements)
