@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import socket
 import ssl
 import uuid
@@ -47,6 +48,12 @@ def is_transient_network_error(exc: BaseException) -> bool:
 def remote_join(folder: str, key: PurePosixPath) -> str:
     """``folder/key`` as a POSIX path; an empty folder means the login folder."""
     return str(PurePosixPath(folder) / key) if folder else str(key)
+
+
+def remote_location(scheme: str, username: str, host: str, port: int, folder: str, key: str) -> str:
+    """``scheme://user@host:port/path`` of ``key`` in ``folder``, for messages (``/~/`` marks a path relative to the login folder)."""
+    path = posixpath.join(folder, key)
+    return f"{scheme}://{username}@{host}:{port}{path if path.startswith('/') else '/~/' + path}"
 
 
 def partial_name(final: str) -> str:

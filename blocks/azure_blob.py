@@ -351,6 +351,10 @@ class AzureBlobDestination(ObjectStoreDestination):
         except (az.AzureError, ConnectionError, TimeoutError) as exc:
             raise self._error(exc, "delete", name) from None
 
+    def leftovers_note(self) -> str | None:
+        """A killed upload leaves only uncommitted blocks, which Azure discards by itself after 7 days: nothing to sweep."""
+        return "uncommitted blocks of a killed upload are invisible and Azure discards them by itself after 7 days"
+
     def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
         scope = list_prefix(self._folder, prefix)
         container = self.service().get_container_client(self._container_name)

@@ -35,6 +35,15 @@ refuse or answer "nothing"):
     time; retention cleanup uses it to find expired files.
 ``key_for(location)``
     The inverse of ``Delivery.location``: which key a recorded location names.
+``leftovers(older_than)`` / ``remove_leftover(leftover)``  ("leftovers")
+    What deliveries killed mid-way (kill -9, a lost machine: no ``finally``
+    ran) left behind, untouched since ``older_than``, and nothing else: Ferry's
+    own ``.NAME.<hex>.partial`` files (local folder, SFTP, FTP; see
+    :func:`is_partial_name`) and unfinished S3 multipart uploads under the
+    block's folder. The cleanup flow removes them. Destinations without such a
+    list return nothing and say why in :meth:`Destination.leftovers_note`: a
+    webhook keeps no files, Azure discards uncommitted blocks after 7 days and
+    GCS resumable upload sessions expire after a week by themselves.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -72,6 +81,54 @@ class StoredFile(BaseModel):
     key: str = Field(description="Key relative to the destination's root.")
     bytes: int = Field(description="Size in bytes.")
     modified: datetime = Field(description="Last modification time (timezone-aware, UTC).")
+
+
+class Leftover(BaseModel):
+    """One thing a killed delivery left at a destination (``leftovers``)."""
+
+    kind: str = Field(description="What it is: 'partial file' or 'multipart upload'.")
+    key: str = Field(description="Its key relative to the destination's root (of the unfinished object, for an upload).")
+    location: str = Field(description="Where it is, as a full path or URI (no secrets); the same leftover seen twice has one location.")
+    since: datetime = Field(description="Last modification (files) or start (uploads), timezone-aware UTC.")
+    bytes: int | None = Field(default=None, description="Size in bytes, where known.")
+    upload_id: str | None = Field(default=None, description="The service's id of an unfinished upload.")
+
+    def describe(self) -> str:
+        size = f", {self.bytes:,} bytes" if self.bytes is not None else ""
+        return f"{self.kind} {self.location} (since {self.since:%Y-%m-%d %H:%M} UTC{size})"
+
+
+PARTIAL_FILE = "partial file"
+# Ferry's own temp names: ".NAME.<12 hex>.partial" (SFTP, FTP) and ".NAME.<32 hex>.partial" (local folder).
+_PARTIAL_NAME = re.compile(r"\..+\.(?:[0-9a-f]{12}|[0-9a-f]{32})\.partial")
+
+
+def is_partial_name(name: str) -> bool:
+    """True for the temp-file names Ferry's own uploads write (``.NAME.<hex>.partial``), never for other files."""
+    return bool(_PARTIAL_NAME.fullmatch(PurePosixPath(name).name))
+
+
+def stale_partials(destination: Destination, older_than: datetime, where: Callable[[str], str]) -> list[Leftover]:
+    """Ferry's own partial files among ``destination.list_files()`` last modified before ``older_than``.
+
+    ``where(key)`` gives a leftover's location. A partial file still being
+    written is modified all the time, so only an abandoned one grows old.
+    """
+    return [
+        Leftover(kind=PARTIAL_FILE, key=stored.key, location=where(stored.key), since=stored.modified, bytes=stored.bytes)
+        for stored in destination.list_files()
+        if stored.modified < older_than and is_partial_name(stored.key)
+    ]
+
+
+def remove_partial(destination: Destination, leftover: Leftover) -> None:
+    """Delete a partial file that :func:`stale_partials` found; refuses anything that is not one."""
+    if leftover.kind != PARTIAL_FILE or not is_partial_name(leftover.key):
+        raise DestinationError(
+            f"{destination.describe()}: {leftover.key!r} is not one of Ferry's partial files; it was not removed.",
+            "Only leftovers listed by the destination itself are removed.",
+        )
+    destination.delete_file(leftover.key)
 
 
 class Destination(Block):
@@ -152,8 +209,22 @@ class Destination(Block):
         """The key that produced ``location`` (a ``Delivery.location`` of this destination)."""
         raise DestinationError(f"{self.describe()} cannot map {location!r} back to a file name.", "Use a destination that supports it.")
 
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        """What killed deliveries left here, untouched since ``older_than``; nothing where :meth:`leftovers_note` says why."""
+        return []
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Remove one leftover that :meth:`leftovers` listed; one already gone is not an error."""
+        raise DestinationError(f"{self.describe()} has no leftovers to remove.", "Use a destination that lists them.")
+
+    def leftovers_note(self) -> str | None:
+        """Why :meth:`leftovers` finds nothing here by design (None where it looks)."""
+        if self.can("leftovers"):
+            return None
+        return "it keeps no temporary files that Ferry could list"
+
     def can(self, capability: str) -> bool:
-        """Whether this block implements an optional part of the contract ("read", "url", "exists", "delete", "list")."""
+        """Whether this block implements an optional part of the contract ("read", "url", "exists", "delete", "list", "leftovers")."""
         cls = type(self)
         overridden = [getattr(cls, m) is not getattr(Destination, m) for m in _CAPABILITIES[capability]]
         return any(overridden) if capability == "read" else all(overridden)
@@ -219,4 +290,5 @@ _CAPABILITIES: dict[str, tuple[str, ...]] = {
     "exists": ("exists",),
     "delete": ("delete_file", "exists"),
     "list": ("list_files",),
+    "leftovers": ("leftovers", "remove_leftover"),
 }

@@ -24,8 +24,17 @@ from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 
-from blocks._remote import SourceReader, from_source, is_transient_network_error, local_partial, location_path, partial_name, remote_join
-from blocks.destination import Delivery, Destination, StoredFile, clean_key
+from blocks._remote import (
+    SourceReader,
+    from_source,
+    is_transient_network_error,
+    local_partial,
+    location_path,
+    partial_name,
+    remote_join,
+    remote_location,
+)
+from blocks.destination import Delivery, Destination, Leftover, StoredFile, clean_key, remove_partial, stale_partials
 from ferry.errors import DestinationError, TransientDestinationError
 
 CHUNK = 1 << 20
@@ -286,6 +295,15 @@ class FtpServer(Destination):
                     elif kind == "file" and key.startswith(prefix):
                         modified = datetime.strptime(facts["modify"][:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
                         yield StoredFile(key=key, bytes=int(facts.get("size", 0)), modified=modified)
+
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Ferry's own ``.NAME.<hex>.partial`` files in the folder (a killed upload's), last written before ``older_than``."""
+        return stale_partials(
+            self, older_than, lambda key: remote_location(self.scheme, self.username, self.host, self.port, self.folder, key)
+        )
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        remove_partial(self, leftover)
 
     def key_for(self, location: str) -> str:
         try:

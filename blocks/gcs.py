@@ -317,6 +317,10 @@ class GcsDestination(ObjectStoreDestination):
         except self._client_errors() as exc:
             raise self._error(exc, "delete", name) from None
 
+    def leftovers_note(self) -> str | None:
+        """A killed upload leaves only its resumable session, which GCS expires by itself after a week: nothing to sweep."""
+        return "a killed resumable upload leaves no object, and GCS expires its session by itself after a week"
+
     def list_files(self, prefix: str = "") -> Iterator[StoredFile]:
         scope = list_prefix(self._folder, prefix)
         try:

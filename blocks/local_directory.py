@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from pydantic import Field
 
-from blocks.destination import Delivery, Destination, HashingReader, StoredFile, clean_key
+from blocks.destination import Delivery, Destination, HashingReader, Leftover, StoredFile, clean_key, remove_partial, stale_partials
 from ferry.errors import DestinationError
 
 CHUNK = 1 << 20
@@ -125,6 +125,13 @@ class LocalDirectory(Destination):
                 except FileNotFoundError:  # removed while we walked
                     continue
                 yield StoredFile(key=key, bytes=stat.st_size, modified=datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Ferry's own ``.NAME.<hex>.partial`` files in the folder (a killed delivery's), last written before ``older_than``."""
+        return stale_partials(self, older_than, lambda key: str(self._base() / key))
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        remove_partial(self, leftover)
 
     def key_for(self, location: str) -> str:
         path = Path(location).expanduser().resolve()

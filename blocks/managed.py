@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from pydantic import Field, PrivateAttr
 
-from blocks.destination import Delivery, Destination, StoredFile
+from blocks.destination import Delivery, Destination, Leftover, StoredFile
 from ferry.errors import DestinationError
 
 
@@ -126,6 +126,15 @@ class ManagedStorage(Destination):
 
     def key_for(self, location: str) -> str:
         return self.inner().key_for(location)
+
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        return self.inner().leftovers(older_than)
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        self.inner().remove_leftover(leftover)
+
+    def leftovers_note(self) -> str | None:
+        return self.inner().leftovers_note()
 
     def can(self, capability: str) -> bool:
         return self.inner().can(capability)

@@ -115,3 +115,23 @@ def managed_storage(default_folder: Path):
     if storage.reference and "/" in storage.reference:
         storage.use(resolve_destination(storage.reference, default_folder))
     return storage
+
+
+def saved_references(slugs: list[str] | None = None) -> list[str]:
+    """``SLUG/NAME`` of every saved (named) block of every destination kind, or of ``slugs``; nothing is loaded."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    references: list[str] = []
+    with get_client(sync_client=True) as client:
+        for slug in slugs if slugs is not None else list(DESTINATIONS):
+            try:
+                documents = client.read_block_documents_by_type(slug, include_secrets=False)
+            except ObjectNotFound:  # the block type was never registered: no saved blocks
+                continue
+            except PrefectHTTPStatusError as exc:  # ... which some Prefect calls answer as a plain 404
+                if exc.response.status_code == 404:
+                    continue
+                raise
+            references += sorted(f"{slug}/{doc.name}" for doc in documents if doc.name and not doc.is_anonymous)
+    return references

@@ -21,7 +21,7 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, ClassVar
 
 import botocore.exceptions as boto_errors
@@ -39,7 +39,7 @@ from blocks._objectstore import (
     relative_key,
     split_uri,
 )
-from blocks.destination import Delivery, HashingReader, StoredFile
+from blocks.destination import Delivery, HashingReader, Leftover, StoredFile
 from ferry.errors import DestinationError, TransientDestinationError
 
 MIB = 1 << 20
@@ -412,6 +412,62 @@ class S3Destination(ObjectStoreDestination):
                     )
         except (boto_errors.BotoCoreError, boto_errors.ClientError, ConnectionError, TimeoutError) as exc:
             raise self._error(exc, "list", scope or None) from None
+
+    # --- leftovers of killed deliveries -----------------------------------------------
+
+    def leftovers_note(self) -> str | None:
+        if not self._folder:
+            return (
+                f"at the root of bucket {self.bucket.bucket_name!r} Ferry cannot tell its unfinished multipart uploads from "
+                "other programs'; give the block a folder of its own, and keep the bucket's lifecycle rule"
+            )
+        return None
+
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Unfinished multipart uploads under the block's folder started before ``older_than`` (a killed delivery's).
+
+        A delivery aborts its upload when it fails; only a process killed
+        mid-upload leaves one, invisible in the bucket but billed for its parts.
+        Nothing at a bucket's root (:meth:`leftovers_note`).
+        """
+        if not self._folder:
+            return []
+        bucket = self.bucket.bucket_name
+        prefix = self._folder + "/"
+        found: list[Leftover] = []
+        try:
+            for page in self.client().get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    started = upload["Initiated"]
+                    started = started.astimezone(UTC) if started.tzinfo else started.replace(tzinfo=UTC)
+                    if started >= older_than or not upload["Key"].startswith(prefix):
+                        continue
+                    found.append(
+                        Leftover(
+                            kind="multipart upload",
+                            key=relative_key(self._folder, upload["Key"]),
+                            location=f"s3://{bucket}/{upload['Key']} (upload {upload['UploadId']})",
+                            since=started,
+                            upload_id=upload["UploadId"],
+                        )
+                    )
+        except (boto_errors.BotoCoreError, boto_errors.ClientError, ConnectionError, TimeoutError) as exc:
+            raise self._error(exc, "list unfinished uploads in", prefix) from None
+        return found
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        """Abort an unfinished multipart upload (its parts are deleted); one already gone is not an error."""
+        if leftover.upload_id is None:
+            raise DestinationError(f"{self.block_label()}: {leftover.location} is not an unfinished upload.", "It was not removed.")
+        name = object_name(self._folder, leftover.key)
+        try:
+            self.client().abort_multipart_upload(Bucket=self.bucket.bucket_name, Key=name, UploadId=leftover.upload_id)
+        except boto_errors.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchUpload", "404"):
+                return  # completed or aborted meanwhile
+            raise self._error(exc, "abort the unfinished upload to", name) from None
+        except (boto_errors.BotoCoreError, ConnectionError, TimeoutError) as exc:
+            raise self._error(exc, "abort the unfinished upload to", name) from None
 
 
 class _ErrorMappingStream:

@@ -33,8 +33,17 @@ from urllib.parse import quote
 import paramiko
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from blocks._remote import SourceReader, from_source, is_transient_network_error, local_partial, location_path, partial_name, remote_join
-from blocks.destination import Delivery, Destination, StoredFile, clean_key
+from blocks._remote import (
+    SourceReader,
+    from_source,
+    is_transient_network_error,
+    local_partial,
+    location_path,
+    partial_name,
+    remote_join,
+    remote_location,
+)
+from blocks.destination import Delivery, Destination, Leftover, StoredFile, clean_key, remove_partial, stale_partials
 from ferry.errors import DestinationError, TransientDestinationError
 
 # Large SSH windows and packets: with paramiko's defaults (2 MiB / 32 KiB) a
@@ -416,6 +425,13 @@ class SftpServer(Destination):
                         pending.append(key)
                     elif stat.S_ISREG(entry.st_mode or 0) and key.startswith(prefix):
                         yield StoredFile(key=key, bytes=entry.st_size or 0, modified=datetime.fromtimestamp(entry.st_mtime or 0, UTC))
+
+    def leftovers(self, older_than: datetime) -> list[Leftover]:
+        """Ferry's own ``.NAME.<hex>.partial`` files in the folder (a killed upload's), last written before ``older_than``."""
+        return stale_partials(self, older_than, lambda key: remote_location("sftp", self.username, self.host, self.port, self.folder, key))
+
+    def remove_leftover(self, leftover: Leftover) -> None:
+        remove_partial(self, leftover)
 
     def key_for(self, location: str) -> str:
         try:
