@@ -41,11 +41,15 @@ db_app = typer.Typer(help="Create and fill the store.", no_args_is_help=True)
 
 
 @app.callback()
-def _before_every_command() -> None:
-    # From here on, a temporary Prefect server that Prefect starts for this process (no PREFECT_API_URL) dies with
-    # it, even after a kill -9. Here rather than at import: `ferry --help` should not pay for importing Prefect's server.
+def _before_every_command(ctx: typer.Context) -> None:
+    # Before anything reads Prefect's settings: with no PREFECT_API_URL, the Prefect server a running `ferry up`
+    # started on this machine is used (ferry up itself starts its own). Then, should Prefect still start a temporary
+    # server for this process, it dies with it, even after a kill -9 (patched when Prefect imports its server module).
     from ferry.lifelines import install_ephemeral_server_lifeline
+    from ferry.local_server import discover
 
+    if ctx.invoked_subcommand != "up":
+        discover()
     install_ephemeral_server_lifeline()
 
 

@@ -30,7 +30,19 @@ def announce(run_id: str, as_json: bool, waiting: bool) -> None:
             out.print(f"Started run {run_id}" + (f": {url}" if url else ""), soft_wrap=True, highlight=False)
             out.print(f"Follow it with `ferry runs show {run_id}`.", soft_wrap=True)
         raise typer.Exit(0)
-    err.print(f"Run {run_id}" + (f": {url}" if url else "") + " (Ctrl-C stops watching, not the run)", soft_wrap=True, highlight=False)
+    err.print(
+        f"Run {run_id}" + (f": {url}" if url else "") + _on_server() + " (Ctrl-C stops watching, not the run)",
+        soft_wrap=True,
+        highlight=False,
+    )
+
+
+def _on_server() -> str:
+    """`` on the Prefect server of ferry up (pid N) at URL`` when that is the server this process found, else nothing."""
+    from ferry.local_server import in_use
+
+    server = in_use()
+    return f" on {server.describe()}" if server is not None else ""
 
 
 def run_live(deployment: str, request, run_here: Callable, record_of: Callable, *, as_json: bool, wait: bool = True):

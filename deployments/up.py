@@ -15,6 +15,12 @@
    the runner has polled for runs, so an API that answers can get its exports run;
 5. prints the API, docs and Prefect UI URLs.
 
+While a server it started runs, ``ferry up`` publishes it in
+``$FERRY_DATA_DIR/run/prefect-server.json`` (:mod:`ferry.local_server`: API
+URL, pids, start time; owner-only, written atomically, removed when it stops),
+so the CLI on this machine uses that server instead of starting a temporary
+one of its own, and can wake the runner for a run it just created.
+
 Every child gets SIGTERM when ``ferry up`` dies (``PR_SET_PDEATHSIG``), runs in
 a session of its own (a Ctrl-C in the terminal reaches ``ferry up`` only, so the
 server and the runs in flight outlive it until they are stopped in order) and
@@ -30,6 +36,7 @@ started itself). A clean stop returns 0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -45,7 +52,9 @@ from pathlib import Path
 from deployments import project
 from deployments.children import Child, display_url, free_port, port_in_use
 from deployments.draining import DEFAULT_DRAIN_SECONDS, RUNNER_STOP_GRACE_SECONDS
+from ferry import local_server
 from ferry.errors import ConfigurationError
+from ferry.local_server import LocalServer
 
 PREFECT_START_SECONDS = 90.0
 RUNNER_START_SECONDS = 180.0
@@ -99,6 +108,7 @@ class FerryUp:
         self._signals = 0
         self._stop = threading.Event()
         self._workdir: Path | None = None
+        self._published: LocalServer | None = None
 
     # signals ---------------------------------------------------------------------------------
 
@@ -149,6 +159,7 @@ class FerryUp:
         self.prefect = self._prefect()
         self._check_stop()
         self._start_runner()
+        self._publish()
         self._start_api()
 
     def _prepare_store(self) -> None:
@@ -244,6 +255,33 @@ class FerryUp:
             + (server.log_tail() or "(empty)"),
         )
 
+    def _publish(self) -> None:
+        """Tell the CLI on this machine about the Prefect server started here (and the runner it can wake)."""
+        server = self.prefect.server if self.prefect is not None else None
+        if server is None or not server.alive():
+            return  # a server named by PREFECT_API_URL: the CLI is configured for it the same way
+        runner = self.runner.pid if self.runner is not None and self.runner.alive() else None
+        self._published = LocalServer(
+            api_url=self.prefect.api_url,
+            ui_url=self.prefect.ui_url,
+            pid=server.pid,
+            started=local_server.started_now(),
+            supervisor_pid=os.getpid(),
+            runner_pid=runner,
+            pid_started=local_server.process_start_ticks(server.pid),
+        )
+        try:
+            local_server.publish(self._published, self.data_dir)
+        except OSError as exc:
+            self._published = None
+            self.say(f"Could not write {local_server.state_path(self.data_dir)} ({exc}); the CLI will not find this Prefect server.")
+
+    def _withdraw(self) -> None:
+        if self._published is not None:
+            with contextlib.suppress(OSError):
+                local_server.withdraw(self._published.pid, self.data_dir)
+            self._published = None
+
     # runner and API --------------------------------------------------------------------------
 
     def _start_runner(self) -> None:
@@ -301,6 +339,8 @@ class FerryUp:
         self.say(f"  Prefect UI  {self.prefect.ui_url}")
         if self.prefect.server is not None:
             self.say(f"  Prefect     {self.prefect.api_url}, started here (pid {self.prefect.server.pid}; {self.prefect.database})")
+            if self._published is not None:
+                self.say(f"  CLI         ferry commands on this machine (FERRY_DATA_DIR {self.data_dir}) use this Prefect server")
         else:
             self.say(f"  Prefect     {self.prefect.api_url} (PREFECT_API_URL; left running when ferry up stops)")
         self.say(f"  Data        {self.data_dir}")
@@ -324,6 +364,7 @@ class FerryUp:
     # stopping --------------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        self._withdraw()  # from now on, CLI commands no longer pick this server
         if self.runner is not None:
             self._stop_runner(self.runner)
         if self.api is not None:

@@ -18,9 +18,12 @@ outlive its parent must notice by itself. Two children need this:
 from __future__ import annotations
 
 import ctypes
+import importlib.abc
+import importlib.machinery
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -94,30 +97,83 @@ class _WatchedSubprocess:
         return subprocess.Popen(watched_module_argv(list(args)), env=env, **kwargs)
 
 
+_SERVER_MODULE = "prefect.server.api.server"
+
+
 def install_ephemeral_server_lifeline() -> bool:
-    """Make Prefect's temporary API server die with this process (idempotent); False if this Prefect has no such server."""
-    global _installed
+    """Make Prefect's temporary API server die with this process (idempotent, cheap).
+
+    Prefect imports its server module (~2 s of imports) only when it is about to
+    start a temporary server, so this does not import it: the patch is applied
+    when Prefect imports that module (at once if it already has). Returns False
+    only when the module is already imported and has no such server.
+    """
     with _install_lock:
         if _installed:
             return True
-        try:
-            from prefect.server.api import server as server_module
-        except ImportError:
-            return False
-        cls = getattr(server_module, "SubprocessASGIServer", None)
-        original = getattr(cls, "_run_uvicorn_command", None)
-        if original is None:
-            return False
-
-        def _run_uvicorn_command(self: Any) -> subprocess.Popen:
-            with _popen_lock:
-                server_module.subprocess = _WatchedSubprocess()
-                try:
-                    return original(self)
-                finally:
-                    server_module.subprocess = subprocess
-
-        _run_uvicorn_command.__wrapped__ = original  # type: ignore[attr-defined]
-        cls._run_uvicorn_command = _run_uvicorn_command
-        _installed = True
+        module = sys.modules.get(_SERVER_MODULE)
+        if module is not None:
+            return _patch_server_module(module)
+        if not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _PatchOnImport())
         return True
+
+
+def _patch_server_module(server_module: Any) -> bool:
+    """Wrap ``SubprocessASGIServer._run_uvicorn_command`` so the server starts under the watching launcher."""
+    global _installed
+    if _installed:
+        return True
+    cls = getattr(server_module, "SubprocessASGIServer", None)
+    original = getattr(cls, "_run_uvicorn_command", None)
+    if original is None:
+        return False
+
+    def _run_uvicorn_command(self: Any) -> subprocess.Popen:
+        with _popen_lock:
+            server_module.subprocess = _WatchedSubprocess()
+            try:
+                return original(self)
+            finally:
+                server_module.subprocess = subprocess
+
+    _run_uvicorn_command.__wrapped__ = original  # type: ignore[attr-defined]
+    cls._run_uvicorn_command = _run_uvicorn_command
+    _installed = True
+    return True
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Patches Prefect's server module right after it is first imported, then leaves ``sys.meta_path``."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != _SERVER_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        with _install_lock:
+            _patch_server_module(module)
+            sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _PatchOnImport)]
