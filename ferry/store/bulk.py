@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from contextlib import ExitStack
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,26 +18,34 @@ from sqlalchemy import Connection, Table
 
 def insert_batches(conn: Connection, table: Table, batches: Iterable[pa.RecordBatch | pa.Table]) -> int:
     """Append every row of ``batches`` (column names = table column names) to ``table``."""
+    if conn.dialect.name == "postgresql":
+        return _copy_batches(conn, table, batches)
     total = 0
     for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        if conn.dialect.name == "postgresql":
-            _copy_batch(conn, table, batch)
-        else:
+        if batch.num_rows:
             _executemany_batch(conn, table, batch)
-        total += batch.num_rows
+            total += batch.num_rows
     return total
 
 
-def _copy_batch(conn: Connection, table: Table, batch: pa.RecordBatch | pa.Table) -> None:
-    buffer = io.BytesIO()
-    pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
-    columns = ", ".join(f'"{name}"' for name in batch.schema.names)
+def _copy_batches(conn: Connection, table: Table, batches: Iterable[pa.RecordBatch | pa.Table]) -> int:
+    """One ``COPY`` for every batch: the server parses one batch's text while pyarrow writes the next one's."""
+    total = 0
     raw = conn.connection.driver_connection  # psycopg 3 connection, inside SQLAlchemy's transaction
-    with raw.cursor() as cur:
-        with cur.copy(f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv)') as copy:
+    with ExitStack() as stack:
+        copy = None
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if copy is None:
+                columns = ", ".join(f'"{name}"' for name in batch.schema.names)
+                cursor = stack.enter_context(raw.cursor())
+                copy = stack.enter_context(cursor.copy(f'COPY "{table.name}" ({columns}) FROM STDIN WITH (FORMAT csv)'))
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, pacsv.WriteOptions(include_header=False))
             copy.write(buffer.getbuffer())
+            total += batch.num_rows
+    return total
 
 
 def _executemany_batch(conn: Connection, table: Table, batch: pa.RecordBatch | pa.Table) -> None:
