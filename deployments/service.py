@@ -26,6 +26,7 @@ from ferry.import_params import ImportRequest
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord, ImportRecord, RollbackRecord
 from ferry.runs import run_result
+from ferry.sweep import heartbeats
 
 
 def _flow_run_id(state) -> str:
@@ -43,7 +44,8 @@ def run_export_here(request: ExportRequest) -> ExportRecord:
     """Export ``request`` in this process."""
     from flows.export import export_data
 
-    state = export_data(request, return_state=True)
+    with heartbeats():  # a kill -9 of this process leaves a run ferry.sweep marks Crashed within minutes
+        state = export_data(request, return_state=True)
     result = run_result(state)
     if isinstance(result, ExportRecord):
         return result
@@ -62,7 +64,8 @@ def run_import(request: ImportRequest) -> ImportRecord:
     """Import ``request`` in this process (large files hand themselves to the import deployment)."""
     from flows.import_ import import_data
 
-    state = import_data(sealed_import(request), return_state=True)
+    with heartbeats():  # a kill -9 of this process leaves a run ferry.sweep marks Crashed within minutes
+        state = import_data(sealed_import(request), return_state=True)
     result = run_result(state)
     if isinstance(result, ImportRecord):
         return result
@@ -82,7 +85,8 @@ def roll_back_import(run_id: str, actor: str) -> RollbackRecord:
     """Undo import ``run_id`` (the rollback-import flow); a refused rollback is a failed record saying why."""
     from flows.rollback import rollback_import
 
-    state = rollback_import(run_id, actor, return_state=True)
+    with heartbeats():  # a kill -9 of this process leaves a run ferry.sweep marks Crashed within minutes
+        state = rollback_import(run_id, actor, return_state=True)
     result = run_result(state)
     if isinstance(result, RollbackRecord):
         return result
@@ -338,7 +342,8 @@ def export_in_response(request: ExportRequest, folder) -> tuple[ExportRecord, ob
     with get_engine().connect() as conn:
         if count_rows(request, conn) > get_settings().api_sync_max_rows:
             return None
-    state = export_data(request.model_copy(update={"destination": str(folder)}), return_state=True)
+    with heartbeats():  # a kill -9 of this process leaves a run ferry.sweep marks Crashed within minutes
+        state = export_data(request.model_copy(update={"destination": str(folder)}), return_state=True)
     record = run_result(state)
     if not isinstance(record, ExportRecord) or record.status != "success":
         raise RunStateError(f"The export failed: {getattr(record, 'error', record)}", "Fix what the error names and ask again.")

@@ -2,39 +2,48 @@
 
 A killed run process runs no ``finally``: its flow run stays RUNNING in
 Prefect, it has no audit entry and its spool folder (plain customer data)
-stays on disk. Ferry's processes that serve runs (``ferry serve``, the runner
-of ``ferry up``, ``ferry worker``) send Prefect's own flow-run heartbeats
-(``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, every :data:`HEARTBEAT_SECONDS`); this
-module's sweep, run at their start-up, every :data:`SWEEP_SECONDS` inside
+stays on disk. Every Ferry run sends Prefect's own flow-run heartbeats every
+:data:`HEARTBEAT_SECONDS` (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``; Prefect's
+default, 180 s, is longer than :data:`STALE_SECONDS`): the runs of the
+processes that serve them (``ferry serve``, the runner of ``ferry up``,
+``ferry worker``) and the runs started in the caller's own process, which
+:mod:`deployments.service` starts inside :func:`heartbeats` (``ferry export``,
+``ferry import run`` and ``ferry import rollback`` when nothing serves them,
+the HTTP API's exports answered in the response body). This module's sweep,
+run at the serving processes' start-up, every :data:`SWEEP_SECONDS` inside
 ``ferry serve`` and in the cleanup flow, marks a RUNNING Ferry run CRASHED when
 
 * its last heartbeat is older than ``stale_seconds`` (its process is gone), or
-* it never sent one (started without heartbeats, e.g. inline by the CLI) and
-  has been running longer than ``spool_orphan_hours``,
+* it never sent one (its process had heartbeats turned off) and has been
+  running longer than ``spool_orphan_hours``,
 
-and writes an audit entry ``import.crashed`` / ``export.crashed``. Prefect's
-zombie automation (a proactive trigger) is not used: it needs the server's
-proactive-triggers service, which the temporary server does not run, and it
-cannot write Ferry's audit log.
+and writes an audit entry ``import.crashed`` / ``export.crashed`` (a rollback's
+parameters name no workspace: it is marked without one). So a kill -9 of the
+CLI in the middle of a run leaves it Running for about ``stale_seconds`` plus
+one sweep interval. Prefect's zombie automation (a proactive trigger) is not
+used: it needs the server's proactive-triggers service, which the temporary
+server does not run, and it cannot write Ferry's audit log.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ferry.runs import EXPORT_FLOW, IMPORT_FLOW
+from ferry.runs import EXPORT_FLOW, IMPORT_FLOW, ROLLBACK_FLOW
 from ferry.spool import sweep_spools
 
+#: Every Ferry run's heartbeat interval (Prefect's minimum; its default, 180 s, is longer than STALE_SECONDS).
 HEARTBEAT_SECONDS = 30
 #: No heartbeat for this long: the run's process is gone (Prefect sends one every HEARTBEAT_SECONDS).
 STALE_SECONDS = 150.0
 SWEEP_SECONDS = 60.0
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
-_ACTIONS = {IMPORT_FLOW: "import", EXPORT_FLOW: "export"}
+_ACTIONS = {IMPORT_FLOW: "import", EXPORT_FLOW: "export", ROLLBACK_FLOW: "rollback"}
 _ACTIVE_STATES = ("PENDING", "RUNNING", "PAUSED", "CANCELLING", "SCHEDULED")
 
 logger = logging.getLogger("ferry.sweep")
@@ -47,6 +56,19 @@ class SweepReport:
     crashed: list[str] = field(default_factory=list)
     spools_removed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def heartbeats() -> Iterator[None]:
+    """Flow runs started in this process inside the block send Prefect's heartbeats every :data:`HEARTBEAT_SECONDS`.
+
+    Prefect's own default (180 s, ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``) is longer
+    than :data:`STALE_SECONDS`: the sweep would take a live run for a dead one.
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: HEARTBEAT_SECONDS}):
+        yield
 
 
 def _last_heartbeat(client: Any, run_id: Any, since: datetime) -> datetime | None:
@@ -112,7 +134,7 @@ def _audit_crash(run: Any, action: str, message: str) -> None:
 def crash_dead_runs(
     stale_seconds: float = STALE_SECONDS,
     unmonitored_hours: float | None = None,
-    flow_names: tuple[str, ...] = (IMPORT_FLOW, EXPORT_FLOW),
+    flow_names: tuple[str, ...] = (IMPORT_FLOW, EXPORT_FLOW, ROLLBACK_FLOW),
     now: datetime | None = None,
 ) -> list[str]:
     """Mark RUNNING Ferry runs whose process died CRASHED, each with an audit entry; their ids."""
