@@ -63,4 +63,4 @@ def follow(run_id: str, deployment: str, request, record_of: Callable, live: Liv
     from deployments.adhoc import follow_run
 
     with live:
-        return record_of(follow_run(run_id, deployment, live.percent), request)
+        return record_of(follow_run(run_id, deployment, live.percent if live.enabled else None), request)

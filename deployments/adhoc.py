@@ -36,16 +36,22 @@ def server_configured() -> bool:
 def deployment_ready(name: str = project.ADHOC_EXPORT_DEPLOYMENT) -> bool:
     """True when deployment ``name`` exists and a runner or worker polled it recently (Prefect's READY)."""
     from prefect import get_client
-    from prefect.client.schemas.objects import DeploymentStatus
 
     if not server_configured():
         return False
+    with get_client(sync_client=True) as client:
+        return _ready_deployment(client, name) is not None
+
+
+def _ready_deployment(client, name: str):
+    """Deployment ``name`` when a runner or worker polled it recently (Prefect's READY), else None."""
+    from prefect.client.schemas.objects import DeploymentStatus
+
     try:
-        with get_client(sync_client=True) as client:
-            deployment = client.read_deployment_by_name(name)
+        deployment = client.read_deployment_by_name(name)
     except Exception:  # noqa: BLE001 - missing deployment or unreachable server: run in this process instead
-        return False
-    return deployment.status == DeploymentStatus.READY
+        return None
+    return deployment if deployment.status == DeploymentStatus.READY else None
 
 
 def ui_url(run_id: str) -> str | None:
@@ -57,31 +63,70 @@ def ui_url(run_id: str) -> str | None:
 
 
 def submit(name: str, request) -> str | None:
-    """Start ``request`` as a run of deployment ``name`` and return its id at once; None when nothing serves it."""
-    from prefect.deployments import run_deployment
+    """Start ``request`` as a run of deployment ``name`` and return its id at once; None when nothing serves it.
 
-    if not deployment_ready(name):
+    As ``run_deployment(name, timeout=0)`` does, in two requests (read the
+    deployment, create the run); then, when the runner is ``ferry up``'s, it is
+    woken to take the run now rather than at its next poll.
+    """
+    from prefect import get_client
+    from prefect.states import Scheduled
+
+    if not server_configured():
         return None
-    source = getattr(request, "source", None)  # imports name a file; exports do not
-    if source and Path(source).expanduser().is_file():
-        request = request.model_copy(update={"source": str(Path(request.source).expanduser().resolve())})  # the runner's cwd differs
-    parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
-    tags = []
-    if name == IMPORT_DEPLOYMENT:
-        from ferry.run_tags import import_tags
+    with get_client(sync_client=True) as client:
+        deployment = _ready_deployment(client, name)
+        if deployment is None:
+            return None
+        source = getattr(request, "source", None)  # imports name a file; exports do not
+        if source and Path(source).expanduser().is_file():
+            request = request.model_copy(update={"source": str(Path(request.source).expanduser().resolve())})  # the runner's cwd differs
+        parameters = {"request": request.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
+        tags = []
+        if name == IMPORT_DEPLOYMENT:
+            from ferry.run_tags import import_tags
 
-        tags = import_tags(request.workspace, request.resource)
-    return str(run_deployment(name, parameters=parameters, timeout=0, as_subflow=False, tags=tags).id)
+            tags = import_tags(request.workspace, request.resource)
+        flow_run = client.create_flow_run_from_deployment(
+            deployment.id, parameters=parameters, state=Scheduled(scheduled_time=datetime.now(UTC)), tags=tags
+        )
+    _wake_local_runner()
+    return str(flow_run.id)
+
+
+def _wake_local_runner() -> None:
+    """Ask ``ferry up``'s runner to take new runs now, when this process talks to ``ferry up``'s Prefect server."""
+    from prefect.settings import get_current_settings
+
+    from ferry import local_server
+
+    server = local_server.in_use()
+    if server is None:  # not discovered: PREFECT_API_URL may still name ferry up's server
+        found = local_server.find()
+        if found is not None and found.api_url.rstrip("/") == str(get_current_settings().api.url or "").rstrip("/"):
+            server = found
+    if server is not None:
+        local_server.wake_runner(server)
+
+
+#: Following a run: the first look after this many seconds, each next one a little later, up to ``poll_seconds``.
+FIRST_POLL_SECONDS = 0.1
+POLL_BACKOFF_SECONDS = 0.05
 
 
 def follow_run(run_id: str, name: str, on_progress: Callable[[str, float], None] | None = None, poll_seconds: float = 1.0):
-    """Wait for run ``run_id`` of deployment ``name`` to end, telling ``on_progress`` each stage's percent; the final flow run."""
+    """Wait for run ``run_id`` of deployment ``name`` to end, telling ``on_progress`` each stage's percent; the final flow run.
+
+    Looks often at first (a small job ends within a second or two), then every
+    ``poll_seconds``; progress artifacts are read only when someone shows them.
+    """
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     wanted = ArtifactFilter(
         flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)]), key=ArtifactFilterKey(any_=[PROGRESS_KEYS[name]])
     )
+    wait = min(FIRST_POLL_SECONDS, poll_seconds)
     with get_client(sync_client=True) as client:
         while True:
             flow_run = client.read_flow_run(uuid.UUID(run_id))
@@ -91,7 +136,8 @@ def follow_run(run_id: str, name: str, on_progress: Callable[[str, float], None]
                         on_progress((artifact.description or "run").split(":")[0], float(artifact.data))
             if flow_run.state is not None and flow_run.state.is_final():
                 return flow_run
-            time.sleep(poll_seconds)
+            time.sleep(wait)
+            wait = min(wait + POLL_BACKOFF_SECONDS, poll_seconds)
 
 
 def export_record(flow_run, request) -> ExportRecord:

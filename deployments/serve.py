@@ -152,9 +152,9 @@ class FerryServe:
     def __init__(
         self, limit: int | None = 4, sync_seconds: float = 10.0, poll_seconds: float | None = None, name: str | None = None
     ) -> None:
-        from prefect.runner import Runner
+        from deployments.warm import FerryRunner
 
-        self.runner = Runner(
+        self.runner = FerryRunner(  # Prefect's Runner with warm run processes and a SIGUSR1 wake-up (deployments/warm.py)
             name=name or f"ferry-serve-{socket.gethostname()}",
             pause_on_shutdown=False,
             limit=limit,
@@ -190,6 +190,9 @@ class FerryServe:
             found = await ferry_deployments(client)
             flows = {f.id: f.name for f in await client.read_flows()} if found else {}
         await self.sweep_if_due()
+        replenish = getattr(self.runner, "replenish_soon", None)
+        if replenish is not None and self.runner.started:
+            replenish()  # a warm run process waiting (a new one when the last is too old)
         new = []
         paused_jobs = [d.id for d in found if d.paused and project.JOB_TAG in (d.tags or [])]
         if paused_jobs:
