@@ -55,5 +55,10 @@ bench: install test-services
 bench-sftp: install
 	$(BIN)/python bench/sftp_bench.py --check
 
+# Soak: 50 concurrent imports/exports, Prefect server on PostgreSQL, two runners; no run or row lost (BENCHMARKS.md "Soak").
+.PHONY: bench-soak
+bench-soak: install test-services
+	$(BIN)/python bench/soak_bench.py
+
 clean:
 	rm -rf $(VENV) data .pytest_cache
