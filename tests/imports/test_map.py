@@ -506,3 +506,18 @@ def test_cli_reports_unreadable_files_and_unknown_resources(tmp_path):
 def test_source_file_errors_are_ferry_errors():
     with pytest.raises(SourceFileError):
         preview(CASES / "single_object.json")
+
+
+def test_imports_that_finish_together_both_remember_their_mapping(writable):
+    """Two auto-mapped imports of the same columns finishing at once: saving the mapping is one upsert, never a race."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine, workspace, _ = writable
+    mapping = [ColumnMapping("Email", "email"), ColumnMapping("First", "first_name")]
+
+    def remember(_: int) -> None:
+        remember_mapping(engine, workspace, "contacts", mapping)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(remember, range(80)))  # raised IntegrityError on PostgreSQL about half the time (DELETE, then INSERT)
+    assert [m.target_key for m in remembered_mapping(engine, workspace, "contacts", ["First", "Email"])] == ["first_name", "email"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ferry.catalog import Resource
 from ferry.errors import ParameterError, Problem
@@ -79,13 +81,13 @@ def remember_mapping(engine: Engine, workspace: str, resource: Resource | str, m
     stored = [{**m.to_json(), "confidence": 1.0, "reason": "accepted before for these columns"} for m in mapping]
     with engine.begin() as conn:
         ws = workspace_id(conn, workspace)
-        where = (
-            (import_mappings.c.workspace_id == ws) & (import_mappings.c.resource == resource.slug) & (import_mappings.c.columns_key == key)
-        )
-        conn.execute(delete(import_mappings).where(where))
+        row = {"workspace_id": ws, "resource": resource.slug, "columns_key": key, "source_columns": sorted(columns), "mapping": stored}
+        # One statement, so two imports that finish together both succeed (a DELETE then INSERT raced on the unique key).
+        upsert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(import_mappings).values(**row)
         conn.execute(
-            insert(import_mappings).values(
-                workspace_id=ws, resource=resource.slug, columns_key=key, source_columns=sorted(columns), mapping=stored
+            upsert.on_conflict_do_update(
+                index_elements=["workspace_id", "resource", "columns_key"],
+                set_={"source_columns": upsert.excluded.source_columns, "mapping": upsert.excluded.mapping, "updated_at": func.now()},
             )
         )
 
