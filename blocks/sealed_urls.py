@@ -5,7 +5,9 @@ everyone with UI access. So before a run is created, a URL with a query is
 *sealed*: the whole URL goes into a Prefect ``Secret`` block of its own (encrypted
 at rest, masked by the API), and the run's ``source`` becomes the URL without
 its query plus a reference to that block (``...?ferry-sealed=NAME``). The fetch
-stage unseals it; the run that imports the file deletes the block when it ends.
+stage unseals it; the run that imports the file deletes the block when it ends,
+and :func:`ferry.sweep.sweep` deletes those a killed run (or a run never
+started) left behind.
 URLs with a user name or password are refused before a run is created (they do
 not belong in a URL at all).
 """
@@ -17,9 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from ferry.checks import shown_url
 from ferry.errors import Problem, SourceError
+from ferry.sweep import SEALED_URL_BLOCK_PREFIX as PREFIX
+from ferry.sweep import SEALED_URL_PARAMETER as SEALED
 
-SEALED = "ferry-sealed"
-PREFIX = "ferry-url-"
+__all__ = ["PREFIX", "SEALED", "forget", "seal", "unseal", "url_problems"]
 
 
 def url_problems(source: str) -> list[Problem]:

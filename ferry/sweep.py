@@ -1,4 +1,4 @@
-"""What a kill -9 leaves behind, swept: Ferry runs left ``Running`` and their spool folders.
+"""What a kill -9 leaves behind, swept: Ferry runs left ``Running``, their spool folders and sealed URLs.
 
 A killed run process runs no ``finally``: its flow run stays RUNNING in
 Prefect, it has no audit entry and its spool folder (plain customer data)
@@ -23,11 +23,21 @@ CLI in the middle of a run leaves it Running for about ``stale_seconds`` plus
 one sweep interval. Prefect's zombie automation (a proactive trigger) is not
 used: it needs the server's proactive-triggers service, which the temporary
 server does not run, and it cannot write Ferry's audit log.
+
+The sweep also deletes the Secret blocks of sealed import URLs
+(``ferry-url-*``, see ``blocks.sealed_urls``) that no run needs any more: the
+importing run deletes its own block when it ends, but a run killed before
+that, or one never created (its process died between sealing and starting
+it), leaves the block and the URL's token in it. A block is deleted when the
+runs whose parameters name it have all ended, or, when no run names it, once
+it is older than ``spool_orphan_hours``; a block an active run names is kept.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +55,12 @@ SWEEP_SECONDS = 60.0
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 _ACTIONS = {IMPORT_FLOW: "import", EXPORT_FLOW: "export", ROLLBACK_FLOW: "rollback"}
 _ACTIVE_STATES = ("PENDING", "RUNNING", "PAUSED", "CANCELLING", "SCHEDULED")
+_ENDED_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+#: Names of the Secret blocks holding sealed import URLs, and the query parameter a sealed source names its block by.
+SEALED_URL_BLOCK_PREFIX = "ferry-url-"
+SEALED_URL_PARAMETER = "ferry-sealed"
+_SEALED_REFERENCE = re.compile(re.escape(SEALED_URL_PARAMETER) + "=(" + re.escape(SEALED_URL_BLOCK_PREFIX) + r"[0-9A-Za-z-]+)")
+_PAGE = 200
 
 logger = logging.getLogger("ferry.sweep")
 
@@ -56,6 +72,7 @@ class SweepReport:
     crashed: list[str] = field(default_factory=list)
     spools_removed: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    sealed_urls_removed: list[str] = field(default_factory=list)  # names of the Secret blocks deleted
 
 
 @contextmanager
@@ -182,8 +199,93 @@ def active_in_prefect() -> Callable[[str], bool]:
     return active
 
 
+def _sealed_url_blocks(client: Any) -> list:
+    """Every ``ferry-url-*`` Secret block document (without its value)."""
+    from prefect.client.schemas.objects import BlockDocument
+
+    found, offset = [], 0
+    while True:
+        response = client.request(
+            "POST",
+            "/block_documents/filter",
+            json={
+                "block_documents": {"name": {"like_": f"{SEALED_URL_BLOCK_PREFIX}%"}},
+                "block_types": {"slug": {"any_": ["secret"]}},
+                "include_secrets": False,
+                "limit": _PAGE,
+                "offset": offset,
+            },
+        )
+        page = BlockDocument.model_validate_list(response.json())
+        found += [doc for doc in page if doc.name and doc.name.startswith(SEALED_URL_BLOCK_PREFIX)]
+        if len(page) < _PAGE:
+            return found
+        offset += _PAGE
+
+
+def _sealed_names(client: Any, flow_run_filter: Any) -> set[str]:
+    """The sealed-URL blocks named in the parameters of the import runs ``flow_run_filter`` selects."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    names: set[str] = set()
+    offset = 0
+    while True:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[IMPORT_FLOW])), flow_run_filter=flow_run_filter, limit=_PAGE, offset=offset
+        )
+        for run in runs:
+            names.update(_SEALED_REFERENCE.findall(json.dumps(run.parameters or {}, default=str)))
+        if len(runs) < _PAGE:
+            return names
+        offset += _PAGE
+
+
+def sweep_sealed_urls(orphan_hours: float | None = None, now: datetime | None = None) -> list[str]:
+    """Delete the sealed-URL Secret blocks no run needs any more (the rule of the module docstring); their names."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterEndTime, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
+
+    from ferry.settings import get_settings
+
+    orphan = timedelta(hours=orphan_hours if orphan_hours is not None else get_settings().spool_orphan_hours)
+    now = now or datetime.now(UTC)
+    removed: list[str] = []
+    with get_client(sync_client=True) as client:
+        blocks = _sealed_url_blocks(client)
+        if not blocks:
+            return removed
+        active = _sealed_names(
+            client, FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _ACTIVE_STATES])))
+        )
+        young = [b.created for b in blocks if b.created is not None and now - b.created < orphan]
+        ended: set[str] = set()
+        if young:  # a run naming a block was created after it, so it ended after it too
+            ended = _sealed_names(
+                client,
+                FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in _ENDED_STATES])),
+                    end_time=FlowRunFilterEndTime(after_=min(young) - timedelta(minutes=1)),
+                ),
+            )
+        for block in blocks:
+            if block.name in active:
+                continue
+            if block.name not in ended and block.created is not None and now - block.created < orphan:
+                continue  # no run names it yet: its run may be about to start
+            try:
+                client.delete_block_document(block.id)
+            except ObjectNotFound:
+                continue  # its run deleted it meanwhile
+            removed.append(block.name)
+            logger.warning("Deleted sealed URL block %s: no run needs it any more", block.name)
+    return removed
+
+
 def sweep(stale_seconds: float = STALE_SECONDS, spools: bool = True) -> SweepReport:
-    """Crash dead runs, then remove spool folders of runs that are not active and older than ``spool_orphan_hours``.
+    """Crash dead runs, remove spool folders of runs that are not active and older than ``spool_orphan_hours``,
+    and delete the sealed-URL blocks no run needs any more.
 
     Never raises: a sweep that cannot reach Prefect or the store says so in ``problems``.
     """
@@ -201,6 +303,10 @@ def sweep(stale_seconds: float = STALE_SECONDS, spools: bool = True) -> SweepRep
             report.spools_removed = [folder.name for folder in removed]
         except Exception as exc:  # noqa: BLE001
             report.problems.append(f"spool folders: {type(exc).__name__}: {exc}")
+    try:
+        report.sealed_urls_removed = sweep_sealed_urls(settings.spool_orphan_hours)
+    except Exception as exc:  # noqa: BLE001
+        report.problems.append(f"sealed URLs: {type(exc).__name__}: {exc}")
     return report
 
 
@@ -209,5 +315,7 @@ def log_sweep(report: SweepReport, log: Callable[[str], None]) -> None:
         log(f"Marked {len(report.crashed)} run(s) left running by a dead process as Crashed: {', '.join(report.crashed)}")
     if report.spools_removed:
         log(f"Removed {len(report.spools_removed)} spool folder(s) of dead runs")
+    if report.sealed_urls_removed:
+        log(f"Deleted {len(report.sealed_urls_removed)} sealed import URL block(s) no run needs any more")
     for problem in report.problems:
         log(f"Sweep incomplete ({problem})")
