@@ -65,6 +65,7 @@ def import_data(request: ImportRequest):
     spool_dir = get_settings().spool_dir / f"import-{run_id}"
     record = new_record(request, run_id)
     quality = None
+    loaded: LoadResult | None = None
     handed_off = False
     in_run = flow_run.get_id() is not None
     try:
@@ -125,7 +126,12 @@ def import_data(request: ImportRequest):
         (logger.warning if record.status == "partial" else logger.info)("%s", message)
         return Completed(message=message, data=record)
     except Exception as exc:  # noqa: BLE001 - every failure must leave a failed record and an audit entry
-        error = failure_message(exc, "import", logger, nothing_written=True)
+        committed = loaded is not None and loaded.committed
+        error = failure_message(exc, "import", logger, nothing_written=not committed)
+        if committed:  # a step after the load's commit failed: the rows are in the store, a re-run would apply them again
+            error += (
+                f" The rows were loaded and committed before this failure: do not re-run; `ferry import rollback {run_id}` undoes them."
+            )
         record = record.model_copy(update={"status": "failed", "error": error, "completed_at": now()})
         try:
             import_ledger(record, request.actor)

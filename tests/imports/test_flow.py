@@ -517,3 +517,20 @@ def test_auto_map_maps_vendor_headers_and_remembers_the_mapping(istore, tmp_path
     assert record.created_rows == 2 and {c["email"] for c in istore.rows(ws)} == {"ada@example.com", "alan@example.com"}
     remembered = suggest_mapping(HEADER, [], "contacts", engine=istore.engine, workspace=ws)
     assert all(m.confidence == 1.0 for m in remembered)
+
+
+def test_a_failure_after_the_commit_says_the_rows_are_in_and_how_to_undo_them(istore, tmp_path, monkeypatch):
+    """The failure message must not invite a re-run that would apply the rows twice."""
+    import flows.import_ as import_flow
+
+    def broken_memory(*_args, **_kwargs):  # a step after the load's commit fails unexpectedly
+        raise RuntimeError("the mapping memory broke")
+
+    monkeypatch.setattr(import_flow, "remember_plan", broken_memory)
+    ws = istore.workspace(accounts=("Acme",))
+    state, record = run(source=str(write_csv(tmp_path / "hubspot.csv")), resource="contacts", workspace=ws, auto_map=True)
+
+    assert state.is_failed() and record.status == "failed"
+    assert "Nothing was written" not in record.error
+    assert f"ferry import rollback {record.run_id}" in record.error
+    assert {c["email"] for c in istore.rows(ws)} == {"ada@example.com", "alan@example.com"}  # committed, as the message says
