@@ -190,9 +190,9 @@ class FerryServe:
             found = await ferry_deployments(client)
             flows = {f.id: f.name for f in await client.read_flows()} if found else {}
         await self.sweep_if_due()
-        replenish = getattr(self.runner, "replenish_soon", None)
-        if replenish is not None and self.runner.started:
-            replenish()  # a warm run process waiting (a new one when the last is too old)
+        tend = getattr(self.runner, "tend", None)
+        if tend is not None:
+            tend(found)  # warm run processes: how each deployment's flow loads, and a fresh one waiting (deployments/warm.py)
         new = []
         paused_jobs = [d.id for d in found if d.paused and project.JOB_TAG in (d.tags or [])]
         if paused_jobs:

@@ -33,17 +33,35 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-#: What the standby imports before it waits: Prefect's engine and every flow module a Ferry deployment names.
+from deployments import project
+
+#: What the standby imports before it waits: Prefect's engine, every flow module a Ferry deployment names, and what
+#: their runs import on first use (the modules a 2,000-row export and import added to ``sys.modules``, by package).
 PRELOAD = (
     "prefect.engine",
     "prefect.flow_engine",
+    "prefect.task_engine",
+    "prefect.concurrency.sync",
     "flows.export",
     "flows.import_",
     "flows.rollback",
     "flows.reissue_url",
     "flows.cleanup",
+    "deployments.service",
+    "blocks.managed",
+    "blocks.local_directory",
+    "ferry.sweep",
+    "adbc_driver_sqlite.dbapi",  # + pandas and pyarrow.dataset: ~1 s on the first extract
+    "adbc_driver_postgresql.dbapi",
+    "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql",
+    "pyarrow.json",
+    "fastapi.encoders",  # Prefect's parameter serialisation
+    "graphviz",
+    "opentelemetry.metrics",
 )
 
 STANDBY_MAX_AGE_SECONDS = 15 * 60.0
@@ -75,11 +93,11 @@ class Standby:
     def fits(self, env: dict[str, str], cwd: str | None) -> bool:
         return self.alive() and self.cwd == cwd and _settings_view(self.env) == _settings_view(env)
 
-    async def hand(self, flow_run_id: str, env: dict[str, str]) -> bool:
-        """Give it its run; False when it can no longer take one."""
+    async def hand(self, flow_run_id: str, env: dict[str, str], chdir: str | None = None) -> bool:
+        """Give it its run (and the folder to work in); False when it can no longer take one."""
         if not self.alive() or self.process.stdin is None:
             return False
-        line = json.dumps({"flow_run_id": flow_run_id, "env": env}) + "\n"
+        line = json.dumps({"flow_run_id": flow_run_id, "env": env, "chdir": chdir}) + "\n"
         try:
             await self.process.stdin.send(line.encode())
             await self.process.stdin.aclose()
@@ -173,8 +191,12 @@ class WarmStarter:
             except RuntimeError:
                 pass  # no control channel: Prefect's kill-only cancellation, as in its own starter
         env, cwd = self._run_env(flow_run, control_env), self._cwd()
+        chdir = None
+        entrypoint = self.runner.direct_entrypoint(flow_run.deployment_id, env)
+        if entrypoint is not None:  # Prefect loads the flow from it, without the deployment's pull step (done here)
+            env["PREFECT__FLOW_ENTRYPOINT"], chdir = entrypoint, env[project.CODE_DIR_VARIABLE]
         standby = await self.runner.take_standby(env, cwd)
-        if standby is None or not await standby.hand(str(flow_run.id), env):
+        if standby is None or not await standby.hand(str(flow_run.id), env, chdir):
             if standby is not None:
                 await standby.retire()
             if registered:
@@ -206,6 +228,24 @@ def _runner_class():
             self._wake_pending = False
             self._waking = False
             self._tasks: set[asyncio.Task] = set()
+            self._entrypoints: dict[Any, str] = {}
+            _ignore_wakeups()  # until the event loop handles them: a wake-up must never end the process
+
+        # what ferry serve tells it -----------------------------------------------------------
+
+        def tend(self, deployments: list) -> None:
+            """Called with Ferry's deployments at each sync: note their direct entrypoints; keep a fresh standby waiting."""
+            self._entrypoints = {d.id: e for d in deployments if (e := direct_entrypoint(d)) is not None}
+            if self.started:
+                self.replenish_soon()
+
+        def direct_entrypoint(self, deployment_id, env: dict[str, str]) -> str | None:
+            """``flows.export:export_data`` for a run of a Ferry deployment whose code is the code the standby imported."""
+            entrypoint = self._entrypoints.get(deployment_id)
+            code_dir = env.get(project.CODE_DIR_VARIABLE)
+            if entrypoint is None or not code_dir or Path(code_dir).resolve() != project.PROJECT_ROOT.resolve():
+                return None
+            return entrypoint
 
         # starting runs ----------------------------------------------------------------------
 
@@ -225,6 +265,7 @@ def _runner_class():
         async def __aexit__(self, *exc_info: Any) -> None:
             with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
+            _ignore_wakeups()
             self._warm = False
             try:
                 await super().__aexit__(*exc_info)
@@ -342,8 +383,35 @@ def _runner_class():
     return _FerryRunner
 
 
+def _ignore_wakeups() -> None:
+    """SIGUSR1 ignored (its default ends the process), where this thread may set signal handlers."""
+    with contextlib.suppress(ValueError, AttributeError, OSError):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 class _NoRun:
     id = ""
+
+
+def direct_entrypoint(deployment) -> str | None:
+    """The module form of a Ferry deployment's entrypoint (``flows/export.py:export_data`` -> ``flows.export:export_data``).
+
+    Only for a deployment whose one pull step is Ferry's own (``set_working_directory``
+    to ``$FERRY_CODE_DIR``): the standby then changes to that folder itself and
+    Prefect loads the flow from the entrypoint (``PREFECT__FLOW_ENTRYPOINT``, as
+    its runner does for flows it serves from memory), so the run skips reading the
+    deployment and running the step, and uses the flow module already imported.
+    Anything else (other pull steps, an entrypoint outside this checkout) runs the usual way.
+    """
+    if list(deployment.pull_steps or []) != project.PULL_STEPS or not deployment.entrypoint:
+        return None
+    path, _, function = str(deployment.entrypoint).rpartition(":")
+    parts = Path(path).parts
+    if not function.isidentifier() or not path.endswith(".py") or Path(path).is_absolute() or ".." in parts:
+        return None
+    if not (project.PROJECT_ROOT / path).is_file() or not all(p.isidentifier() for p in [*parts[:-1], Path(path).stem]):
+        return None
+    return ".".join([*parts[:-1], Path(path).stem]) + ":" + function
 
 
 def _has_engine_fields(starter: Any) -> bool:
@@ -383,6 +451,8 @@ def standby_main() -> int:
     for key in [k for k in os.environ if k.startswith(_PER_RUN) and k not in environ]:
         del os.environ[key]
     os.environ.update({str(k): str(v) for k, v in environ.items()})
+    if job.get("chdir"):
+        os.chdir(job["chdir"])  # what the deployment's pull step does (set_working_directory)
     sys.argv = ["prefect.engine", str(job["flow_run_id"])]
     sys.modules.pop("prefect.engine", None)  # run as __main__, as `python -m prefect.engine` does (its imports stay loaded)
     runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
