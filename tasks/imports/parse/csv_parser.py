@@ -17,6 +17,7 @@ import csv
 import functools
 import io
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -40,20 +41,28 @@ class _CountingStream(io.RawIOBase):
     keeping the last chunks, so that the final record can be checked after the fact.
 
     pyarrow's streaming CSV reader reads ahead on its own IO thread, up to 32 blocks
-    (64 MB of Python bytes at 2 MB blocks, a third of the read stage's memory). The
+    (64 MB at 2 MB blocks, a third of the read stage's memory). The
     stream lets it run only ``READS_AHEAD`` reads ahead of the parsed blocks the
     consumer has asked for (``want_block()``). The wait has a timeout, so a parser
     that needs more than that is slowed down, never deadlocked.
 
-    A stream is stopped (it reads as ended) when its reader is done with, however that happens:
-    pyarrow's IO thread must never be inside Python when the interpreter exits, or the process
-    aborts ("Fatal Python error: PyGILState_Release", exit 134), as it did whenever a write error
-    ended the parse with the reader mid-file.
+    pyarrow's threads must never need the GIL once the interpreter is finalizing:
+    such a thread is ended where it stands, and the process aborts ("Fatal Python
+    error: Aborted", "terminate called without an active exception", exit 134) or
+    hangs in pyarrow's thread-pool shutdown. They take it for a read of this stream,
+    to call the invalid-row handler, and to release a Python ``bytes`` a read
+    returned, whenever pyarrow frees that block. So pyarrow reads the stream through
+    a native buffered stream (:func:`pyarrow_source`), which copies each read's bytes
+    and releases them inside the read; and a stream is stopped when its reader is
+    done with, however that happens (:meth:`stop`): it reads as ended, and the
+    reader is read to its end by the thread stopping it, which proves pyarrow's work
+    on it over. At exit, every stream still open is stopped (:func:`_close_live_readers`).
     """
 
     READS_AHEAD = 4
     WAIT_SECONDS = 0.5
-    SETTLE_SECONDS = 0.02  # a stream stopped early waits this long for the IO thread's last calls
+    DRAIN_SECONDS = 30.0  # a stopped reader reaches its end well within this (it parses only what was read ahead)
+    SETTLE_SECONDS = 0.05  # when the reader could not be read to its end: how long no read must come before it counts as quiet
 
     def __init__(self, chunks: Iterator[bytes], quote: bytes | None) -> None:
         self._chunks = chunks
@@ -69,8 +78,8 @@ class _CountingStream(io.RawIOBase):
         self._stopped = False
         self._inside = 0  # calls of pyarrow's IO thread in progress
         self._calls = 0
-        self._ended = False  # the chunks ran out
         self.reader: pacsv.CSVStreamingReader | None = None
+        self.failed = False  # the reader raised: reading it to its end proves nothing
 
     def readable(self) -> bool:
         return True
@@ -81,20 +90,63 @@ class _CountingStream(io.RawIOBase):
             self._allowed += 1
             self._turn.notify()
 
-    def stop(self) -> None:
-        """From now on the stream reads as ended: pyarrow's IO thread stops calling in; the reader is closed."""
+    def halt(self) -> None:
+        """From now on the stream reads as ended; a read waiting for its turn returns at once."""
         with self._turn:
             self._stopped = True
             self._turn.notify_all()
-        if self.reader is not None:
-            self.reader.close()
-        with self._turn:  # until pyarrow's IO thread has left Python (and stopped starting new reads)
+
+    def stop(self) -> None:
+        """The reader is done with: the stream reads as ended, pyarrow has stopped reading it, the reader is closed.
+
+        Call it from the thread that reads batches (or with that thread gone from the
+        reader). The reader is read to its end here: pyarrow delivers the end only after
+        its IO thread's last read of the stream has returned and the thread has left
+        Python (and after every block read ahead was parsed, the invalid-row handler
+        called), so no pyarrow thread calls into Python for this stream afterwards.
+        Only what was read ahead is parsed (and dropped): a few blocks, tens of
+        milliseconds. A reader that failed ends at once, whatever its IO thread
+        does: then the stream waits until no read has come for ``SETTLE_SECONDS``.
+        The reader stays referenced by the stream (and the stream by pyarrow):
+        neither is freed, so nothing of them is released on a pyarrow thread.
+        """
+        self.halt()
+        reader = self.reader
+        drained = reader is not None and not self.failed and self._drain(reader)
+        if reader is not None:
+            reader.close()
+        if not drained:
+            self._settle()
+        _STREAMS.discard(self)
+        self._buf, self.tail = memoryview(b""), []
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            try:
+                close()  # the file it reads is closed now, not whenever the stream is freed
+            except ValueError:  # still running in an IO thread that ignored the deadline: it ends by itself
+                pass
+
+    def _drain(self, reader: pacsv.CSVStreamingReader) -> bool:
+        """Read ``reader`` to its end; False when it failed first (its IO thread may not have finished then)."""
+        deadline = time.monotonic() + self.DRAIN_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                reader.read_next_batch()
+            except StopIteration:
+                return True
+            except Exception:  # noqa: BLE001 - a parse error in what was read ahead: wait for the IO thread instead
+                return False
+        return False
+
+    def _settle(self) -> None:
+        """Wait until pyarrow's IO thread has made its last read of the stream (it read the end) and left it."""
+        deadline = time.monotonic() + self.DRAIN_SECONDS
+        with self._turn:
             calls = -1
-            while calls != self._calls:
+            while calls != self._calls and time.monotonic() < deadline:
                 calls = self._calls
                 self._turn.wait_for(lambda: not self._inside, timeout=5)
-                if not self._ended:
-                    self._turn.wait(self.SETTLE_SECONDS)
+                self._turn.wait(self.SETTLE_SECONDS)
 
     def readinto(self, b) -> int:
         with self._turn:
@@ -119,7 +171,6 @@ class _CountingStream(io.RawIOBase):
             if not len(self._buf):
                 chunk = next(self._chunks, None)
                 if chunk is None:
-                    self._ended = True
                     break
                 if self._quote:
                     self.quotes += chunk.count(self._quote)
@@ -139,19 +190,36 @@ class _CountingStream(io.RawIOBase):
         return filled
 
 
+def pyarrow_source(stream: _CountingStream) -> pa.NativeFile:
+    """``stream`` as pyarrow reads it: through a native buffered stream, so that every block pyarrow keeps is
+    its own memory (a copy) and the Python ``bytes`` of a read are released within the read, on the IO
+    thread that holds the GIL for it. Read straight from the stream, pyarrow would keep them and release
+    them later, wherever and whenever it frees the block. With a buffer of one byte every read goes
+    straight to the stream, one call each, so its short reads (the CR rule) reach the parser as they are."""
+    return pa.input_stream(stream, buffer_size=1)
+
+
 _LIVE: weakref.WeakSet = weakref.WeakSet()  # fast-path readers not finished yet (their generators)
+_STREAMS: weakref.WeakSet = weakref.WeakSet()  # streams pyarrow may still read (not stopped yet)
 
 
 @atexit.register
 def _close_live_readers() -> None:
-    """Fast-path generators never finished nor closed (kept alive by a stored traceback) are closed before the
-    interpreter goes. A safety net that narrows the window only (a process that exits with several such
-    readers open still aborts at times); what the stage does is close its reader when it fails (:mod:`.stage`)."""
+    """Readers still open when the interpreter exits (generators never finished nor closed, e.g. kept alive by
+    a stored traceback or by a caller that stopped reading) are stopped first: all their streams read as
+    ended at once (so no IO thread waits for a turn), then each generator is closed, which stops its stream
+    (:meth:`_CountingStream.stop`). A stream whose generator runs in another thread is waited for."""
+    streams = list(_STREAMS)
+    for stream in streams:
+        stream.halt()
     for generator in list(_LIVE):
         try:
             generator.close()
-        except ValueError:  # running in another thread: it ends with that thread
+        except ValueError:  # running in another thread: its stream is waited for below
             pass
+    for stream in streams:
+        if stream in _STREAMS:
+            stream._settle()
 
 
 class _ArrowCsvFailed(Exception):
@@ -211,7 +279,7 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
     stream = _CountingStream(utf8_chunks(info, min(block_bytes, 8 * 1024 * 1024)), quote)
     try:
         reader = pacsv.open_csv(
-            stream,
+            pyarrow_source(stream),
             read_options=pacsv.ReadOptions(column_names=names, use_threads=False, block_size=block_bytes),
             parse_options=pacsv.ParseOptions(
                 delimiter=info.delimiter or ",",
@@ -230,6 +298,7 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
         _raise_if_encoding(info, exc, 1)
         raise _ArrowCsvFailed() from exc
     stream.reader = reader
+    _STREAMS.add(stream)
     try:
         next_record, next_line = 1, 1
         # pyarrow parses 1 MB blocks (bigger ones are slower and keep far more memory); their rows
@@ -244,9 +313,12 @@ def _arrow_csv(info: FileInfo, batch_rows: int, block_bytes: int, progress: _Csv
                 batch = reader.read_next_batch()
             except StopIteration:
                 break
-            except pa.ArrowInvalid as exc:
-                _raise_if_encoding(info, exc, next_line)
-                raise _ArrowCsvFailed() from exc
+            except BaseException as exc:
+                stream.failed = True  # a failed reader ends at once: its end says nothing of its IO thread
+                if isinstance(exc, pa.ArrowInvalid):
+                    _raise_if_encoding(info, exc, next_line)
+                    raise _ArrowCsvFailed() from exc
+                raise
             numbers, bad = _record_numbers(next_record, batch.num_rows, invalid)
             out, next_record, next_line = _arrow_rows(info, schema, batch, numbers, bad, next_line)
             held.append(out)
