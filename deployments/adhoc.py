@@ -109,8 +109,10 @@ def _wake_local_runner() -> None:
         local_server.wake_runner(server)
 
 
-#: Following a run: the first look after this many seconds, each next one a little later, up to ``poll_seconds``.
+#: Following a run: a look every FIRST_POLL_SECONDS for FAST_POLL_FOR_SECONDS (a small job ends within a few
+#: seconds), then each a little later, up to ``poll_seconds``.
 FIRST_POLL_SECONDS = 0.1
+FAST_POLL_FOR_SECONDS = 5.0
 POLL_BACKOFF_SECONDS = 0.05
 
 
@@ -127,6 +129,7 @@ def follow_run(run_id: str, name: str, on_progress: Callable[[str, float], None]
         flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(run_id)]), key=ArtifactFilterKey(any_=[PROGRESS_KEYS[name]])
     )
     wait = min(FIRST_POLL_SECONDS, poll_seconds)
+    slow_down_at = time.monotonic() + FAST_POLL_FOR_SECONDS
     with get_client(sync_client=True) as client:
         while True:
             flow_run = client.read_flow_run(uuid.UUID(run_id))
@@ -137,7 +140,8 @@ def follow_run(run_id: str, name: str, on_progress: Callable[[str, float], None]
             if flow_run.state is not None and flow_run.state.is_final():
                 return flow_run
             time.sleep(wait)
-            wait = min(wait + POLL_BACKOFF_SECONDS, poll_seconds)
+            if time.monotonic() >= slow_down_at:
+                wait = min(wait + POLL_BACKOFF_SECONDS, poll_seconds)
 
 
 def export_record(flow_run, request) -> ExportRecord:
