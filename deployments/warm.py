@@ -65,6 +65,9 @@ PRELOAD = (
 )
 
 STANDBY_MAX_AGE_SECONDS = 15 * 60.0
+#: ``python -P``: the runner's working directory does not come first on the standby's sys.path (a ``flows``
+#: or ``deployments`` folder there is not Ferry's).
+_SAFE_PATH = ("-P",) if sys.version_info >= (3, 11) else ()
 #: Variables the runner sets per run (not Prefect settings: read by the engine when it starts).
 _PER_RUN = ("PREFECT__",)
 
@@ -178,7 +181,7 @@ class WarmStarter:
 
         task_status = task_status or anyio.TASK_STATUS_IGNORED
         starter = self.fallback
-        if starter._command is not None or starter._isolate_process_group or sys.platform == "win32":
+        if starter._command is not None or starter._isolate_process_group or sys.platform == "win32" or not _this_checkout():
             return await starter.start(flow_run, task_status=task_status)
         control_env: dict[str, str] = {}
         registered = False
@@ -301,7 +304,12 @@ def _runner_class():
             env, cwd = self._spawn_env()
             try:
                 process = await anyio.open_process(
-                    [sys.executable, "-m", "deployments.warm"], stdin=subprocess.PIPE, stdout=None, stderr=None, env=env, cwd=cwd
+                    [sys.executable, *_SAFE_PATH, "-m", "deployments.warm"],
+                    stdin=subprocess.PIPE,
+                    stdout=None,
+                    stderr=None,
+                    env=env,
+                    cwd=cwd,
                 )
             except OSError as exc:
                 self._logger.warning("Could not start a warm run process (%s); runs start the usual way.", exc)
@@ -383,10 +391,23 @@ def _runner_class():
     return _FerryRunner
 
 
+def _this_checkout() -> bool:
+    """Whether runs use the code the standby imports (``FERRY_CODE_DIR`` unset or this checkout)."""
+    code_dir = os.environ.get(project.CODE_DIR_VARIABLE)
+    return not code_dir or Path(code_dir).resolve() == project.PROJECT_ROOT.resolve()
+
+
 def _ignore_wakeups() -> None:
-    """SIGUSR1 ignored (its default ends the process), where this thread may set signal handlers."""
+    """SIGUSR1 does nothing (its default ends the process), where this thread may set signal handlers.
+
+    A handler, not SIG_IGN: run processes started from here must not inherit an ignored signal.
+    """
     with contextlib.suppress(ValueError, AttributeError, OSError):
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, _no_wakeup)
+
+
+def _no_wakeup(signum, frame) -> None:
+    pass
 
 
 class _NoRun:

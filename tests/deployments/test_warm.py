@@ -137,7 +137,7 @@ def test_runs_go_to_the_warm_process_when_woken_and_can_be_cancelled(prefect_api
         wait_for(lambda: _state(run.id) == "COMPLETED", POLL_SECONDS - 20, "the woken runner to run the probe", logs=logs)
         ran = json.loads(out.read_text())
         assert ran["pid"] in waiting, (ran, waiting)  # the run went to the warm process that was waiting
-        assert ran["argv"][1:3] == ["-m", "deployments.warm"]
+        assert ran["argv"][-2:] == ["-m", "deployments.warm"]
         assert Path(ran["cwd"]).resolve() == probe_deployment.folder.resolve()  # its pull step ran
         wait_for(lambda: _standbys(serve.process.pid) - waiting, 120, "a new warm process", logs=logs)
 
