@@ -92,20 +92,22 @@ def check_create_missing(plan: ImportPlan) -> None:
         raise ParameterError(problems)
 
 
-def rebuild_pays(conn: Connection, table: Table, new_rows: int) -> bool:
-    """Whether inserting ``new_rows`` records is faster with ``table``'s secondary indexes and foreign keys rebuilt afterwards.
+def rebuild_pays(conn: Connection, table: Table, rows: int, table_share: float = 1.0) -> bool:
+    """Whether writing ``rows`` records is faster with ``table``'s secondary indexes and foreign keys rebuilt afterwards.
 
     Maintaining an index row by row costs several times more than building it
-    once, but a rebuild reads the whole table and locks it for the insert: so
-    only for a large insert (``FERRY_IMPORT_BULK_MIN_ROWS``) into a table that
-    holds fewer records than the insert adds (a first load, a migration). The
+    once (an UPDATE of a packed table writes a new entry in every index), but a
+    rebuild reads the whole table and locks it for the write: so only for a
+    large write (``FERRY_IMPORT_BULK_MIN_ROWS``) of at least ``table_share`` of
+    the records the table holds (a first load, a migration, a full re-sync). The
     rows were already checked set-based (uniqueness, references), and the
     rebuilt constraints check them again before the transaction commits.
     """
-    if new_rows < get_settings().import_bulk_min_rows:
+    if rows < get_settings().import_bulk_min_rows:
         return False
-    held = conn.execute(text(f"SELECT COUNT(*) FROM (SELECT 1 FROM {q(table.name)} LIMIT :n) x"), {"n": new_rows}).scalar_one()
-    return held < new_rows
+    enough = int(rows / table_share)
+    held = conn.execute(text(f"SELECT COUNT(*) FROM (SELECT 1 FROM {q(table.name)} LIMIT :n) x"), {"n": enough}).scalar_one()
+    return held < enough
 
 
 def load_spool(
@@ -182,7 +184,8 @@ def load_spool(
             sql.create_source_view()
             matched = int(sql.scalar(f"SELECT COUNT(*) FROM {sql.t('m')}"))
             if plan.duplicates == "update":
-                result.updated_rows = sql.update_matched(stamp_value)
+                with rebuilt_indexes(conn, sql.table.name, rebuild_pays(conn, sql.table, matched, table_share=0.5)):
+                    result.updated_rows = sql.update_matched(stamp_value)
             result.samples = sql.samples()
             new_rows = int(sql.scalar(f"SELECT COUNT(*) FROM {q(sql.stage)}")) - (0 if plan.duplicates == "create" else matched)
             with rebuilt_indexes(conn, sql.table.name, rebuild_pays(conn, sql.table, new_rows)):

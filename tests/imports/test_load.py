@@ -575,3 +575,28 @@ def test_a_large_load_into_a_fuller_table_keeps_its_indexes(istore, tmp_path, bu
         loaded, _, _ = run_stages(istore, tmp_path, ws, [{"Email": f"n{i}@example.com"} for i in range(bulk_threshold)], {"Email": "email"})
     assert loaded.created_rows == bulk_threshold
     assert not any(sql.startswith("DROP INDEX") for sql in statements)
+
+
+def test_a_re_sync_of_most_of_the_table_rebuilds_the_indexes_and_rolls_back_exactly(istore, tmp_path, bulk_threshold):
+    schema_before = table_schema(istore.engine, "contacts")
+    n = max(bulk_threshold, istore.count("contacts") + 1)  # then these records are over half the table
+    ws = seed(
+        istore, tmp_path, [{"Email": f"sync{i}@example.com", "First": "Old"} for i in range(n)], {"Email": "email", "First": "first_name"}
+    )
+    before = istore.rows(ws)
+    with statements_of(istore.engine) as statements:
+        loaded, _, run_id = run_stages(
+            istore,
+            tmp_path,
+            ws,
+            [{"Email": f"SYNC{i}@example.com", "First": "New"} for i in range(n)],
+            {"Email": "email", "First": "first_name"},
+            duplicates="update",
+            merge="overwrite",
+        )
+    assert any(sql.startswith("DROP INDEX") for sql in statements), "the bulk path did not run"
+    assert loaded.updated_rows == n and {r["first_name"] for r in istore.rows(ws)} == {"New"}
+    assert table_schema(istore.engine, "contacts") == schema_before
+
+    undo_import(istore.engine, run_id, "tester")
+    assert istore.rows(ws) == before
