@@ -408,30 +408,14 @@ def _exit(exc: SystemExit) -> None:
     """Leave without tearing the interpreter down once a command has loaded Prefect (the ``ferry`` process only).
 
     Freeing the million objects Prefect, pydantic and pyarrow leave behind takes
-    0.5-1 s after the command's last line. Here Python's own exit steps run
-    (non-daemon threads joined, ``atexit`` handlers: Prefect's log and event
-    workers drain, logging flushes), the standard streams are flushed, then the
-    process ends with the command's exit code. Commands that did not load Prefect
-    (``ferry --help``) exit as usual.
+    0.5-1 s after the command's last line; Python's exit steps still run
+    (:func:`ferry.lifelines.exit_without_teardown`). Commands that did not load
+    Prefect (``ferry --help``) exit as usual.
     """
-    import atexit
-    import os
-    import threading
+    from ferry.lifelines import exit_without_teardown
 
-    if "prefect" not in sys.modules or not hasattr(threading, "_shutdown") or not hasattr(atexit, "_run_exitfuncs"):
-        return
-    code = exc.code
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code or 0)
+    if "prefect" in sys.modules:
+        exit_without_teardown(exc.code)
 
 
 if __name__ == "__main__":  # pragma: no cover

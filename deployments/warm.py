@@ -481,4 +481,11 @@ def standby_main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(standby_main())
+    from ferry.lifelines import exit_without_teardown
+
+    try:
+        _code: object = standby_main()
+    except SystemExit as _exit:  # the engine's own exit codes
+        _code = _exit.code
+    exit_without_teardown(_code)  # its runner slot is free as soon as the run is over
+    sys.exit(_code)

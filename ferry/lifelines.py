@@ -177,3 +177,31 @@ class _PatchingLoader(importlib.abc.Loader):
         with _install_lock:
             _patch_server_module(module)
             sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, _PatchOnImport)]
+
+
+def exit_without_teardown(code: object = 0) -> None:
+    """End this process as Python would, minus freeing every object: 0.5-1 s once Prefect, pydantic and pyarrow are loaded.
+
+    Python's own exit steps run first (non-daemon threads joined and the
+    threading exit hooks, where Prefect's log and event workers drain; then the
+    ``atexit`` handlers), the standard streams are flushed, then ``os._exit``
+    with ``code`` as ``sys.exit`` reads it. Returns (does nothing) where those
+    steps cannot be run this way.
+    """
+    import atexit
+
+    if not hasattr(threading, "_shutdown") or not hasattr(atexit, "_run_exitfuncs"):
+        return
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    os._exit(code)
