@@ -52,6 +52,8 @@ def run_live(deployment: str, request, run_here: Callable, record_of: Callable, 
     live = LiveProgress(err, enabled=not as_json and sys.stderr.isatty())
     run_id = submit(deployment, request)
     if run_id is None:
+        if where := _on_server():  # nothing serves the deployment there (yet): the run executes here
+            err.print(f"Running in this process{where} (no runner serves {deployment})", soft_wrap=True, highlight=False)
         with live:
             return run_here(request)
     announce(run_id, as_json, wait)

@@ -171,8 +171,11 @@ def is_loopback(url: str) -> bool:
 
 def find(data_dir: Path | None = None) -> LocalServer | None:
     """The live, loopback Prefect server ``ferry up`` published in ``data_dir``; a stale state file is removed."""
-    path = state_path(data_dir)
-    if not path.is_file():
+    try:
+        path = state_path(data_dir)
+        if not path.is_file():
+            return None
+    except Exception:  # noqa: BLE001 - unreadable settings or folder: the command that needs them says so itself
         return None
     server = _read(path)
     if server is None or not is_loopback(server.api_url):

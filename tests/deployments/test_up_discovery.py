@@ -169,3 +169,41 @@ def test_stopping_ferry_up_removes_its_state_file(ferry_up):
     ferry_up["process"].send_signal(signal.SIGTERM)
     assert ferry_up["process"].wait(timeout=150) == 0, ferry_up["logs"]()
     assert not path.exists()
+
+
+def test_with_nothing_serving_the_cli_runs_here_on_the_published_server(prefect_api, tmp_path):
+    """A published server where no runner serves export-data/default: the run executes in the CLI, on that server."""
+    from ferry.store.engine import get_engine
+    from ferry.store.migrate import upgrade
+    from ferry.store.seed import SeedCounts, seed_workspace
+
+    data_dir = tmp_path / "data"
+    store_url = f"sqlite:///{tmp_path / 'ferry.db'}"
+    engine = get_engine(store_url)
+    upgrade(engine)
+    seed_workspace(engine, "acme", SeedCounts(contacts=12, events=10, products=2), seed=5)
+    engine.dispose()
+    pid = prefect_api.server.process.pid
+    server = local_server.LocalServer(
+        api_url=prefect_api.api_url,
+        ui_url=prefect_api.api_url.removesuffix("/api"),
+        pid=pid,
+        started=local_server.started_now(),
+        pid_started=local_server.process_start_ticks(pid),
+    )
+    local_server.publish(server, data_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FERRY_"))}
+    env.update(
+        HOME=str(tmp_path),
+        FERRY_DATA_DIR=str(data_dir),
+        FERRY_DATABASE_URL=store_url,
+        PREFECT_SERVER_ALLOW_EPHEMERAL_MODE="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    done = _ferry(env, "export", "contacts", "--workspace", "acme", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "success" and record["record_count"] == 12
+    assert f"Running in this process on the Prefect server of ferry up (pid {pid}) at {prefect_api.api_url}" in done.stderr
+    run = httpx.get(f"{prefect_api.api_url}/flow_runs/{record['run_id']}", timeout=10).json()
+    assert run["state_type"] == "COMPLETED" and run["deployment_id"] is None  # run here, recorded on that server
