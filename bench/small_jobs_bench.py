@@ -18,6 +18,7 @@ What it does (``python bench/small_jobs_bench.py``; ``--help`` for the flags):
    Running -> Completed (the flow itself). Prints a Markdown table: wall time
    median (min-max) of the CLI process, its CPU time, and the phases' medians.
 
+``--set FERRY_WARM_RUNS=0`` (any ``KEY=VALUE``) runs with that variable set.
 ``--code DIR`` runs another checkout's code (``PYTHONPATH``, for ``ferry up``
 and the CLI alike), e.g. a ``git worktree`` of an earlier commit, for a
 before/after comparison on the same machine and load. The machine's load
@@ -164,6 +165,7 @@ def measure(args: argparse.Namespace, log) -> tuple[list[Sample], str]:
         )
         if args.code:
             env["PYTHONPATH"] = str(Path(args.code).resolve())
+        env.update(dict(pair.split("=", 1) for pair in args.set or []))
         up, api_url = start_ferry_up(workdir, env, log)
         cli_env = dict(env, PREFECT_API_URL=api_url) if args.explicit_url else env
         jobs = {
@@ -229,6 +231,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=2_000, help="Rows imported and exported (default 2,000).")
     parser.add_argument("--code", help="Run this checkout's code instead (PYTHONPATH), e.g. a git worktree of an earlier commit.")
     parser.add_argument("--explicit-url", action="store_true", help="Give the CLI PREFECT_API_URL instead of letting it find ferry up.")
+    parser.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="An environment variable for ferry up and the CLI, e.g. FERRY_WARM_RUNS=0."
+    )
     parser.add_argument("--label", help="What the table's title calls this code.")
     parser.add_argument("--keep", action="store_true", help="Keep the temporary folder (logs, store).")
     return parser.parse_args(argv)
