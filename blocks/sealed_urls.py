@@ -35,11 +35,11 @@ def url_problems(source: str) -> list[Problem]:
 
 def seal(source: str) -> str:
     """``source`` as a run may keep it: an http(s) URL with a query is stored in a Secret block and referenced."""
-    from prefect.blocks.system import Secret
-
     parts = urlsplit(source)
     if parts.scheme.lower() not in ("http", "https") or not (parts.query or parts.fragment) or _sealed_name(source):
-        return source
+        return source  # before importing Prefect: a local file's import should not pay for it here
+    from prefect.blocks.system import Secret
+
     name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
     Secret(value=source).save(name)
     return f"{shown_url(source)}?{SEALED}={name}"
@@ -52,11 +52,11 @@ def _sealed_name(source: str) -> str | None:
 
 def unseal(source: str) -> str:
     """The URL a sealed ``source`` stands for (``source`` itself when it is not sealed)."""
-    from prefect.blocks.system import Secret
-
     name = _sealed_name(source)
     if name is None:
         return source
+    from prefect.blocks.system import Secret
+
     try:
         return Secret.load(name).get()
     except ValueError:
