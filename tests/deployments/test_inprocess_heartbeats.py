@@ -97,14 +97,14 @@ _CLI_EXPORT = textwrap.dedent(
 
 
 def test_a_killed_cli_run_is_marked_crashed_by_the_sweep_and_a_live_one_is_not(empty_store, tmp_path):
-    """``ferry export`` with nothing serving runs the flow in the CLI's own process: it beats every
-    HEARTBEAT_SECONDS while alive (never stale), and once killed -9 the sweep marks it Crashed."""
+    """``ferry export`` with nothing serving runs the flow in the CLI's own process: it beats while
+    alive (never stale), and once killed -9 the sweep marks it Crashed with an audit entry."""
     from prefect import get_client
     from prefect.settings import get_current_settings
 
     from ferry.store.schema import audit_log
     from ferry.store.seed import SeedCounts, seed_workspace
-    from ferry.sweep import HEARTBEAT_SECONDS, STALE_SECONDS, crash_dead_runs
+    from ferry.sweep import crash_dead_runs
 
     seed_workspace(empty_store.engine, "beats", SeedCounts(contacts=5, events=1, products=1))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}  # Prefect's default heartbeat frequency
@@ -113,11 +113,11 @@ def test_a_killed_cli_run_is_marked_crashed_by_the_sweep_and_a_live_one_is_not(e
     try:
         run_id = proc.stdout.readline().strip()
         assert run_id, "the export never started"
-        deadline = time.monotonic() + HEARTBEAT_SECONDS + 30
-        while len(beats := _heartbeats_of(run_id)) < 2 and time.monotonic() < deadline:
-            time.sleep(1)
-        assert len(beats) >= 2, f"one heartbeat in {HEARTBEAT_SECONDS + 30} s: {beats}"
-        assert (beats[1] - beats[0]).total_seconds() < STALE_SECONDS / 2
+        # The first beat comes at the start; how often the next ones come is the test above's (a second beat takes 30 s).
+        deadline = time.monotonic() + 30
+        while not _heartbeats_of(run_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _heartbeats_of(run_id), "no heartbeat within 30 s of the start"
         assert run_id not in crash_dead_runs()  # alive: the sweep's own rule keeps it
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
