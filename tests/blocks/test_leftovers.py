@@ -295,7 +295,9 @@ def test_the_cleanup_flow_sweeps_managed_storage_and_every_saved_block(empty_sto
     assert ours(default.leftovers) == [] and all(path.exists() for path in stale)
     dry = cleanup_managed_exports(dry_run=True, leftover_hours=6)
     assert len(ours(dry.leftovers)) == 3 and all(path.exists() for path in stale)
-    assert {line.split(":")[0] for line in ours(dry.leftovers)} == {"managed storage", f"local-directory/{name}", f"sftp/{name}"}
+    # A leftover two saved blocks reach counts once, under the block listed first: other tests' SFTP blocks share the server.
+    places = sorted(line.split(":")[0] for line in ours(dry.leftovers))
+    assert places[:2] == sorted(["managed storage", f"local-directory/{name}"]) and places[2].startswith("sftp/"), places
 
     state = cleanup_managed_exports(leftover_hours=6, return_state=True)
     done = state.result()

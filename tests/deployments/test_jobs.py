@@ -59,10 +59,22 @@ def served(prefect_api, job_store, tmp_path_factory):
 
 
 @pytest.fixture
-def service(served):
-    from deployments.jobs import JobService
+def service(served, job_store):
+    """The job service; the CLI of this process reads the store ``ferry serve`` writes (its preflight checks it)."""
+    import os
 
-    return JobService()
+    from deployments.jobs import JobService
+    from ferry.settings import reload_settings
+
+    before = os.environ.get("FERRY_DATABASE_URL")
+    os.environ["FERRY_DATABASE_URL"] = job_store[0]
+    reload_settings()
+    yield JobService()
+    if before is None:
+        os.environ.pop("FERRY_DATABASE_URL", None)
+    else:
+        os.environ["FERRY_DATABASE_URL"] = before
+    reload_settings()
 
 
 cli = CliRunner()
