@@ -183,12 +183,13 @@ def load_spool(
             dup_rows = sql.fold_duplicates()
             sql.create_source_view()
             matched = int(sql.scalar(f"SELECT COUNT(*) FROM {sql.t('m')}"))
-            if plan.duplicates == "update":
-                with rebuilt_indexes(conn, sql.table.name, rebuild_pays(conn, sql.table, matched, table_share=0.5)):
-                    result.updated_rows = sql.update_matched(stamp_value)
-            result.samples = sql.samples()
             new_rows = int(sql.scalar(f"SELECT COUNT(*) FROM {q(sql.stage)}")) - (0 if plan.duplicates == "create" else matched)
-            with rebuilt_indexes(conn, sql.table.name, rebuild_pays(conn, sql.table, new_rows)):
+            updating = plan.duplicates == "update"
+            bulk = (updating and rebuild_pays(conn, sql.table, matched, table_share=0.5)) or rebuild_pays(conn, sql.table, new_rows)
+            with rebuilt_indexes(conn, sql.table.name, bulk):  # one rebuild for the update and the insert together
+                if updating:
+                    result.updated_rows = sql.update_matched(stamp_value)
+                result.samples = sql.samples()
                 result.created_rows = sql.insert_new(stamp_value)
             checkpoint("merged")
             result.skipped_rows = dup_rows + (0 if plan.duplicates == "create" else matched - result.updated_rows)
