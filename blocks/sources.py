@@ -400,14 +400,33 @@ def block_for_uri(uri: str):
             f"Create one first: ferry blocks create {slug} NAME --host ... (then use {scheme}://NAME/{key}).",
         )
     if len(matches) > 1:
+        matches = _reaching_folder(matches, key) or matches
+    if len(matches) > 1:
         raise SourceError(
             f"Several saved blocks point at {netloc!r}: {', '.join(n for n, _ in matches)}.", f"Name one in the URI: {scheme}://NAME/{key}."
         )
     block = matches[0][1]
-    folder = str(getattr(block, "folder", "") or "").strip("/")
+    folder = _folder_of(block)
     if folder and key.startswith(folder + "/"):
         key = key[len(folder) + 1 :]  # the URI gave the server path; the block's folder is already applied
     return block, key
+
+
+def _folder_of(block) -> str:
+    return str(getattr(block, "folder", "") or "").strip("/")
+
+
+def _reaching_folder(matches: list, key: str) -> list:
+    """Of several blocks on one host, those whose folder holds the key's path, deepest folder only.
+
+    Why: teams save one block per partner folder on a shared server; a host URI naming a path inside
+    exactly one of those folders is not ambiguous.
+    """
+    inside = [(name, block) for name, block in matches if (f := _folder_of(block)) and key.startswith(f + "/")]
+    if not inside:
+        return []
+    deepest = max(len(_folder_of(block)) for _, block in inside)
+    return [(name, block) for name, block in inside if len(_folder_of(block)) == deepest]
 
 
 def supported_schemes() -> list[str]:

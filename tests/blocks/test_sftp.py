@@ -173,10 +173,14 @@ def test_import_source_reads_through_a_saved_block_by_name_or_by_host(sftp_serve
     by_name = resolve_source("sftp://sftp-import-source/in/contacts.csv", tmp_path / "spool")
     assert by_name.read_bytes() == BODY and by_name.name == "contacts.csv"
 
-    by_host = resolve_source(f"sftp://ferry@127.0.0.1:{sftp_server.port}/{where}/in/contacts.csv", tmp_path / "spool")
+    sftp_block(sftp_server, folder=folder()).save("sftp-import-elsewhere", overwrite=True)  # same host, another folder
+    try:
+        by_host = resolve_source(f"sftp://ferry@127.0.0.1:{sftp_server.port}/{where}/in/contacts.csv", tmp_path / "spool")
+    finally:
+        asyncio.run(SftpServer.adelete("sftp-import-elsewhere"))
     assert by_host.read_bytes() == BODY
 
-    sftp_block(sftp_server, folder=folder()).save("sftp-import-twin", overwrite=True)
+    sftp_block(sftp_server, folder=where).save("sftp-import-twin", overwrite=True)  # a second block reaching the same folder
     try:
         with pytest.raises(SourceError, match="Several saved blocks point at"):
             resolve_source(f"sftp://127.0.0.1:{sftp_server.port}/{where}/in/contacts.csv", tmp_path / "spool")
