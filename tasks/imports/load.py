@@ -160,6 +160,7 @@ def load_spool(
                         progress.advance(batch.num_rows)
 
             result.staged_rows = insert_batches(conn, stage, batches())
+            sql.index_stage()
             if sql.pg:  # temp tables are never auto-analyzed; the planner needs the join keys' statistics
                 keys = [ROW, *sql.match_columns]
                 sql.exec(f"ANALYZE {q(sql.stage)} ({', '.join(q(k) for k in keys)})")

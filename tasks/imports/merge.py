@@ -58,7 +58,7 @@ class MergeSql:
         self.table = s.table_for(self.resource)
         suffix = run_id.replace("-", "")[:10]
         self.stage = f"ferry_stage_{suffix}"
-        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "f", "dups", "upd", "src")}
+        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "grp", "f", "dups", "upd", "src")}
         self.temps: list[tuple[str, str]] = []
         self.attribute_columns = {c.store_column for c in plan.columns if c.attributes}
         self.has_updated_at = "updated_at" in self.table.c
@@ -102,7 +102,8 @@ class MergeSql:
 
     # staging --------------------------------------------------------------
     def create_stage(self) -> Table:
-        columns = [Column(ROW, BigInteger, primary_key=True)]
+        """The staging table, without indexes: ``index_stage`` builds its row index once it is full (faster than row by row)."""
+        columns = [Column(ROW, BigInteger, nullable=False)]
         for col in self.plan.columns:
             sql_type = Text() if col.reference else self.table.c[col.store_column].type
             columns.append(Column(col.stage_column, sql_type))
@@ -111,6 +112,9 @@ class MergeSql:
         stage.create(self.conn)
         self.temps.append(("TABLE", self.stage))
         return stage
+
+    def index_stage(self) -> None:
+        self.exec(f"CREATE UNIQUE INDEX {q(self.stage + '_row')} ON {q(self.stage)} ({q(ROW)})")
 
     def create_rejects(self) -> None:
         self.temp_as(
@@ -306,7 +310,11 @@ class MergeSql:
 
     # duplicates inside the file ---------------------------------------------
     def fold_duplicates(self) -> int:
-        """Collapse rows that repeat an earlier row's match values; returns rows folded away."""
+        """Collapse rows that repeat an earlier row's match values; returns rows folded away.
+
+        The stage is scanned twice (grouped, then joined once): only the rows of repeated groups (``grp``,
+        a few percent of a file) are copied, and the merge of each group runs over those alone.
+        """
         keys = self.match_columns
         if not keys:
             return 0
@@ -314,37 +322,40 @@ class MergeSql:
         key_list = ", ".join(q(k) for k in keys)
         g = self.temp_as(
             "g",
-            f"SELECT {key_list}, MIN({q(ROW)}) AS first, COUNT(*) AS n FROM {q(self.stage)} WHERE {not_null} "
-            f"GROUP BY {key_list} HAVING COUNT(*) > 1",
+            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {not_null} GROUP BY {key_list} HAVING COUNT(*) > 1",
         )
         if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
             self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")
             return 0
-        dups = self.temp_as(
-            "dups",
-            f"SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first FROM {q(self.stage)} s JOIN {g} g "
-            f"ON {self.key_equal('s', 'g', keys)} WHERE s.{q(ROW)} <> g.first",
+        cols = [c.stage_column for c in self.plan.columns]
+        grp = self.temp_as(
+            "grp",
+            f"SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first, {', '.join('s.' + q(c) for c in cols)} "
+            f"FROM {q(self.stage)} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
         )
+        self.index("grp", ROW)
+        dups = self.temp_as("dups", f"SELECT {q(ROW)}, first FROM {grp} WHERE {q(ROW)} <> first")
+        self.index("dups", ROW)
         if self.plan.duplicates == "update":
-            cols = [c.stage_column for c in self.plan.columns]
             order = {
                 "prefer_import": 'CASE WHEN s.{c} IS NULL THEN 1 ELSE 0 END, s."__row__" DESC',
                 "fill_empty": 'CASE WHEN s.{c} IS NULL THEN 1 ELSE 0 END, s."__row__"',
                 "overwrite": 's."__row__" DESC',
             }[self.plan.merge]
             windows = ", ".join(
-                f"FIRST_VALUE(s.{q(c)}) OVER (PARTITION BY g.first ORDER BY {order.format(c=q(c))}) AS {q(c)}" for c in cols
+                f"FIRST_VALUE(s.{q(c)}) OVER (PARTITION BY s.first ORDER BY {order.format(c=q(c))}) AS {q(c)}" for c in cols
             )
             f = self.temp_as(
                 "f",
-                f"SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM (SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first, "
-                f"{windows} FROM {q(self.stage)} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}) x WHERE {q(ROW)} = first",
+                f"SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM (SELECT s.{q(ROW)} AS {q(ROW)}, s.first AS first, "
+                f"{windows} FROM {grp} s) x WHERE {q(ROW)} = first",
             )
-            self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT first FROM {g})")
+            self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {grp})")
             self.exec(
                 f"INSERT INTO {q(self.stage)} ({q(ROW)}, {', '.join(q(c) for c in cols)}) SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM {f}"
             )
-        self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
+        else:
+            self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
         self.exec(f"DELETE FROM {self.t('m')} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
         return int(self.scalar(f"SELECT COUNT(*) FROM {dups}"))
 
