@@ -90,11 +90,11 @@ def submit(name: str, request) -> str | None:
         flow_run = client.create_flow_run_from_deployment(
             deployment.id, parameters=parameters, state=Scheduled(scheduled_time=datetime.now(UTC)), tags=tags
         )
-    _wake_local_runner()
+    wake_local_runner()
     return str(flow_run.id)
 
 
-def _wake_local_runner() -> None:
+def wake_local_runner() -> None:
     """Ask ``ferry up``'s runner to take new runs now, when this process talks to ``ferry up``'s Prefect server."""
     from prefect.settings import get_current_settings
 

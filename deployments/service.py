@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from deployments.adhoc import export_via_deployment
+from deployments.adhoc import export_via_deployment, wake_local_runner
 from ferry.errors import (
     ConfigurationError,
     FerryError,
@@ -247,6 +247,7 @@ def start_export(request: ExportRequest, idempotency_key: str | None = None) -> 
             f"The Idempotency-Key already started run {flow_run.id} with other parameters.",
             "Send a new key for a new export, or the same body to get that run again.",
         )
+    wake_local_runner()  # ferry up's runner takes the run now, not at its next poll
     return str(flow_run.id)
 
 
@@ -381,4 +382,5 @@ def start_import(request: ImportRequest, idempotency_key: str | None = None) -> 
             f"The Idempotency-Key already started run {flow_run.id} with other parameters.",
             "Send a new key for a new import, or the same body to get that run again.",
         )
+    wake_local_runner()
     return str(flow_run.id)

@@ -3,7 +3,7 @@
 Nothing is mocked: ``ferry up`` runs with a clean environment (no ``PREFECT_*``
 variables, a home of its own so no Prefect profile applies), so it starts its
 own Prefect server on SQLite under the data folder. An export started over the
-API runs to success; a second one, taken by the runner when SIGTERM arrives,
+API runs to success at once (the API wakes the runner); a second one, taken by the runner when SIGTERM arrives,
 still finishes (the drain); then everything is gone and the exit code is 0.
 """
 
@@ -24,6 +24,7 @@ from servers.prefect import die_with_parent, ferry_executable, wait_for
 
 START_TIMEOUT = 180  # Prefect server (fresh SQLite: migrations), runner and API, on a loaded 2-core machine
 RUN_TIMEOUT = 240
+POLL_SECONDS = 600
 DRAIN_SECONDS = 90
 STOP_MARGIN = 60  # after the drain: stopping the API and the Prefect server
 CONTACTS = 30
@@ -67,7 +68,8 @@ def test_ferry_up_runs_exports_and_drains_on_sigterm(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     stdout, stderr = tmp_path / "up.out", tmp_path / "up.err"
-    argv = [ferry_executable(), "up", "--port", str(port), "--poll-seconds", "1", "--drain-seconds", str(DRAIN_SECONDS)]
+    # The runner polls for runs only every POLL_SECONDS, longer than RUN_TIMEOUT: the API wakes it for each export it starts.
+    argv = [ferry_executable(), "up", "--port", str(port), "--poll-seconds", str(POLL_SECONDS), "--drain-seconds", str(DRAIN_SECONDS)]
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         process = subprocess.Popen(die_with_parent(argv), stdout=out, stderr=err, env=env, cwd=tmp_path, start_new_session=True)
 
