@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import deployment, flow_run
 
 from blocks.registry import resolve_destination
+from ferry.arrow_memory import use_lean_memory_pool
 from ferry.params import ExportRequest
 from ferry.records import ExportRecord
 from ferry.runs import incremental_cursor
@@ -62,6 +63,7 @@ def with_incremental_cursor(request: ExportRequest, run_id: str, logger) -> Expo
 @flow(name="export-data", persist_result=True, validate_parameters=True)
 def export_data(request: ExportRequest):
     """Export one resource of one workspace as a file at a destination."""
+    use_lean_memory_pool()
     logger = get_run_logger()
     started = _now()
     run_id = _run_id()

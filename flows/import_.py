@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed
 
 from blocks.sealed_urls import forget as forget_sealed
+from ferry.arrow_memory import use_lean_memory_pool
 from ferry.checks import is_remote_source
 from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
@@ -59,6 +60,7 @@ class _Clock:
 @flow(name="import-data", persist_result=True, validate_parameters=True)
 def import_data(request: ImportRequest):
     """Import a file into one resource of one workspace; never half-written (one transaction)."""
+    use_lean_memory_pool()
     logger = get_run_logger()
     given = request  # as given: a remote source is fetched again by a deployment run, and a sealed URL forgotten at the end
     run_id = str(flow_run.get_id() or uuid.uuid4())
