@@ -68,6 +68,12 @@ class FerrySettings(BaseSettings):
         "table's secondary indexes and foreign keys dropped and rebuilds them in the same transaction (several times faster; "
         "the table is locked for the insert).",
     )
+    import_work_mem: str = Field(
+        default="64MB",
+        pattern=r"^([0-9]+(kB|MB|GB))?$",
+        description="PostgreSQL work_mem for an import's own transaction (its sorts and hashes over the staged rows stay in "
+        "memory instead of spilling to disk); empty: the server's setting.",
+    )
     quality_min_rows: int = Field(
         default=20_000,
         ge=0,

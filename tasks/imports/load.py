@@ -134,6 +134,9 @@ def load_spool(
         trans = conn.begin()
         try:
             ws = workspace_id(conn, plan.workspace)
+            work_mem = get_settings().import_work_mem
+            if conn.dialect.name == "postgresql" and work_mem:  # the merge's sorts and hashes span the whole file
+                conn.exec_driver_sql(f"SET LOCAL work_mem = '{work_mem}'")  # checked against a pattern by the settings
             stamp_value = stamp_param(conn, stamp)
             conn.execute(
                 insert(s.import_runs).values(

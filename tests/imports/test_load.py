@@ -600,3 +600,43 @@ def test_a_re_sync_of_most_of_the_table_rebuilds_the_indexes_and_rolls_back_exac
 
     undo_import(istore.engine, run_id, "tester")
     assert istore.rows(ws) == before
+
+
+@pytest.mark.parametrize("work_mem", ["64MB", "8MB", ""])
+def test_the_load_transaction_sorts_in_the_work_mem_ferry_is_given(istore, tmp_path, monkeypatch, work_mem):
+    """PostgreSQL: FERRY_IMPORT_WORK_MEM for the import's own transaction (empty: the server's); other sessions keep theirs."""
+    from ferry.settings import reload_settings
+
+    monkeypatch.setenv("FERRY_IMPORT_WORK_MEM", work_mem)
+    reload_settings()
+    seen: list[str] = []
+
+    def during_load(_conn, cursor, statement, *_rest) -> None:
+        if statement.lstrip().startswith("INSERT INTO import_runs"):  # the load's first write, inside its transaction
+            seen.append(cursor.connection.execute("SHOW work_mem").fetchone()[0])
+
+    ws = istore.workspace(("Acme",))
+    if istore.engine.dialect.name == "postgresql":
+        sa.event.listen(istore.engine, "after_cursor_execute", during_load)
+    try:
+        loaded, _, _ = run_stages(istore, tmp_path, ws, [{"Email": "mem@example.com"}], {"Email": "email"})
+    finally:
+        if istore.engine.dialect.name == "postgresql":
+            sa.event.remove(istore.engine, "after_cursor_execute", during_load)
+        monkeypatch.delenv("FERRY_IMPORT_WORK_MEM")
+        reload_settings()
+    assert loaded.created_rows == 1
+    if istore.engine.dialect.name == "postgresql":
+        with istore.engine.connect() as conn:
+            server = conn.exec_driver_sql("SHOW work_mem").scalar_one()
+        assert seen == [work_mem or server]
+        assert server != "64MB"  # the setting ended with the transaction
+
+
+def test_a_work_mem_that_is_not_a_size_is_refused():
+    from pydantic import ValidationError
+
+    from ferry.settings import FerrySettings
+
+    with pytest.raises(ValidationError, match="import_work_mem"):
+        FerrySettings(import_work_mem="64MB'; DROP TABLE contacts; --")
