@@ -181,13 +181,14 @@ class MergeSql:
             f"FROM {q(self.stage)} s WHERE s.{q(col.stage_column)} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {q(table.name)} r "
             f"WHERE r.workspace_id = :ws AND r.{q(key_column)} = s.{q(col.stage_column)})"
         )
-        counts = self.exec(f"SELECT COUNT(*), COUNT(DISTINCT s.{q(col.stage_column)}) {missing}").one()
-        if not counts[0]:
-            return None
+        # One pass over the stage: the unresolved values with their row counts, the first few by value, and the totals.
         values = self.exec(
-            f"SELECT s.{q(col.stage_column)} AS v, COUNT(*) AS n {missing} GROUP BY s.{q(col.stage_column)} "
-            f"ORDER BY s.{q(col.stage_column)} LIMIT {REFERENCE_VALUES_SHOWN}"
+            f"SELECT v, n, SUM(n) OVER () AS total_rows, COUNT(*) OVER () AS distinct_values FROM "
+            f"(SELECT s.{q(col.stage_column)} AS v, COUNT(*) AS n {missing} GROUP BY s.{q(col.stage_column)}) u "
+            f"ORDER BY v LIMIT {REFERENCE_VALUES_SHOWN}"
         ).all()
+        if not values:
+            return None
         if col.required:
             self.reject(
                 f"SELECT s.{q(ROW)}, :field, {self.value_text('s.' + q(col.stage_column))}, :msg, 'reference' {missing}",
@@ -198,9 +199,9 @@ class MergeSql:
             "field": col.key,
             "resource": target.slug,
             "key": target.key_fields[0],
-            "rows": int(counts[0]),
-            "unresolved_count": int(counts[1]),
-            "values": [{"value": v, "rows": int(n)} for v, n in values],
+            "rows": int(values[0].total_rows),
+            "unresolved_count": int(values[0].distinct_values),
+            "values": [{"value": r.v, "rows": int(r.n)} for r in values],
             "action": "rejected (required)" if col.required else "loaded as empty",
         }
 

@@ -19,6 +19,7 @@ from imports.stages import ImportStore, load_errors, run_stages
 
 from ferry.errors import RollbackError
 from ferry.store import schema as s
+from tasks.imports.merge import REFERENCE_VALUES_SHOWN
 from tasks.imports.rollback import undo_import
 
 ROUTES = {"Email": "email", "First": "first_name", "Last": "last_name", "Title": "job_title"}
@@ -252,6 +253,19 @@ def test_references_resolve_and_missing_ones_are_warnings(istore, tmp_path):
         }
     ]
     assert loaded.created_rows == 3 and loaded.rejected_rows == 0
+
+
+def test_unresolved_references_count_every_value_and_show_the_first_ones(istore, tmp_path):
+    ws = istore.workspace(accounts=("Acme",))
+    names = [f"Newco {i:02d}" for i in range(25)]
+    rows = [{"Email": f"r{i}@example.com", "Company": name} for i, name in enumerate(names)]
+    rows.append({"Email": "again@example.com", "Company": names[3]})
+    loaded, _, _ = run_stages(istore, tmp_path, ws, rows, {"Email": "email", "Company": "company"})
+
+    (found,) = loaded.reference_warnings
+    assert (found["rows"], found["unresolved_count"]) == (26, 25)  # all of them, not only those shown
+    shown = [{"value": name, "rows": 2 if name == names[3] else 1} for name in names[:REFERENCE_VALUES_SHOWN]]
+    assert found["values"] == shown
 
 
 def test_create_missing_references_creates_them_once_and_rollback_removes_them(istore, tmp_path):
