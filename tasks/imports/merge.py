@@ -335,22 +335,12 @@ class MergeSql:
             f"FROM {q(self.stage)} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
         )
         self.index("grp", ROW)
+        if self.pg:  # temp tables are never auto-analyzed: without statistics the fold's joins are planned blind
+            self.exec(f"ANALYZE {grp} ({q(ROW)}, first)")
         dups = self.temp_as("dups", f"SELECT {q(ROW)}, first FROM {grp} WHERE {q(ROW)} <> first")
         self.index("dups", ROW)
         if self.plan.duplicates == "update":
-            order = {
-                "prefer_import": 'CASE WHEN s.{c} IS NULL THEN 1 ELSE 0 END, s."__row__" DESC',
-                "fill_empty": 'CASE WHEN s.{c} IS NULL THEN 1 ELSE 0 END, s."__row__"',
-                "overwrite": 's."__row__" DESC',
-            }[self.plan.merge]
-            windows = ", ".join(
-                f"FIRST_VALUE(s.{q(c)}) OVER (PARTITION BY s.first ORDER BY {order.format(c=q(c))}) AS {q(c)}" for c in cols
-            )
-            f = self.temp_as(
-                "f",
-                f"SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM (SELECT s.{q(ROW)} AS {q(ROW)}, s.first AS first, "
-                f"{windows} FROM {grp} s) x WHERE {q(ROW)} = first",
-            )
+            f = self.temp_as("f", self.folded_groups(grp, cols))
             self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {grp})")
             self.exec(
                 f"INSERT INTO {q(self.stage)} ({q(ROW)}, {', '.join(q(c) for c in cols)}) SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM {f}"
@@ -359,6 +349,24 @@ class MergeSql:
             self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
         self.exec(f"DELETE FROM {self.t('m')} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
         return int(self.scalar(f"SELECT COUNT(*) FROM {dups}"))
+
+    def folded_groups(self, grp: str, cols: list[str]) -> str:
+        """One row per repeated group, numbered as its first row: each column's value from the row the merge mode picks.
+
+        ``overwrite`` takes the group's last row; ``prefer_import`` each column's last non-empty value and
+        ``fill_empty`` its first (as if each row updated the record the one before left). The rows are picked
+        by one grouping and fetched by row number, so the cost does not grow with a sort per column.
+        """
+        if self.plan.merge == "overwrite":
+            picks = {c: f"MAX({q(ROW)})" for c in cols}
+        else:
+            edge = "MAX" if self.plan.merge == "prefer_import" else "MIN"
+            picks = {c: f"{edge}(CASE WHEN {q(c)} IS NOT NULL THEN {q(ROW)} END)" for c in cols}
+        aliases = {pick: f"r{i}" for i, pick in enumerate(dict.fromkeys(picks.values()))}
+        grouped = f"SELECT first, {', '.join(f'{pick} AS {alias}' for pick, alias in aliases.items())} FROM {grp} GROUP BY first"
+        joins = " ".join(f"LEFT JOIN {grp} {alias} ON {alias}.{q(ROW)} = p.{alias}" for alias in aliases.values())
+        values = ", ".join(f"{aliases[picks[c]]}.{q(c)} AS {q(c)}" for c in cols)
+        return f"SELECT p.first AS {q(ROW)}, {values} FROM ({grouped}) p {joins}"
 
     # writing --------------------------------------------------------------
     def write_columns(self) -> list[str]:
