@@ -48,6 +48,7 @@ from ferry.store.engine import workspace_id
 from ferry.store.fast_load import rebuilt_indexes
 from ferry.store.guard import merge_lock, note_writer, store_writes
 from tasks.imports.merge import MergeSql, checkpoint, q, stamp_param
+from tasks.imports.outcomes import samples, stream_rejects
 from tasks.imports.validate import ERROR_SCHEMA, ROW
 
 SQLITE_SLICE_ROWS = 8_192
@@ -193,7 +194,7 @@ def load_spool(
             with rebuilt_indexes(conn, sql.table.name, bulk):  # one rebuild for the update and the insert together
                 if updating:
                     result.updated_rows = sql.update_matched(stamp_value)
-                result.samples = sql.samples()
+                result.samples = samples(sql)
                 result.created_rows = sql.insert_new(stamp_value)
             checkpoint("merged")
             result.skipped_rows = dup_rows + (0 if plan.duplicates == "create" else matched - result.updated_rows)
@@ -201,7 +202,7 @@ def load_spool(
             counts = sql.exec(f'SELECT field, "check", COUNT(*) FROM {sql.t("rej")} GROUP BY field, "check"').all()
             result.by_check = {f"{f}:{c}": int(n) for f, c, n in counts}
             result.error_count = sum(result.by_check.values())
-            write_spool(result.errors, ERROR_SCHEMA, sql.stream_rejects())
+            write_spool(result.errors, ERROR_SCHEMA, stream_rejects(sql))
             conn.execute(
                 s.import_runs.update()
                 .where(s.import_runs.c.run_id == run_id)

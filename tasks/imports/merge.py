@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import pyarrow as pa
 from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, text
 
 from ferry import catalog
 from ferry.errors import ImportConflictError
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.store import schema as s
-from tasks.imports.validate import ERROR_SCHEMA, MAX_VALUE_CHARS, ROW
+from tasks.imports.validate import MAX_VALUE_CHARS, ROW
 
-SAMPLE_ROWS = 5
 REFERENCE_VALUES_SHOWN = 20
 
 
@@ -453,70 +450,9 @@ class MergeSql:
             )
         return count
 
-    # samples ------------------------------------------------------------------
-    def match_display(self) -> list[str]:
-        shown = [c.store_column for c in self.plan.columns if c.field_slug in self.plan.match and not c.reference]
-        return shown or [c.store_column for c in self.plan.columns if not c.reference][:1]
-
     def made(self, key: str) -> bool:
+        """Whether the temp table ``key`` was created by this load (some steps create theirs only when needed)."""
         return ("TABLE", self.names[key]) in self.temps
-
-    def samples(self) -> dict[str, list[dict]]:
-        """The first rows of each outcome (row number, match values, record id, reason)."""
-        shown = self.match_display()
-        cols = "".join(f", src.{q(c)}" for c in shown)
-        sel = f"SELECT src.{q(ROW)}{cols}"
-        m = self.t("m")
-
-        def rows(sql: str, reason: str | None = None) -> list[dict]:
-            found = []
-            for r in self.exec(sql).mappings():
-                item = {"row": r[ROW], **{k: jsonable(r[k]) for k in shown}}
-                if "record_id" in r:
-                    item["record_id"] = r["record_id"]
-                if reason:
-                    item["reason"] = reason
-                found.append(item)
-            return found
-
-        limit = f"ORDER BY src.{q(ROW)} LIMIT {SAMPLE_ROWS}"
-        new = "" if self.plan.duplicates == "create" else f"WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.{q(ROW)} = src.{q(ROW)})"
-        out = {"create": rows(f"{sel} FROM {self.t('src')} src {new} {limit}"), "update": []}
-        matched = f"{sel}, m.target AS record_id FROM {self.t('src')} src JOIN {m} m ON m.{q(ROW)} = src.{q(ROW)}"
-        if self.made("upd"):
-            out["update"] = rows(f"{matched} WHERE m.target IN (SELECT target FROM {self.t('upd')}) {limit}")
-        skipped: list[dict] = []
-        if self.plan.duplicates == "skip":
-            skipped += rows(f"{matched} {limit}", "matches an existing record")
-        elif self.plan.duplicates == "update":
-            unchanged = f"WHERE m.target NOT IN (SELECT target FROM {self.t('upd')})" if self.made("upd") else ""
-            skipped += rows(f"{matched} {unchanged} {limit}", "matches an existing record; nothing changes")
-        if self.made("dups"):
-            how = "merged into row" if self.plan.duplicates == "update" else "repeats the match values of row"
-            skipped += [
-                {"row": r[ROW], "reason": f"{how} {r['first']}"}
-                for r in self.exec(f"SELECT {q(ROW)}, first FROM {self.t('dups')} ORDER BY {q(ROW)} LIMIT {SAMPLE_ROWS}").mappings()
-            ]
-        out["skip"] = sorted(skipped, key=lambda r: r["row"])[:SAMPLE_ROWS]
-        return out
-
-    def stream_rejects(self) -> Iterator[pa.RecordBatch]:
-        result = self.conn.execute(
-            text(f'SELECT {q(ROW)}, field, value, error, "check" FROM {self.t("rej")} ORDER BY {q(ROW)}, field').execution_options(
-                stream_results=True
-            )
-        )
-        for part in result.partitions(50_000):
-            cols = list(zip(*part))
-            yield pa.RecordBatch.from_arrays(
-                [pa.array(cols[0], pa.int64()), *[pa.array(c, pa.string()) for c in cols[1:]]], schema=ERROR_SCHEMA
-            )
-
-
-def jsonable(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value if value is None or isinstance(value, (int, float, str, bool)) else str(value)
 
 
 def stamp_param(conn: Connection, stamp: datetime):
