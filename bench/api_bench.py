@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -34,6 +33,11 @@ import psutil
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.benchmarks_file import write_section  # noqa: E402
+
 PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
 CONTACTS = 10_000
 
@@ -224,7 +228,7 @@ def main() -> None:
     text = section(results, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("## HTTP API", text)
 
 
 def cli_export_seconds(store_url: str, workdir: Path) -> float:
@@ -276,14 +280,6 @@ def section(results: dict, args) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or add) the '## HTTP API' section; every other section stays as it is."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## HTTP API\n.*?(?=^## |\Z)", re.S | re.M)
-    updated = pattern.sub(lambda _: text + "\n", current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
 
 
 if __name__ == "__main__":

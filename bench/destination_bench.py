@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
@@ -41,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 for extra in (ROOT, ROOT / "tests", ROOT / "bench"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
+
+from bench.benchmarks_file import write_section  # noqa: E402
 
 WORKSPACE = "bench"
 TARGET_RATIO = 1.3
@@ -216,14 +217,6 @@ def report(results: dict[tuple[str, int], list[dict]], rows: int, rounds: int, l
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or add) this benchmark's section; every other section stays as it is."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    updated = pattern.sub(lambda _: text + "\n", current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
-
-
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -289,7 +282,7 @@ def main(argv: list[str]) -> int:
     text = report(results, args.rows, args.rounds, (load0, f"{os.getloadavg()[0]:.1f}"), started)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
         log("wrote BENCHMARKS.md")
     return 0
 

@@ -11,8 +11,10 @@ What it does, in one run (``make bench``; ``--help`` for the flags):
 2. Measures, each in a fresh subprocess so peak RSS is that export's alone:
    - Ferry through the stage functions users run (extract -> validate ->
      transform -> serialize) to CSV, CSV.gz and Parquet;
-   - one full ``export_data`` flow run (CSV.gz) on a local Prefect server, to
-     show the orchestration overhead;
+   - the whole ``ferry export contacts --gzip`` process as a user runs it
+     (interpreter start, imports, the ``export_data`` flow run) against a
+     Prefect server started once for the benchmark (untimed), on every store
+     size: the issue's whole-process wall time and peak RSS;
    - ``psql \\copy (<the same SELECT>) to stdout``, to a file and piped
      through ``gzip -6``; on SQLite, ``sqlite3 -csv`` the same way;
    - pandas ``read_sql`` + ``to_csv`` (only up to ``--pandas-max-rows``:
@@ -28,16 +30,16 @@ the references alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import platform
-import re
 import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,36 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.export_report import CLI_METHOD, EVENTS_WINDOW, Result, method_rank, targets, write_report  # noqa: E402
+
 DEFAULT_PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WORKSPACE = "bench"
-# events may span at most 31 days per export; the seeded events cover the 90 days before 2026-11-01
-EVENTS_WINDOW = {"from": "2026-10-01", "to": "2026-10-31"}
-TARGET_GZ_RATIO = 1.5
-TARGET_RSS_MB = 400
-TARGET_PANDAS_SPEEDUP = 3.0
-
-
-# --- results ------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    backend: str
-    size: int  # seeded contacts (= events) of the store
-    resource: str
-    method: str  # e.g. "ferry csv.gz", "psql csv", "pandas csv"
-    rows: int
-    seconds: float
-    cpu_seconds: float
-    peak_rss_mb: float
-    file_mb: float
-    stages: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-    load: float = 0.0  # 1-minute load average when the measurement started
-
-    @property
-    def rows_per_s(self) -> float:
-        return self.rows / self.seconds if self.seconds else 0.0
+#: the whole-process measurement: what a user types (the Prefect server it talks to is started once, untimed)
+CLI_EXPORT = ["export", "contacts", "--workspace", WORKSPACE, "--gzip"]
 
 
 def _maxrss_mb(who: int) -> float:
@@ -142,31 +120,37 @@ def child_ferry(spec: dict) -> dict:
     return out
 
 
-def child_flow(spec: dict) -> dict:
-    """One full ``export_data`` flow run against a local Prefect server (its start is not timed)."""
-    _ferry_env(spec)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    from prefect.testing.utilities import prefect_test_harness
-
-    from ferry.params import parse_request
-    from flows.export import export_data
-
-    request = parse_request(spec["request"])
-    with prefect_test_harness(server_startup_timeout=90):
-        cpu0 = _cpu(resource.RUSAGE_SELF)
+def child_cli(spec: dict) -> dict:
+    """The whole ``ferry export`` process, as a user runs it (interpreter start, imports, the flow run), against a running
+    Prefect server with no served deployment, so the export runs in this process; RSS is the process's own
+    (``/usr/bin/time -f %M``: ``wait4``'s ``ru_maxrss``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "FERRY_"))}
+    env.update(
+        FERRY_DATABASE_URL=spec["url"],
+        FERRY_DATA_DIR=spec["data_dir"],
+        PREFECT_API_URL=spec["api_url"],
+        PREFECT_HOME=spec["prefect_home"],
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    ferry = str(Path(sys.executable).parent / "ferry")
+    out = Path(spec["data_dir"]) / "cli.json"
+    with open(out, "wb") as stdout:
         start = time.perf_counter()
-        record = export_data(request)
+        process = subprocess.Popen([ferry, *spec["argv"], "--json"], env=env, cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
-        cpu = _cpu(resource.RUSAGE_SELF) - cpu0
-    if getattr(record, "status", None) != "success":
-        raise SystemExit(f"flow run failed: {record}")
-    Path(record.destination_path).unlink(missing_ok=True)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ferry export exited {os.waitstatus_to_exitcode(status)}:\n{process.stderr.read().decode()[-3000:]}")
+    record = json.loads(out.read_text())
+    target = Path(record["destination_path"])
+    size = target.stat().st_size
+    target.unlink()
     return {
-        "rows": record.record_count,
+        "rows": record["record_count"],
         "seconds": seconds,
-        "cpu_seconds": cpu,
-        "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF),
-        "file_mb": record.file_size / 1e6,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "file_mb": size / 1e6,
     }
 
 
@@ -226,7 +210,7 @@ def child_seed(spec: dict) -> dict:
     return {"seconds": seconds, "added": added, "peak_rss_mb": _maxrss_mb(resource.RUSAGE_SELF)}
 
 
-CHILDREN = {"ferry": child_ferry, "flow": child_flow, "shell": child_shell, "pandas": child_pandas, "seed": child_seed}
+CHILDREN = {"ferry": child_ferry, "cli": child_cli, "shell": child_shell, "pandas": child_pandas, "seed": child_seed}
 
 
 def _ferry_env(spec: dict) -> None:
@@ -361,6 +345,25 @@ def _psql(url: str, sql: str) -> None:
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", _libpq(url), "-c", sql], check=True, capture_output=True)
 
 
+@contextlib.contextmanager
+def prefect_server(workdir: Path, log) -> Iterator[dict[str, str]]:
+    """A Prefect server of the benchmark's own (SQLite under ``workdir``) that ``ferry export`` reports its run to.
+
+    Started once and not timed: users run exports against a server that is already up."""
+    home = workdir / "prefect-home"
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start(timeout=120)
+    log(f"Prefect server at {server.api_url}")
+    try:
+        yield {"api_url": server.api_url, "prefect_home": str(home)}
+    finally:
+        server.stop()
+
+
 # --- scenarios ------------------------------------------------------------------------
 
 
@@ -455,193 +458,13 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
                 "request": export_request(resource_slug, fmt, gz),
             }
             record(resource_slug, method, "ferry", spec)
-        if not args.no_flow and resource_slug == "contacts" and store.size == min(args.rows):
-            spec = {"url": store.url, "data_dir": str(data_dir), "request": export_request(resource_slug, "csv", True)}
-            record(resource_slug, "ferry flow csv.gz", "flow", spec, note="full export_data flow run; server start not timed")
+        if not args.no_flow and resource_slug == "contacts":
+            spec = {**args.prefect, "url": store.url, "data_dir": str(data_dir), "argv": CLI_EXPORT}
+            record(resource_slug, CLI_METHOD, "cli", spec, note="the whole `ferry export` process; Prefect server start not timed")
         if store.size <= args.pandas_max_rows and not args.no_pandas:
             spec = {"url": store.url, "sql": sql, "target": str(out / "pandas.csv")}
             record(resource_slug, "pandas csv", "pandas", spec, note="read_sql + to_csv")
     return results
-
-
-# --- report ---------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    import pyarrow
-
-    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
-    sqlite = subprocess.run(["sqlite3", "--version"], capture_output=True, text=True).stdout.split(" ")[0]
-    return {
-        "host": f"{platform.system()} {platform.release()} ({platform.machine()})",
-        "cpu": f"{cpu}, {os.cpu_count()} cores",
-        "memory": f"{mem:.0f} GiB",
-        "software": f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}, {pg}, sqlite3 {sqlite}",
-    }
-
-
-def _find(results: list[Result], backend: str, size: int, resource_slug: str, method: str) -> Result | None:
-    return next((r for r in results if (r.backend, r.size, r.resource, r.method) == (backend, size, resource_slug, method)), None)
-
-
-METHOD_ORDER = (
-    "psql csv",
-    "psql csv.gz",
-    "sqlite3 csv",
-    "sqlite3 csv.gz",
-    "ferry csv",
-    "ferry csv.gz",
-    "ferry parquet",
-    "ferry flow csv.gz",
-    "pandas csv",
-)
-
-
-def _method_rank(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
-
-
-REFERENCE_OF = {"ferry csv": "csv", "ferry csv.gz": "csv.gz", "ferry parquet": "csv", "ferry flow csv.gz": "csv.gz"}
-
-
-def ratio_to_reference(results: list[Result], r: Result) -> str:
-    tool = "psql" if r.backend == "postgresql" else "sqlite3"
-    if r.method.startswith(tool):
-        return "1.00"
-    kind = REFERENCE_OF.get(r.method, "csv")
-    ref = _find(results, r.backend, r.size, r.resource, f"{tool} {kind}")
-    return f"{r.seconds / ref.seconds:.2f}" if ref and ref.seconds else "–"
-
-
-def targets(results: list[Result]) -> list[str]:
-    lines = []
-    for size in sorted({r.size for r in results}):
-        gz = _find(results, "postgresql", size, "contacts", "ferry csv.gz")
-        ref = _find(results, "postgresql", size, "contacts", "psql csv.gz")
-        if gz and ref:
-            ratio = gz.seconds / ref.seconds
-            lines.append(
-                f"- CSV.gz within {TARGET_GZ_RATIO}x of `psql \\copy | gzip` (PostgreSQL, {size:,} contacts): "
-                f"**{ratio:.2f}x** wall — {'met' if ratio <= TARGET_GZ_RATIO else 'NOT met'} "
-                f"(client CPU {gz.cpu_seconds:.0f} s vs {ref.cpu_seconds:.0f} s for psql + gzip)."
-            )
-    ferry = [r for r in results if r.method.startswith("ferry") and "flow" not in r.method]
-    if ferry:
-        worst = max(ferry, key=lambda r: r.peak_rss_mb)
-        lines.append(
-            f"- Peak RSS under {TARGET_RSS_MB} MB: worst Ferry export {worst.peak_rss_mb:.0f} MB "
-            f"({worst.backend} {worst.size:,} {worst.resource} {worst.method}) — {'met' if worst.peak_rss_mb < TARGET_RSS_MB else 'NOT met'}."
-        )
-        sizes = sorted({r.size for r in ferry})
-        if len(sizes) > 1:
-            flat = []
-            for r in ferry:
-                if r.size != sizes[0]:
-                    continue
-                big = _find(results, r.backend, sizes[-1], r.resource, r.method)
-                if big:
-                    flat.append((big.peak_rss_mb - r.peak_rss_mb, r, big))
-            if flat:
-                growth, small, big = max(flat, key=lambda x: x[0])
-                lines.append(
-                    f"- Flat from {sizes[0]:,} to {sizes[-1]:,} rows: largest growth {growth:+.0f} MB "
-                    f"({small.backend} {small.resource} {small.method}: {small.peak_rss_mb:.0f} -> {big.peak_rss_mb:.0f} MB) — "
-                    f"{'met' if growth < 50 else 'NOT met'} (threshold +50 MB)."
-                )
-    for r in results:
-        if r.method != "pandas csv":
-            continue
-        ferry_csv = _find(results, r.backend, r.size, r.resource, "ferry csv")
-        if ferry_csv:
-            speedup = r.seconds / ferry_csv.seconds
-            cpu = r.cpu_seconds / ferry_csv.cpu_seconds if ferry_csv.cpu_seconds else 0.0
-            lines.append(
-                f"- At least {TARGET_PANDAS_SPEEDUP:.0f}x faster than pandas ({r.backend} {r.size:,} {r.resource}, CSV): "
-                f"**{speedup:.1f}x** wall — {'met' if speedup >= TARGET_PANDAS_SPEEDUP else 'NOT met'} "
-                f"(CPU pandas / Ferry: {cpu:.1f}x; pandas peaks at {r.peak_rss_mb:,.0f} MB)."
-            )
-    return lines
-
-
-def write_report(
-    path: Path, results: list[Result], stores: list[Store], args: argparse.Namespace, started: datetime, loads: tuple[str, str]
-) -> None:
-    info = machine()
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `bench/export_bench.py` (`make bench`); do not edit by hand, re-run instead.",
-        "",
-        f"- Date: {started:%Y-%m-%d %H:%M} UTC, took {(datetime.now(UTC) - started).total_seconds() / 60:.0f} min",
-        f"- Machine: {info['host']}; {info['cpu']}; {info['memory']} RAM",
-        f"- Software: {info['software']}",
-        f"- Command: `{' '.join(['python', 'bench/export_bench.py', *sys.argv[1:]])}`"
-        + (" (merged with the earlier results in the work folder: rows keep their own load figure)" if args.merge else ""),
-        f"- Load average (1 min) at start / end: {loads[0]} / {loads[1]}; each row also shows the load when it started. "
-        "On a shared machine wall times swing several-fold with load (the database server competes for the same cores); "
-        "CPU seconds (client side only, the database server is not counted) are much steadier.",
-        "",
-        "## Targets",
-        "",
-        *(targets(results) or ["- (no comparable measurements in this run)"]),
-        "",
-        "## Results",
-        "",
-        "Each row is the best of "
-        f"{args.repeat} run(s) in a fresh process. `x ref` is wall time divided by the reference tool's "
-        "(`psql \\copy` on PostgreSQL, `sqlite3 -csv` on SQLite) for the same rows: CSV.gz against the "
-        "reference piped through `gzip -6`, everything else against its plain CSV. Ferry's time covers "
-        "extract -> validate -> transform -> serialize (imports and interpreter start excluded); "
-        "stage seconds are listed last.",
-        "",
-        "| backend | store rows | resource | method | rows | seconds | rows/s | x ref | CPU s | peak RSS MB | file MB | load | stages (s) |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in results:
-        stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) or r.note
-        lines.append(
-            f"| {r.backend} | {r.size:,} | {r.resource} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
-            f"{r.rows_per_s:,.0f} | {ratio_to_reference(results, r)} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | "
-            f"{r.file_mb:.0f} | {r.load:.1f} | {stages} |"
-        )
-    lines += ["", "## Seeding", "", "| backend | store rows | rows written | seconds | rows/s |", "| --- | ---: | ---: | ---: | ---: |"]
-    for s in stores:
-        if s.seed_seconds is None:
-            lines.append(f"| {s.backend} | {s.size:,} | (reused, no seed log) | | |")
-        else:
-            total = sum(s.seeded_rows.values())
-            reused = " (kept from an earlier run)" if s.reused else ""
-            lines.append(f"| {s.backend} | {s.size:,} | {total:,} | {s.seed_seconds:.0f}{reused} | {total / s.seed_seconds:,.0f} |")
-    lines += [
-        "",
-        "Notes:",
-        "",
-        f"- Events exports cover one 31-day window ({EVENTS_WINDOW['from']} .. {EVENTS_WINDOW['to']}), the longest the "
-        "catalog allows, so they hold about a third of the seeded events.",
-        "- Ferry's CSV is not byte-identical to the references: it writes ISO 8601 UTC timestamps and neutralises "
-        "spreadsheet formulas; the row and column sets are the same.",
-        "- Peak RSS of a reference is its largest process (psql, sqlite3 or gzip); of Ferry, the Python process "
-        "including its imports (~100-150 MB before the first row).",
-        "",
-    ]
-    path.write_text("\n".join(lines + _other_sections(path)))
-
-
-def _other_sections(path: Path) -> list[str]:
-    """Sections other benchmarks own (bench/import_bench.py, bench/destination_bench.py): kept as they are."""
-    if not path.exists():
-        return []
-    pattern = re.compile(r"^## (?:Import|Export to object storage)\n.*?(?=^## |\Z)", re.S | re.M)
-    return [m.group(0).rstrip() + "\n" for m in pattern.finditer(path.read_text())]
 
 
 # --- main -----------------------------------------------------------------------------
@@ -652,7 +475,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rows", default="1000000,10000000", help="Store sizes: contacts (= events) per store, comma-separated.")
     parser.add_argument("--backends", default="postgresql,sqlite", help="Comma-separated: postgresql, sqlite.")
     parser.add_argument("--resources", default="contacts,events", help="Comma-separated resources to export.")
-    parser.add_argument("--quick", action="store_true", help="1M rows only (unless --rows is given), contacts only, no flow run.")
+    parser.add_argument(
+        "--quick", action="store_true", help="1M rows only (unless --rows is given), contacts only, no `ferry export` process."
+    )
     parser.add_argument(
         "--large-scope",
         choices=("full", "pg-gz"),
@@ -667,7 +492,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="Start from the previous run's results (WORKDIR/results.json); measurements of this run replace the ones they repeat.",
     )
     parser.add_argument("--keep", action="store_true", help="Keep the seeded stores for the next run (reused when their counts match).")
-    parser.add_argument("--no-flow", action="store_true", help="Skip the full flow run.")
+    parser.add_argument("--no-flow", action="store_true", help="Skip the whole `ferry export` process (and its Prefect server).")
     parser.add_argument("--no-pandas", action="store_true", help="Skip pandas.")
     parser.add_argument(
         "--pandas-max-rows", type=int, default=1_000_000, help="Largest store pandas is run on (it holds all rows in memory)."
@@ -724,7 +549,7 @@ def main(argv: list[str]) -> int:
     def add(new: list[Result]) -> None:
         keys = {(r.backend, r.size, r.resource, r.method) for r in new}
         results[:] = [r for r in results if (r.backend, r.size, r.resource, r.method) not in keys] + new
-        results.sort(key=lambda r: (r.backend != "postgresql", r.size, r.resource, _method_rank(r.method)))
+        results.sort(key=lambda r: (r.backend != "postgresql", r.size, r.resource, method_rank(r.method)))
 
     def report_stores() -> list[Store]:
         """This run's stores, plus (when merging) the earlier ones, with their seeding logs."""
@@ -736,18 +561,20 @@ def main(argv: list[str]) -> int:
                 out.append(earlier)
         return sorted(out, key=lambda st: (st.backend != "postgresql", st.size))
 
-    for backend in args.backends:
-        for size in args.rows:
-            if size > 1_000_000 and args.large_scope == "pg-gz" and backend != "postgresql":
-                continue
-            store = prepare_store(backend, size, args, log)
-            stores[:] = [s for s in stores if (s.backend, s.size) != (backend, size)] + [store]
-            try:
-                add(measure_store(store, args, log))
-            finally:
-                if not args.keep:
-                    drop_store(store, args)
-            write_report(args.output, results, report_stores(), args, started, (load_start, f"{os.getloadavg()[0]:.1f}"))
+    with contextlib.ExitStack() as running:
+        args.prefect = {} if args.no_flow else running.enter_context(prefect_server(args.workdir, log))
+        for backend in args.backends:
+            for size in args.rows:
+                if size > 1_000_000 and args.large_scope == "pg-gz" and backend != "postgresql":
+                    continue
+                store = prepare_store(backend, size, args, log)
+                stores[:] = [s for s in stores if (s.backend, s.size) != (backend, size)] + [store]
+                try:
+                    add(measure_store(store, args, log))
+                finally:
+                    if not args.keep:
+                        drop_store(store, args)
+                write_report(args.output, results, report_stores(), args, started, (load_start, f"{os.getloadavg()[0]:.1f}"))
     previous.write_text(json.dumps({"results": [asdict(r) for r in results]}, indent=2))
     log(f"wrote {args.output}")
     for line in targets(results):

@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import subprocess
 import sys
@@ -57,6 +56,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.benchmarks_file import write_section  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
@@ -613,17 +614,6 @@ def markdown(results: list[Result], args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
-    """Replace (or add) the '## Import' section; every other section stays as it is."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Import\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: text + "\n", current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    path.write_text(updated)
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-ferry":
         return _child_ferry(sys.argv[2], sys.argv[3], first=sys.argv[4] if len(sys.argv) > 4 else None)
@@ -658,7 +648,7 @@ def main() -> None:
     text = markdown(results, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("## Import", text)
 
 
 if __name__ == "__main__":
