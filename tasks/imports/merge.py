@@ -246,22 +246,29 @@ class MergeSql:
             if n:
                 self.exec(f"DELETE FROM {m} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {self.t('rej')})")
 
-    def check_unique(self) -> None:
+    def unique_columns(self) -> list[PlannedColumn]:
+        """The planned unique fields checked here (the match field's repeats are duplicates, handled by the strategy)."""
+        return [col for col in self.plan.columns if col.unique and not col.reference and self.match_columns != [col.store_column]]
+
+    def check_unique(self, in_file: bool = True) -> None:
+        """Reject rows whose unique field repeats another row of the file (``in_file``) or a record of another in the store.
+
+        ``in_file=False`` leaves the file's own repeats to the table's unique index, for a load that retries
+        with the check when the index finds one (see ``tasks.imports.load``): grouping a large file by each
+        unique field is one of the load's costliest steps, and most files repeat nothing.
+        """
         m = self.t("m")
-        for col in self.plan.columns:
-            if not col.unique or col.reference:
-                continue
-            if self.match_columns == [col.store_column]:
-                continue  # the match field itself: repeats are duplicates, handled by the strategy
+        for col in self.unique_columns():
             c = q(col.store_column)
             same_record = f" AND NOT ({self.key_equal('s', 'f', self.match_columns)})" if self.match_columns else ""
-            self.reject(
-                f"SELECT s.{q(ROW)}, :field, {self.value_text('s.' + c)}, 'the same value is in row ' || CAST(d.first AS TEXT), 'unique' "
-                f"FROM {q(self.stage)} s JOIN (SELECT {c} AS v, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {c} IS NOT NULL "
-                f"GROUP BY {c} HAVING COUNT(*) > 1) d ON s.{c} = d.v JOIN {q(self.stage)} f ON f.{q(ROW)} = d.first "
-                f"WHERE s.{q(ROW)} <> d.first{same_record}",
-                field=col.key,
-            )
+            if in_file:
+                self.reject(
+                    f"SELECT s.{q(ROW)}, :field, {self.value_text('s.' + c)}, 'the same value is in row ' || CAST(d.first AS TEXT), 'unique' "
+                    f"FROM {q(self.stage)} s JOIN (SELECT {c} AS v, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {c} IS NOT NULL "
+                    f"GROUP BY {c} HAVING COUNT(*) > 1) d ON s.{c} = d.v JOIN {q(self.stage)} f ON f.{q(ROW)} = d.first "
+                    f"WHERE s.{q(ROW)} <> d.first{same_record}",
+                    field=col.key,
+                )
             matched_ok = {"skip": "m.target IS NULL", "update": "(m.target IS NULL OR m.target <> t.id)", "create": "1 = 1"}[
                 self.plan.duplicates
             ]
