@@ -39,7 +39,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.export_report import CLI_METHOD, EVENTS_WINDOW, Result, method_rank, targets, write_report  # noqa: E402
+from bench.prefect_server import prefect_server  # noqa: E402
 
 DEFAULT_PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WORKSPACE = "bench"
@@ -343,25 +343,6 @@ def drop_store(store: Store, args: argparse.Namespace) -> None:
 
 def _psql(url: str, sql: str) -> None:
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", _libpq(url), "-c", sql], check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def prefect_server(workdir: Path, log) -> Iterator[dict[str, str]]:
-    """A Prefect server of the benchmark's own (SQLite under ``workdir``) that ``ferry export`` reports its run to.
-
-    Started once and not timed: users run exports against a server that is already up."""
-    home = workdir / "prefect-home"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start(timeout=120)
-    log(f"Prefect server at {server.api_url}")
-    try:
-        yield {"api_url": server.api_url, "prefect_home": str(home)}
-    finally:
-        server.stop()
 
 
 # --- scenarios ------------------------------------------------------------------------

@@ -11,7 +11,8 @@ What it does, in one run (``python bench/import_bench.py``; ``--help`` for the f
    - Ferry's full import: one ``import_data`` flow run (auto-map, validate,
      transform, load with ``duplicates=update`` on e-mail, rejected-rows file,
      GX data-quality summary on a 20k-row sample) into PostgreSQL and into
-     SQLite, against a local Prefect server whose start is not timed;
+     SQLite, against a Prefect server this script starts once (untimed), as
+     a production run talks to the server of ``ferry up``;
    - the hand-written reference: ``psql`` running ``\\copy`` into an unlogged
      text staging table, then ONE ``INSERT ... SELECT DISTINCT ON (e-mail) ...
      ON CONFLICT DO UPDATE`` into the same typed ``contacts`` table, with the
@@ -42,6 +43,7 @@ CPU are outside every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -58,6 +60,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.benchmarks_file import write_section  # noqa: E402
+from bench.prefect_server import prefect_server  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 PG_ADMIN = os.environ.get("FERRY_BENCH_PG_URL", "postgresql+psycopg://postgres:postgres@127.0.0.1:5432/postgres")
@@ -322,7 +325,6 @@ def _child_ferry(url: str, path: str, first: str | None = None) -> None:
     """
     os.environ["FERRY_DATABASE_URL"] = url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from prefect.testing.utilities import prefect_test_harness
 
     from ferry.import_params import ImportRequest
     from ferry.settings import reload_settings
@@ -331,7 +333,7 @@ def _child_ferry(url: str, path: str, first: str | None = None) -> None:
     migrated_store(url)
     from flows.import_ import import_data
 
-    with prefect_test_harness(server_startup_timeout=120), _RssSampler() as sampler:
+    with _RssSampler() as sampler:  # against the parent's Prefect server (bench/prefect_server.py)
         request = ImportRequest(
             source=path, resource="contacts", workspace="bench", auto_map=True, duplicates="update", match=["email"], processing="inline"
         )
@@ -551,7 +553,8 @@ def markdown(results: list[Result], args) -> str:
         f"Python {platform.python_version()}, PostgreSQL on 127.0.0.1. Files: HubSpot-style contact exports "
         "(20 vendor columns, ~1% invalid rows, ~2% rows repeating an earlier e-mail). Ferry = one `import_data` flow run "
         "(auto-map, validate, transform, one-transaction load with `duplicates=update` on e-mail, rejected-rows file, "
-        "GX summary on a 20k-row sample in a child process); server start not timed. Peak RSS is the measured process's "
+        "GX summary on a 20k-row sample in a child process), in a process of its own that talks to a Prefect server the "
+        "bench started once (untimed), as a production run talks to `ferry up`'s. Peak RSS is the measured process's "
         "own high-water mark (`VmHWM`); the database server is not counted.",
         "",
         "| rows | pipeline | wall s | CPU s (client) | peak RSS MB | rows created / updated / skipped / rejected | load avg after |",
@@ -642,8 +645,11 @@ def main() -> None:
     results: list[Result] = []
     if args.from_json:  # render the section from saved results (e.g. a run stopped before its end)
         results = [Result(**r) for r in json.loads(Path(args.from_json).read_text())]
-    for rows in [] if args.from_json else [int(r) for r in args.rows.split(",")]:
-        results += measure(rows, args.pipelines.split(","), args.pandas_max_rows, log)
+    with contextlib.ExitStack() as running:
+        if not args.from_json:
+            running.enter_context(prefect_server(OUT, log))
+        for rows in [] if args.from_json else [int(r) for r in args.rows.split(",")]:
+            results += measure(rows, args.pipelines.split(","), args.pandas_max_rows, log)
     (OUT / "import_bench.json").write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     text = markdown(results, args)
     print(text)
