@@ -246,16 +246,17 @@ def markdown(samples: list[Sample], startup: float, args: argparse.Namespace, lo
     for job in ("import", "export"):
         rows = [s for s in samples if s.job == job]
         if rows:
-            wall = statistics.median(s.wall for s in rows)
+            wall = round(statistics.median(s.wall for s in rows), 2)  # judged as shown: 2.996 s is "3.00 s", not under 3
             running = [s.phases["running"] for s in rows if "running" in s.phases]
             lines.append(
                 f"- {job}, {args.rows:,} rows through the CLI: {wall:.2f} s wall (target < {TARGET_WALL_S:.0f} s): {_met(wall < TARGET_WALL_S)}."
             )
             if running:
-                inside = statistics.median(running)
+                inside = round(statistics.median(running), 2)
                 lines.append(
                     f"- {job}, inside its run: {inside:.2f} s (target < {TARGET_IN_FLOW_S} s for 1,000 rows): {_met(inside < TARGET_IN_FLOW_S)}."
                 )
+    startup = round(startup, 2)
     lines.append(f"- `ferry --help`: {startup:.2f} s (target < {TARGET_HELP_S:.0f} s): {_met(startup < TARGET_HELP_S)}.")
     return "\n".join(lines) + "\n"
 
