@@ -15,18 +15,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from ferry_cli import ferry
 from sqlalchemy import text
-from typer.testing import CliRunner
-
-from cli.main import app
 
 CONTRACT = ("status", "record_count", "file_size", "destination_path", "sha256", "started_at", "completed_at", "error")
-
-runner = CliRunner()
-
-
-def ferry(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
 
 
 def seeded(empty_store, **counts) -> None:
@@ -159,7 +151,7 @@ def test_include_variants_can_be_turned_off_with_either_spelling(empty_store, tm
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(open(json.loads(result.stdout)["destination_path"], newline="")))
     assert rows[0] == ["sku"] and len(rows) == 6  # one row per product, no variant columns
-    help_text = runner.invoke(app, ["export", "--help"], env={"COLUMNS": "200"}).stdout
+    help_text = ferry("export", "--help", env={"COLUMNS": "200"}).stdout
     assert "--include-variants" in help_text and "--no-include-variants" in help_text and "--no-variants" not in help_text
 
 

@@ -5,24 +5,9 @@ Runs (and a ``ferry serve`` executing them) are tested in tests/deployments/test
 
 from __future__ import annotations
 
-import json
 import uuid
 
-from typer.testing import CliRunner
-
-from cli.main import app
-
-cli = CliRunner()
-
-
-def ferry(*args: str, input: str | None = None):
-    return cli.invoke(app, list(args), input=input, catch_exceptions=False)
-
-
-def ferry_json(*args: str):
-    result = ferry(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from ferry_cli import ferry, ferry_json
 
 
 def job_name(prefix: str) -> str:
@@ -125,7 +110,7 @@ def test_product_scope_is_shown_and_both_variant_spellings_work_documented_once(
     assert ferry_json(*base, "--include-variants")["scope"]["includeVariants"] is True
     assert ferry_json(*base, "--no-variants")["scope"]["includeVariants"] is False  # the earlier spelling still works
 
-    help_text = cli.invoke(app, ["jobs", "create", "--help"], env={"COLUMNS": "200"}).stdout
+    help_text = ferry("jobs", "create", "--help", env={"COLUMNS": "200"}).stdout
     assert "--no-include-variants" in help_text and "--no-variants" not in help_text
     ferry_json("jobs", "delete", name)
 

@@ -12,21 +12,7 @@ import json
 import time
 import uuid
 
-from typer.testing import CliRunner
-
-from cli.main import app
-
-cli = CliRunner()
-
-
-def ferry(*args: str):
-    return cli.invoke(app, list(args), catch_exceptions=False)
-
-
-def ferry_json(*args: str):
-    result = ferry(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+from ferry_cli import ferry, ferry_json
 
 
 def test_run_now_warns_when_nothing_executes_runs_and_runs_lists_the_waiting_run():

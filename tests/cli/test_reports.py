@@ -14,12 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Store
+from ferry_cli import ferry, ferry_json
 from pypdf import PdfReader
-from typer.testing import CliRunner
 
-from cli.main import app
-
-runner = CliRunner()
 FIELDS = {"id", "workspace", "name", "resource", "fields", "labels", "filters", "sort", "title", "description", "createdAt", "updatedAt"}
 
 
@@ -43,22 +40,12 @@ def active(cli_store) -> Store:
     return cli_store
 
 
-def ferry(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def ok_json(*args: str):
-    result = ferry(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def fresh(prefix: str = "report") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def create(name: str, *extra: str) -> dict:
-    return ok_json("reports", "create", name, "--workspace", "acme", "--resource", "contacts", *extra)
+    return ferry_json("reports", "create", name, "--workspace", "acme", "--resource", "contacts", *extra)
 
 
 def test_create_list_show_delete(active):
@@ -87,10 +74,10 @@ def test_create_list_show_delete(active):
     assert created["labels"] == {"email": "E-mail address", "first_name": "Given name"}
     assert created["filters"] == [{"field": "lifecycle_stage", "op": "in", "value": ["customer", "lead"]}]
     assert created["sort"] == {"field": "email", "direction": "desc"} and created["title"] == "Customers and leads"
-    assert created in ok_json("reports", "list", "--workspace", "acme")
-    assert created["id"] not in json.dumps(ok_json("reports", "list", "--workspace", "globex"))
-    assert ok_json("reports", "show", created["id"], "--workspace", "acme") == created
-    assert ok_json("reports", "show", name, "--workspace", "acme") == created  # by name too
+    assert created in ferry_json("reports", "list", "--workspace", "acme")
+    assert created["id"] not in json.dumps(ferry_json("reports", "list", "--workspace", "globex"))
+    assert ferry_json("reports", "show", created["id"], "--workspace", "acme") == created
+    assert ferry_json("reports", "show", name, "--workspace", "acme") == created  # by name too
     plain = ferry("reports", "show", name, "--workspace", "acme")
     assert plain.exit_code == 0 and name in plain.stdout and "For the weekly call." in plain.stdout
     table = ferry("reports", "list", "--workspace", "acme")
@@ -128,14 +115,14 @@ def test_export_to_csv_and_pdf(active, tmp_path):
     name = fresh()
     create(name, "--fields", "email,first_name", "--label", "email=E-mail address", "--sort", "email", "--description", "All of them.")
 
-    record = ok_json("reports", "export", name, "--workspace", "acme", "--dest", str(tmp_path / "csv"))
+    record = ferry_json("reports", "export", name, "--workspace", "acme", "--dest", str(tmp_path / "csv"))
 
     assert record["status"] == "success" and record["record_count"] == 40
     rows = list(csv.reader(io.StringIO(Path(record["destination_path"]).read_text())))
     assert rows[0] == ["E-mail address", "first_name"] and len(rows) == 41
     assert [r[0] for r in rows[1:]] == sorted(r[0] for r in rows[1:])
 
-    pdf = ok_json("reports", "export", name, "--workspace", "acme", "--format", "pdf", "--dest", str(tmp_path / "pdf"))
+    pdf = ferry_json("reports", "export", name, "--workspace", "acme", "--format", "pdf", "--dest", str(tmp_path / "pdf"))
 
     assert pdf["status"] == "success" and pdf["destination_path"].endswith(".pdf")
     text = PdfReader(pdf["destination_path"]).pages[0].extract_text()

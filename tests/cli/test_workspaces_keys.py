@@ -13,12 +13,9 @@ from datetime import datetime
 
 import pytest
 from conftest import Store
-from typer.testing import CliRunner
+from ferry_cli import ferry, ferry_json
 
-from cli.main import app
 from ferry.keys import authenticate
-
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -38,16 +35,6 @@ def active(cli_store) -> Store:
     return cli_store
 
 
-def ferry(*args: str):
-    return runner.invoke(app, list(args), catch_exceptions=False)
-
-
-def ok_json(*args: str):
-    result = ferry(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
 def fresh(prefix: str = "cli") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -55,8 +42,8 @@ def fresh(prefix: str = "cli") -> str:
 def test_workspaces_create_list_delete(active):
     slug = fresh()
 
-    created = ok_json("workspaces", "create", slug, "--display-name", "Acme Corp")
-    listed = ok_json("workspaces", "list")
+    created = ferry_json("workspaces", "create", slug, "--display-name", "Acme Corp")
+    listed = ferry_json("workspaces", "list")
 
     assert set(created) == {"slug", "displayName", "createdAt"}
     assert created["slug"] == slug and created["displayName"] == "Acme Corp"
@@ -67,20 +54,20 @@ def test_workspaces_create_list_delete(active):
 
     refused = ferry("workspaces", "delete", slug)
     assert refused.exit_code == 2 and "--yes" in refused.stderr
-    assert created in ok_json("workspaces", "list")
+    assert created in ferry_json("workspaces", "list")
 
     deleted = ferry("workspaces", "delete", slug, "--yes")
     assert deleted.exit_code == 0, deleted.output
     assert f"Deleted workspace {slug}" in deleted.stdout
-    assert slug not in {w["slug"] for w in ok_json("workspaces", "list")}
+    assert slug not in {w["slug"] for w in ferry_json("workspaces", "list")}
 
 
 def test_workspace_delete_json_counts_rows_per_table(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
-    ok_json("keys", "create", "--workspace", slug, "--role", "viewer", "--name", "x")
+    ferry_json("workspaces", "create", slug)
+    ferry_json("keys", "create", "--workspace", slug, "--role", "viewer", "--name", "x")
 
-    result = ok_json("workspaces", "delete", slug, "--yes")
+    result = ferry_json("workspaces", "delete", slug, "--yes")
 
     assert result["workspace"] == slug and result["deleted"]["api_keys"] == 1 and result["deleted"]["workspaces"] == 1
 
@@ -94,7 +81,7 @@ def test_bad_workspace_names_exit_2_naming_the_rule(active):
 
 def test_an_existing_workspace_exits_2(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
+    ferry_json("workspaces", "create", slug)
 
     result = ferry("workspaces", "create", slug)
 
@@ -114,7 +101,7 @@ def test_a_busy_workspace_is_refused_and_kept(active):
     from flows.export import export_data
 
     slug = fresh()
-    ok_json("workspaces", "create", slug)
+    ferry_json("workspaces", "create", slug)
     with get_client(sync_client=True) as client:
         run = client.create_flow_run(export_data, parameters={"request": {"workspace": slug, "resource": "contacts"}}, state=Running())
         try:
@@ -123,14 +110,14 @@ def test_a_busy_workspace_is_refused_and_kept(active):
             client.delete_flow_run(run.id)
 
     assert result.exit_code == 2 and "in flight" in result.stderr
-    assert slug in {w["slug"] for w in ok_json("workspaces", "list")}
+    assert slug in {w["slug"] for w in ferry_json("workspaces", "list")}
 
 
 def test_keys_create_prints_the_key_once_in_the_contracts_shape(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
+    ferry_json("workspaces", "create", slug)
 
-    created = ok_json("keys", "create", "--workspace", slug, "--role", "operator", "--name", "crm-sync", "--expires-days", "30")
+    created = ferry_json("keys", "create", "--workspace", slug, "--role", "operator", "--name", "crm-sync", "--expires-days", "30")
 
     assert set(created) == {"id", "key", "workspace", "role", "expiresAt"}
     assert (created["workspace"], created["role"]) == (slug, "operator")
@@ -146,7 +133,7 @@ def test_keys_create_prints_the_key_once_in_the_contracts_shape(active):
 
 def test_keys_create_without_json_prints_only_the_key_on_stdout(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
+    ferry_json("workspaces", "create", slug)
 
     result = ferry("keys", "create", "--workspace", slug, "--role", "viewer", "--name", "shell")
 
@@ -160,29 +147,29 @@ def test_keys_create_without_json_prints_only_the_key_on_stdout(active):
 
 def test_bad_key_parameters_exit_2_listing_every_problem(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
+    ferry_json("workspaces", "create", slug)
 
     result = ferry("keys", "create", "--workspace", slug, "--role", "owner", "--name", " ", "--expires-days", "0", "--json")
 
     assert result.exit_code == 2 and result.stdout == ""
     assert "3 invalid parameter(s)" in result.stderr
     assert "role='owner'" in result.stderr and "name=' '" in result.stderr and "expires_days=0" in result.stderr
-    assert ok_json("keys", "list", "--workspace", slug) == []
+    assert ferry_json("keys", "list", "--workspace", slug) == []
     unknown = ferry("keys", "create", "--workspace", fresh("nope"), "--role", "viewer", "--name", "n")
     assert unknown.exit_code == 2 and "ferry workspaces create NAME" in unknown.stderr
 
 
 def test_keys_rotate_and_revoke(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
-    old = ok_json("keys", "create", "--workspace", slug, "--role", "admin", "--name", "ops")
+    ferry_json("workspaces", "create", slug)
+    old = ferry_json("keys", "create", "--workspace", slug, "--role", "admin", "--name", "ops")
 
-    new = ok_json("keys", "rotate", old["id"], "--grace-hours", "2")
+    new = ferry_json("keys", "rotate", old["id"], "--grace-hours", "2")
 
     assert set(new) == {"id", "key", "workspace", "role", "expiresAt"}
     assert (new["workspace"], new["role"]) == (slug, "admin") and new["id"] != old["id"]
     assert authenticate(active.engine, new["key"]) is not None and authenticate(active.engine, old["key"]) is not None  # grace
-    listed = {k["id"]: k for k in ok_json("keys", "list", "--workspace", slug)}
+    listed = {k["id"]: k for k in ferry_json("keys", "list", "--workspace", slug)}
     assert {k["name"] for k in listed.values()} == {"ops"}
     old_expiry = datetime.fromisoformat(listed[old["id"]]["expiresAt"])
     assert (old_expiry - datetime.fromisoformat(listed[new["id"]]["createdAt"])).total_seconds() == 2 * 3600
@@ -190,7 +177,7 @@ def test_keys_rotate_and_revoke(active):
     revoked = ferry("keys", "revoke", old["id"])
     assert revoked.exit_code == 0 and f"Revoked key {old['id']}" in revoked.stdout
     assert authenticate(active.engine, old["key"]) is None and authenticate(active.engine, new["key"]) is not None
-    assert ok_json("keys", "revoke", new["id"])["revokedAt"] is not None
+    assert ferry_json("keys", "revoke", new["id"])["revokedAt"] is not None
     assert authenticate(active.engine, new["key"]) is None
 
 
@@ -202,8 +189,8 @@ def test_unknown_key_ids_exit_2(active):
 
 def test_a_negative_grace_exits_2(active):
     slug = fresh()
-    ok_json("workspaces", "create", slug)
-    key = ok_json("keys", "create", "--workspace", slug, "--role", "viewer", "--name", "g")
+    ferry_json("workspaces", "create", slug)
+    key = ferry_json("keys", "create", "--workspace", slug, "--role", "viewer", "--name", "g")
 
     result = ferry("keys", "rotate", key["id"], "--grace-hours", "-1")
 

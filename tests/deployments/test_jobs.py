@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from ferry_cli import ferry, ferry_json
 from servers.prefect import FerryProcess, deployment_ready, ferry_env, wait_for
-from typer.testing import CliRunner
 
 CONTACTS = 40
 RUN_TIMEOUT = 240  # seconds a run may take on a loaded 2-core machine (subprocess start + export)
@@ -75,21 +75,6 @@ def service(served, job_store):
     else:
         os.environ["FERRY_DATABASE_URL"] = before
     reload_settings()
-
-
-cli = CliRunner()
-
-
-def ferry(*args: str):
-    from cli.main import app
-
-    return cli.invoke(app, list(args), catch_exceptions=False)
-
-
-def ferry_json(*args: str):
-    result = ferry(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def run_of(served, service, job: str, wait: bool = True):
