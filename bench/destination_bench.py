@@ -7,7 +7,7 @@ upload streams one part at a time, so peak RSS does not grow with the file).
 What it does (``.venv/bin/python bench/destination_bench.py``; ``--help``):
 
 1. Seeds (or reuses, with ``--keep``) a PostgreSQL store ``ferry_bench_dest_<rows>``
-   with one workspace of ``<rows>`` contacts, via bench/export_bench.py's seeder.
+   with one workspace of ``<rows>`` contacts, via bench/export_children.py's seeder.
 2. Starts a moto S3 server on loopback (the one the tests use) and creates a bucket.
 3. Runs the export (extract -> validate -> transform -> serialize -> deliver,
    the functions the flow's tasks run) in a fresh process per measurement,
@@ -58,7 +58,7 @@ def _maxrss_mb() -> float:
 def child_export(spec: dict) -> dict:
     os.environ["FERRY_DATABASE_URL"] = spec["url"]
     os.environ["FERRY_DATA_DIR"] = spec["data_dir"]
-    from export_bench import import_stages, run_stages
+    from export_children import import_stages, run_stages
 
     from ferry.params import parse_request
     from tasks.export.deliver import deliver
