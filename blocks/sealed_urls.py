@@ -14,6 +14,7 @@ not belong in a URL at all).
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,15 +34,22 @@ def url_problems(source: str) -> list[Problem]:
     return []
 
 
-def seal(source: str) -> str:
-    """``source`` as a run may keep it: an http(s) URL with a query is stored in a Secret block and referenced."""
+def seal(source: str, key: str | None = None) -> str:
+    """``source`` as a run may keep it: an http(s) URL with a query is stored in a Secret block and referenced.
+
+    ``key`` (a request's idempotency key) names the block after the key and the URL, so a retried request
+    seals to the same ``source`` and its run's parameters match the first attempt's: Prefect then hands
+    back the run the key started, instead of refusing the key as used with other parameters. Without a
+    key, every call seals to a new block.
+    """
     parts = urlsplit(source)
     if parts.scheme.lower() not in ("http", "https") or not (parts.query or parts.fragment) or _sealed_name(source):
         return source  # before importing Prefect: a local file's import should not pay for it here
     from prefect.blocks.system import Secret
 
-    name = f"{PREFIX}{uuid.uuid4().hex[:16]}"
-    Secret(value=source).save(name)
+    unique = hashlib.sha256(f"{key}\n{source}".encode()).hexdigest() if key else uuid.uuid4().hex
+    name = f"{PREFIX}{unique[:16]}"
+    Secret(value=source).save(name, overwrite=key is not None)
     return f"{shown_url(source)}?{SEALED}={name}"
 
 

@@ -198,13 +198,14 @@ def preflight_import(request: ImportRequest) -> None:
         raise ParameterError(problems)
 
 
-def sealed_import(request: ImportRequest) -> ImportRequest:
-    """The request as a run may keep it: a URL's token moves into a Secret block (``blocks.sealed_urls``)."""
+def sealed_import(request: ImportRequest, idempotency_key: str | None = None) -> ImportRequest:
+    """The request as a run may keep it: a URL's token moves into a Secret block (``blocks.sealed_urls``),
+    the same block for every retry of an idempotent request."""
     from blocks.sealed_urls import seal, url_problems
 
     if problems := url_problems(request.source):
         raise ParameterError(problems)
-    return request.model_copy(update={"source": seal(request.source)})
+    return request.model_copy(update={"source": seal(request.source, key=idempotency_key)})
 
 
 # --- runs started for other programs (the HTTP API) ---------------------------------------------
@@ -365,7 +366,7 @@ def start_import(request: ImportRequest, idempotency_key: str | None = None) -> 
     from ferry.import_params import IMPORT_DEPLOYMENT
     from ferry.run_tags import import_tags
 
-    inline = sealed_import(request).model_copy(update={"processing": "inline"})
+    inline = sealed_import(request, idempotency_key).model_copy(update={"processing": "inline"})
     parameters = {"request": inline.model_dump(mode="json", by_alias=True, exclude_defaults=True)}
     tags = import_tags(request.workspace, request.resource)
     try:

@@ -260,8 +260,8 @@ class MergeSql:
         m = self.t("m")
         for col in self.unique_columns():
             c = q(col.store_column)
-            same_record = f" AND NOT ({self.key_equal('s', 'f', self.match_columns)})" if self.match_columns else ""
             if in_file:
+                same_record = f" AND NOT ({self.key_equal('s', 'f', self.match_columns)})" if self.match_columns else ""
                 self.reject(
                     f"SELECT s.{q(ROW)}, :field, {self.value_text('s.' + c)}, 'the same value is in row ' || CAST(d.first AS TEXT), 'unique' "
                     f"FROM {q(self.stage)} s JOIN (SELECT {c} AS v, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {c} IS NOT NULL "
