@@ -3,7 +3,7 @@
 What it does (``python bench/small_jobs_bench.py``; ``--help`` for the flags):
 
 1. In a temporary folder: a SQLite store seeded with 2,000 contacts, and a
-   2,000-row contacts CSV with vendor headers (``bench/import_bench.py``'s
+   2,000-row contacts CSV with vendor headers (``bench/contact_files.py``'s
    generator: ~1% invalid rows, ~2% repeated e-mails).
 2. Starts ``ferry up`` there (its own Prefect server on SQLite, the runner, the
    API) with a clean environment, and waits until it is up. Its start is not timed.
@@ -114,7 +114,7 @@ def phases(api_url: str, run_id: str) -> dict[str, float]:
 
 
 def prepare(workdir: Path, rows: int, log) -> tuple[Path, str]:
-    from bench.import_bench import generate
+    from bench.contact_files import generate
     from ferry.store.engine import get_engine
     from ferry.store.migrate import upgrade
     from ferry.store.seed import SeedCounts, seed_workspace
