@@ -332,6 +332,8 @@ class MergeSql:
         if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
             self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")
             return 0
+        if self.pg:  # without statistics the planner guesses g at a tenth of its size and hashes the whole stage instead
+            self.exec(f"ANALYZE {g}")
         cols = [c.stage_column for c in self.plan.columns]
         grp = self.temp_as(
             "grp",
