@@ -444,7 +444,7 @@ def markdown(results: list[Result], args) -> str:
             lines.append(f"- {rows:,} rows: Ferry / psql into Ferry's own indexed table = {ferry.seconds / psql.seconds:.2f}x.")
         if ferry and rows >= 10_000_000:
             lines.append(
-                f"- {rows:,} rows: Ferry {ferry.seconds:.0f} s end to end (target < {TARGET_10M_SECONDS} s): "
+                f"- {rows:,} rows: Ferry {ferry.seconds:.1f} s end to end (target < {TARGET_10M_SECONDS} s): "
                 f"{'met' if ferry.seconds < TARGET_10M_SECONDS else 'NOT met'}."
             )
         if ferry and pandas:
