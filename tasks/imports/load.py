@@ -204,9 +204,7 @@ def load_spool(
 
             result.staged_rows = insert_batches(conn, stage, batches())
             sql.index_stage()
-            if sql.pg:  # temp tables are never auto-analyzed; the planner needs the join keys' statistics
-                keys = [ROW, *sql.match_columns]
-                sql.exec(f"ANALYZE {q(sql.stage)} ({', '.join(q(k) for k in keys)})")
+            sql.analyze(q(sql.stage), ROW, *sql.match_columns)  # the join keys' statistics
             checkpoint("staged")
             merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
             sql.create_rejects()

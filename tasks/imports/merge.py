@@ -83,6 +83,12 @@ class MergeSql:
         self.temps.append(("TABLE", name))
         return q(name)
 
+    def analyze(self, table: str, *columns: str) -> None:
+        """Statistics on a temp table (``table`` quoted), for PostgreSQL, which never auto-analyzes one: without them its
+        planner guesses a table's size and may hash a 10M-row stage where a 190k-row table would do."""
+        if self.pg:
+            self.exec(f"ANALYZE {table}" + (f" ({', '.join(q(c) for c in columns)})" if columns else ""))
+
     def index(self, key: str, column: str) -> None:
         """An index on a temp table's column, for SQLite: its planner has no hash join, so every lookup of one
         (``NOT EXISTS``, ``IN``) would scan it, and an import whose rows all match would take quadratic time."""
@@ -332,8 +338,7 @@ class MergeSql:
         if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
             self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")
             return 0
-        if self.pg:  # without statistics the planner guesses g at a tenth of its size and hashes the whole stage instead
-            self.exec(f"ANALYZE {g}")
+        self.analyze(g)
         cols = [c.stage_column for c in self.plan.columns]
         grp = self.temp_as(
             "grp",
@@ -341,8 +346,7 @@ class MergeSql:
             f"FROM {q(self.stage)} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
         )
         self.index("grp", ROW)
-        if self.pg:  # temp tables are never auto-analyzed: without statistics the fold's joins are planned blind
-            self.exec(f"ANALYZE {grp} ({q(ROW)}, first)")
+        self.analyze(grp, ROW, "first")
         dups = self.temp_as("dups", f"SELECT {q(ROW)}, first FROM {grp} WHERE {q(ROW)} <> first")
         self.index("dups", ROW)
         if self.plan.duplicates == "update":
