@@ -84,14 +84,14 @@ def child_export(spec: dict) -> dict:
     spool_dir = Path(spec["data_dir"]) / "spool" / spec["run"]
     import_stages()
     base_rss = _maxrss_mb()
-    written, stages = run_stages(request, spool_dir)
+    written, stages, seconds = run_stages(request, spool_dir)
     started = time.perf_counter()
     delivery = deliver.fn(written.path, destination, f"{spec['run']}.csv.gz")
     stages["deliver"] = time.perf_counter() - started
     shutil.rmtree(spool_dir, ignore_errors=True)
     return {
         "rows": written.rows,
-        "seconds": sum(stages.values()),
+        "seconds": seconds + stages["deliver"],
         "stages": stages,
         "bytes": delivery.bytes,
         "peak_rss_mb": _maxrss_mb(),

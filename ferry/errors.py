@@ -170,6 +170,10 @@ class DataValidationError(FerryError):
     """Data read from the store (or a file) breaks the resource catalog's rules."""
 
 
+class StageStopped(FerryError):
+    """A stage of a run stopped because another stage running beside it failed or ended first; that stage's error is the run's."""
+
+
 class SourceFileError(FerryError):
     """An import file cannot be read as data: unknown format, undecodable text, an archive holding several files."""
 

@@ -1,4 +1,4 @@
-"""Extract: stream a resource's rows out of the store as Arrow record batches.
+"""Extract: stream a resource's rows out of the store as Arrow record batches, into the pipe to the next stage.
 
 The query comes from ``tasks.export.query`` (one labelled SQL expression per
 output column, every row scoped to the workspace). The ADBC drivers read the
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,9 +24,9 @@ from ferry.catalog import arrow_type
 from ferry.columns import OutputColumn
 from ferry.errors import StoreError
 from ferry.params import ExportRequest
+from ferry.pipe import Pipe, StreamHeader
 from ferry.progress import Progress
 from ferry.settings import get_settings
-from ferry.spool import write_spool
 from ferry.store.engine import get_engine, workspace_id
 from ferry.store.schema import tables
 from tasks.export.query import build_queries, build_query
@@ -81,7 +80,7 @@ def _stream_postgresql(engine: Engine, query: Select, schema: pa.Schema) -> Iter
     """Rows of a PostgreSQL query straight into Arrow through the ADBC PostgreSQL driver.
 
     The driver reads ``COPY (query) TO STDOUT`` in PostgreSQL's binary format
-    and decodes it in C into record batches of ~16 MB: no text to parse, no
+    and decodes it in C into record batches of ~4 MB: no text to parse, no
     Python row objects (about twice the speed of parsing COPY's CSV). COPY takes
     no parameters, so psycopg binds them client-side first, with libpq's own
     quoting (``ClientCursor.mogrify``) and a type on every value.
@@ -94,9 +93,15 @@ def _stream_postgresql(engine: Engine, query: Select, schema: pa.Schema) -> Iter
         sql = ClientCursor(conn.connection.driver_connection).mogrify(compiled.string, compiled.params)
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with adbc_postgresql.connect(uri) as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(POSTGRESQL_BATCH_BYTES)})
         cur.execute(sql)
         for batch in cur.fetch_record_batch():
             yield _conform(batch, schema)
+
+
+#: Bytes per record batch from the PostgreSQL driver (its default is 16 MB). The export's stages run side by side,
+#: so several batches are in flight at once: at 4 MB, 1M contacts as CSV.gz peaked at 325 MB instead of 430 MB, as fast.
+POSTGRESQL_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def _positional(query: Select, dialect) -> tuple[str, list[Any]]:
@@ -189,7 +194,6 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 @dataclass(frozen=True)
 class Extracted:
-    spool: Path
     rows: int
     columns: list[OutputColumn]
     warnings: tuple[str, ...] = ()
@@ -210,27 +214,23 @@ def empty_window_warning(request: ExportRequest, conn: Connection) -> str | None
 
 
 @task(name="extract", cache_policy=NONE, persist_result=False)
-def extract(request: ExportRequest, spool_dir: Path) -> Extracted:
-    """Stream the request's rows into an Arrow spool file, reporting progress per batch."""
+def extract(request: ExportRequest, into: Pipe) -> Extracted:
+    """Stream the request's rows into ``into`` (the pipe to the next stage), reporting progress per batch."""
     engine = get_engine()
-    with engine.connect() as conn:
-        query, count, columns = build_queries(request, conn)
-        total = conn.execute(count).scalar_one()
-    schema = arrow_schema(columns)
-    progress = Progress("extract", total, key="export-progress")
-
-    def counted() -> Iterator[pa.RecordBatch]:
-        if total == 0:  # nothing to stream: no second query
-            return
-        for batch in stream_batches(engine, query, schema, get_settings().batch_rows):
-            progress.advance(batch.num_rows)
-            yield batch
-
-    spool = spool_dir / "extract.arrow"
-    rows = write_spool(spool, schema, counted())
-    progress.finish()
+    with into.writing("extract"):
+        with engine.connect() as conn:
+            query, count, columns = build_queries(request, conn)
+            total = conn.execute(count).scalar_one()
+        schema = arrow_schema(columns)
+        into.open(StreamHeader(schema, columns, total))
+        progress = Progress("extract", total, key="export-progress")
+        if total:  # nothing to stream: no second query
+            for batch in stream_batches(engine, query, schema, get_settings().batch_rows):
+                into.put(batch)
+                progress.advance(batch.num_rows)
+        progress.finish()
     warning = None
-    if rows == 0:
+    if progress.done == 0:
         with engine.connect() as conn:
             warning = empty_window_warning(request, conn)
-    return Extracted(spool, rows, columns, (warning,) if warning else ())
+    return Extracted(progress.done, columns, (warning,) if warning else ())

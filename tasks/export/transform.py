@@ -9,11 +9,10 @@ and XLSX, in the header row as in the data. Column labels are applied last. All 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
@@ -21,8 +20,9 @@ from prefect.cache_policies import NONE
 
 from ferry.columns import OutputColumn
 from ferry.params import FORMULA_FORMATS, ExportRequest
+from ferry.pipe import Pipe, StreamHeader
 from ferry.progress import Progress, counted
-from ferry.spool import read_spool, spool_rows, spool_schema, write_spool
+from ferry.settings import get_settings
 
 #: moment.js long-date tokens, as strftime patterns plus zero-stripping fix-ups.
 MOMENT = {
@@ -72,12 +72,35 @@ def _iso_datetime(array: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(text, "Z", "")
 
 
+#: First bytes that can begin a trigger (FORMULA_TRIGGER: a sign, or blanks before one, or a control character).
+_TRIGGER_FIRST_BYTES = np.frombuffer(b"=+-@ \t\r\n", dtype=np.uint8)
+
+
+def _may_trigger(array: pa.Array) -> bool:
+    """Whether any cell could match FORMULA_TRIGGER, judged from the raw buffers: its first byte, or a line break inside.
+
+    One pass of numpy over the offsets and the text, ~10x cheaper than the
+    regex over every cell; the regex then runs only on columns that need it.
+    """
+    if array.type != pa.string() or len(array) == 0:
+        return True
+    _, offsets_buffer, data_buffer = array.buffers()
+    if data_buffer is None:
+        return False
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    starts = offsets[:-1][offsets[1:] > offsets[:-1]] - offsets[0]
+    return bool(np.isin(data[starts], _TRIGGER_FIRST_BYTES).any() or (data == ord("\n")).any() or (data == ord("\r")).any())
+
+
 def neutralize_formulas(array: pa.Array) -> pa.Array:
     """Prefix cells that a spreadsheet would run as a formula with a single quote.
 
-    Most columns hold no trigger at all: they return after one regex pass,
-    without building the quoted copy of every cell.
+    Most columns hold no trigger at all: they return after a scan of their raw
+    bytes (:func:`_may_trigger`), without a regex or the quoted copy of every cell.
     """
+    if not _may_trigger(array):
+        return array
     trigger = pc.match_substring_regex(array, FORMULA_TRIGGER)
     if not pc.any(trigger).as_py():
         return array
@@ -126,18 +149,23 @@ def transformed_schema(source: pa.Schema, request: ExportRequest, columns: list[
     return transform_batch(empty, request, columns).schema
 
 
+def first_rows(batch: pa.RecordBatch, limit: int) -> list[dict[str, str]]:
+    """The first ``limit`` rows of ``batch`` as text (empty cells as ""): the run's preview of its file."""
+    return [{k: ("" if v is None else str(v)) for k, v in row.items()} for row in batch.slice(0, limit).to_pylist()]
+
+
 @task(name="transform", cache_policy=NONE, persist_result=False)
-def transform(spool: Path, request: ExportRequest, columns: list[OutputColumn]) -> Path:
-    """Write the shaped rows to a new spool file and return its path."""
-    schema = transformed_schema(spool_schema(spool), request, columns)
-
-    progress = Progress("transform", spool_rows(spool), key="export-progress")
-
-    def shaped() -> Iterator[pa.RecordBatch]:
-        for batch in counted(read_spool(spool), progress):
-            yield transform_batch(batch, request, columns)
-
-    target = spool.with_name("transform.arrow")
-    write_spool(target, schema, shaped())
-    progress.finish()
-    return target
+def transform(source: Pipe, request: ExportRequest, into: Pipe) -> list[dict[str, str]]:
+    """Shape each batch for the file's reader on its way to the next stage; returns the first rows (FERRY_PREVIEW_ROWS) as a preview."""
+    preview: list[dict[str, str]] = []
+    with into.writing("transform"), source.reading("transform") as batches:
+        header = source.header()
+        into.open(StreamHeader(transformed_schema(header.schema, request, header.columns), header.columns, header.total))
+        progress = Progress("transform", header.total, key="export-progress")
+        for batch in counted(batches, progress):
+            shaped = transform_batch(batch, request, header.columns)
+            if not preview and shaped.num_rows:
+                preview = first_rows(shaped, get_settings().preview_rows)
+            into.put(shaped)
+        progress.finish()
+    return preview

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,8 +22,8 @@ from ferry.catalog import FieldType, Resource
 from ferry.checks import EMAIL, URL
 from ferry.errors import DataValidationError
 from ferry.params import OutputColumn
+from ferry.pipe import Pipe
 from ferry.progress import Progress, counted
-from ferry.spool import read_spool, spool_rows
 
 
 @dataclass
@@ -75,17 +74,25 @@ def check_batch(batch: pa.RecordBatch, columns: list[OutputColumn], resource: Re
 
 
 @task(name="validate", cache_policy=NONE, persist_result=False)
-def validate(spool: Path, columns: list[OutputColumn], resource: Resource, on_invalid: str = "fail") -> ValidationReport:
-    """Check every extracted row; fail (or warn) with counts per column and check."""
+def validate(source: Pipe, resource: Resource, into: Pipe, on_invalid: str = "fail") -> ValidationReport:
+    """Check every extracted row on its way to the next stage; fail (or warn) at the end with counts per column and check.
+
+    Failing at the end, not at the first bad row, gives the full counts; the file
+    being written meanwhile is never delivered (the run fails before delivery).
+    """
     report = ValidationReport()
-    progress = Progress("validate", spool_rows(spool), key="export-progress")
-    for batch in counted(read_spool(spool), progress):
-        check_batch(batch, columns, resource, report)
-    progress.finish()
-    if not report.ok:
-        details = "; ".join(f"{f['column']}: {f['rows']} row(s) fail '{f['check']}'" for f in report.summary())
-        message = f"The store holds {resource.slug} rows that break the catalog: {details}."
-        if on_invalid == "fail":
-            raise DataValidationError(message, "Fix the records, or export with on_invalid='warn' to ship them as they are.")
-        get_run_logger().warning(message)
+    with into.writing("validate"), source.reading("validate") as batches:
+        header = source.header()
+        into.open(header)
+        progress = Progress("validate", header.total, key="export-progress")
+        for batch in counted(batches, progress):
+            check_batch(batch, header.columns, resource, report)
+            into.put(batch)
+        progress.finish()
+        if not report.ok:
+            details = "; ".join(f"{f['column']}: {f['rows']} row(s) fail '{f['check']}'" for f in report.summary())
+            message = f"The store holds {resource.slug} rows that break the catalog: {details}."
+            if on_invalid == "fail":
+                raise DataValidationError(message, "Fix the records, or export with on_invalid='warn' to ship them as they are.")
+            get_run_logger().warning(message)
     return report

@@ -1,15 +1,14 @@
 """Extract: every export filter on SQLite and PostgreSQL, checked against independent SQL.
 
-Each test runs the real extract stage (``extract.fn``: query building, COPY or
-cursor streaming, the spool file) without a flow run, and compares what it
-wrote with a plain SQL query written here by hand. The seeded store is
+Each test runs the real extract stage (``extract.fn``: query building, binary
+COPY or SQLite streaming, the pipe to the next stage) without a flow run, and
+compares what it sent with a plain SQL query written here by hand. The seeded store is
 read-only; tests that need odd rows build their own ``empty_store``.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -18,19 +17,21 @@ import pytest
 from sqlalchemy import text
 
 from ferry.params import parse_request
-from ferry.spool import read_spool, spool_schema
+from ferry.pipe import Pipe
 from tasks.export.extract import extract
 
 ACME, GLOBEX = "acme", "globex"
 OCTOBER = {"from": "2026-10-01", "to": "2026-10-31"}
 
 
-def export(tmp_path, **params) -> pa.Table:
-    """Run the extract stage for ``params`` (workspace acme unless given) and read its spool back."""
+def export(**params) -> pa.Table:
+    """Run the extract stage for ``params`` (workspace acme unless given) and read back what it sent down its pipe."""
     request = parse_request({"workspace": ACME, **params})
-    out = extract.fn(request, tmp_path / uuid.uuid4().hex)
-    table = pa.Table.from_batches(list(read_spool(out.spool)), schema=spool_schema(out.spool))
-    assert table.num_rows == out.rows
+    pipe = Pipe(capacity=None)  # nobody reads while the stage runs
+    out = extract.fn(request, pipe)
+    with pipe.reading("test") as batches:
+        table = pa.Table.from_batches(list(batches), schema=pipe.header().schema)
+    assert table.num_rows == out.rows == pipe.header().total
     return table
 
 
@@ -68,8 +69,8 @@ def day_sql(store) -> str:
 # --- columns ------------------------------------------------------------------------
 
 
-def test_fields_subset_in_the_requested_order(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["last_name", "email", "id", "lifetime_value"])
+def test_fields_subset_in_the_requested_order(store):
+    table = export(resource="contacts", fields=["last_name", "email", "id", "lifetime_value"])
 
     assert table.column_names == ["last_name", "email", "id", "lifetime_value"]
     expected = sql(store, "SELECT last_name, email, id, lifetime_value FROM contacts WHERE workspace_id = :ws ORDER BY id", ws=ws(store))
@@ -77,16 +78,16 @@ def test_fields_subset_in_the_requested_order(store, tmp_path):
     assert table.num_rows == 400
 
 
-def test_default_columns_are_the_whole_catalog(store, tmp_path):
+def test_default_columns_are_the_whole_catalog(store):
     from ferry.catalog import ACCOUNTS
 
-    table = export(tmp_path, resource="accounts")
+    table = export(resource="accounts")
     assert table.column_names == ACCOUNTS.default_export_keys()
     assert ids(table) == sql_ids(store, "accounts")
 
 
-def test_a_field_slug_expands_to_its_columns(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["id", "phone", "address"])
+def test_a_field_slug_expands_to_its_columns(store):
+    table = export(resource="contacts", fields=["id", "phone", "address"])
 
     assert table.column_names == [
         "id",
@@ -111,8 +112,8 @@ def test_a_field_slug_expands_to_its_columns(store, tmp_path):
     assert any(r["phone.work"] for r in table.to_pylist()) and any(r["phone.work"] is None for r in table.to_pylist())
 
 
-def test_references_export_the_referenced_key(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["id", "company"])
+def test_references_export_the_referenced_key(store):
+    table = export(resource="contacts", fields=["id", "company"])
 
     expected = dict(
         sql(
@@ -125,8 +126,8 @@ def test_references_export_the_referenced_key(store, tmp_path):
     assert None in expected.values()  # contacts without a company export an empty cell
 
 
-def test_json_key_columns_hold_the_value_at_that_key(store, tmp_path):
-    table = export(tmp_path, resource="events", fields=["id", "properties.amount", "properties.path", "properties"], **OCTOBER)
+def test_json_key_columns_hold_the_value_at_that_key(store):
+    table = export(resource="events", fields=["id", "properties.amount", "properties.path", "properties"], **OCTOBER)
 
     raw = {
         i: json.loads(p) if isinstance(p, str) else p
@@ -150,8 +151,8 @@ def test_json_key_columns_hold_the_value_at_that_key(store, tmp_path):
 # --- windows ---------------------------------------------------------------------------
 
 
-def test_date_range_includes_the_whole_last_day(store, tmp_path):
-    table = export(tmp_path, resource="events", fields=["id", "occurred_at"], **{"from": "2026-10-01", "to": "2026-10-15"})
+def test_date_range_includes_the_whole_last_day(store):
+    table = export(resource="events", fields=["id", "occurred_at"], **{"from": "2026-10-01", "to": "2026-10-15"})
 
     assert ids(table) == sql_ids(store, "events", "occurred_at >= '2026-10-01 00:00:00' AND occurred_at < '2026-10-16 00:00:00'")
     times = column(table, "occurred_at")
@@ -159,16 +160,16 @@ def test_date_range_includes_the_whole_last_day(store, tmp_path):
     assert any(t.date().isoformat() == "2026-10-15" for t in times)  # the `to` day itself is in
 
 
-def test_datetime_bounds_are_exact_and_utc(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["id"], **{"from": "2026-06-01T12:00:00+02:00", "to": "2026-09-01T00:00:00Z"})
+def test_datetime_bounds_are_exact_and_utc(store):
+    table = export(resource="contacts", fields=["id"], **{"from": "2026-06-01T12:00:00+02:00", "to": "2026-09-01T00:00:00Z"})
 
     assert ids(table) == sql_ids(store, "contacts", "created_at >= '2026-06-01 10:00:00' AND created_at < '2026-09-01 00:00:00'")
     assert table.num_rows > 0
 
 
-def test_events_default_to_the_last_31_days(store, tmp_path):
+def test_events_default_to_the_last_31_days(store):
     before = datetime.now(UTC).replace(tzinfo=None)
-    table = export(tmp_path, resource="events", fields=["id"])
+    table = export(resource="events", fields=["id"])
     after = datetime.now(UTC).replace(tzinfo=None)
 
     # The window ends "now", somewhere between `before` and `after`.
@@ -187,18 +188,18 @@ SEGMENT_SQL = {
 
 
 @pytest.mark.parametrize("key", sorted(SEGMENT_SQL))
-def test_segment_exports_exactly_the_contacts_its_rule_selects(store, tmp_path, key):
+def test_segment_exports_exactly_the_contacts_its_rule_selects(store, key):
     rule, where = SEGMENT_SQL[key]
     (saved,) = sql(store, "SELECT rule FROM segments WHERE workspace_id = :ws AND key = :k", ws=ws(store), k=key)
     assert (json.loads(saved[0]) if isinstance(saved[0], str) else saved[0]) == rule  # the oracle below is this rule
 
-    table = export(tmp_path, resource="contacts", fields=["id"], segment=key)
+    table = export(resource="contacts", fields=["id"], segment=key)
     assert ids(table) == sql_ids(store, "contacts", where)
     assert 0 < table.num_rows < 400
 
 
-def test_segment_on_events_keeps_only_its_contacts_events(store, tmp_path):
-    table = export(tmp_path, resource="events", fields=["id"], segment="customers", **OCTOBER)
+def test_segment_on_events_keeps_only_its_contacts_events(store):
+    table = export(resource="events", fields=["id"], segment="customers", **OCTOBER)
 
     assert ids(table) == sql_ids(
         store,
@@ -209,15 +210,15 @@ def test_segment_on_events_keeps_only_its_contacts_events(store, tmp_path):
     assert table.num_rows > 0
 
 
-def test_unknown_segment_is_a_parameter_error(store, tmp_path):
+def test_unknown_segment_is_a_parameter_error(store):
     from ferry.errors import ParameterError
 
     with pytest.raises(ParameterError, match="segment='nope'"):
-        export(tmp_path, resource="contacts", segment="nope")
+        export(resource="contacts", segment="nope")
 
 
-def test_list_columns_are_one_for_members_and_zero_otherwise(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["id"], lists=["vip", "newsletter", "beta"])
+def test_list_columns_are_one_for_members_and_zero_otherwise(store):
+    table = export(resource="contacts", fields=["id"], lists=["vip", "newsletter", "beta"])
 
     assert table.column_names == ["id", "list.vip", "list.newsletter", "list.beta"]
     for key in ("vip", "newsletter", "beta"):
@@ -235,15 +236,15 @@ def test_list_columns_are_one_for_members_and_zero_otherwise(store, tmp_path):
         assert set(got.values()) == {0, 1}
 
 
-def test_unknown_list_is_a_parameter_error(store, tmp_path):
+def test_unknown_list_is_a_parameter_error(store):
     from ferry.errors import ParameterError
 
     with pytest.raises(ParameterError, match="no list with these keys"):
-        export(tmp_path, resource="contacts", lists=["vip", "nope"])
+        export(resource="contacts", lists=["vip", "nope"])
 
 
-def test_activity_types_keep_only_those_events(store, tmp_path):
-    table = export(tmp_path, resource="events", fields=["id", "type"], activity_types=["purchase", "signup"], **OCTOBER)
+def test_activity_types_keep_only_those_events(store):
+    table = export(resource="events", fields=["id", "type"], activity_types=["purchase", "signup"], **OCTOBER)
 
     assert ids(table) == sql_ids(
         store, "events", "type IN ('purchase', 'signup') AND occurred_at >= '2026-10-01' AND occurred_at < '2026-11-01'"
@@ -257,8 +258,8 @@ def test_activity_types_keep_only_those_events(store, tmp_path):
 @pytest.mark.parametrize(
     ("option", "value", "table_name"), [("catalog", "outlet", "catalogs"), ("catalog", "main", "catalogs"), ("schema", "gear", "schemas")]
 )
-def test_catalog_and_schema_keep_their_products(store, tmp_path, option, value, table_name):
-    table = export(tmp_path, resource="products", fields=["id", option], **{option: value})
+def test_catalog_and_schema_keep_their_products(store, option, value, table_name):
+    table = export(resource="products", fields=["id", option], **{option: value})
 
     assert ids(table) == sql_ids(
         store, "products", f"{option}_id = (SELECT id FROM {table_name} WHERE workspace_id = :ws AND key = :k)", k=value
@@ -266,15 +267,15 @@ def test_catalog_and_schema_keep_their_products(store, tmp_path, option, value, 
     assert set(column(table, option)) == {value}
 
 
-def test_unknown_catalog_is_a_parameter_error(store, tmp_path):
+def test_unknown_catalog_is_a_parameter_error(store):
     from ferry.errors import ParameterError
 
     with pytest.raises(ParameterError, match="catalog='nope'"):
-        export(tmp_path, resource="products", catalog="nope")
+        export(resource="products", catalog="nope")
 
 
-def test_include_variants_gives_one_row_per_variant(store, tmp_path):
-    table = export(tmp_path, resource="products", fields=["sku", "variant.sku", "variant.stock"], include_variants=True)
+def test_include_variants_gives_one_row_per_variant(store):
+    table = export(resource="products", fields=["sku", "variant.sku", "variant.stock"], include_variants=True)
 
     expected = sql(
         store,
@@ -287,8 +288,8 @@ def test_include_variants_gives_one_row_per_variant(store, tmp_path):
     assert len({p for p, _, _ in expected}) < len(expected)  # and some have several
 
 
-def test_dimension_scope_exports_localized_values(store, tmp_path):
-    table = export(tmp_path, resource="products", fields=["id", "name", "description"], dimension_scope={"language": "de"})
+def test_dimension_scope_exports_localized_values(store):
+    table = export(resource="products", fields=["id", "name", "description"], dimension_scope={"language": "de"})
 
     expected = sql(
         store,
@@ -305,17 +306,17 @@ def test_dimension_scope_exports_localized_values(store, tmp_path):
     assert all(name.endswith("(DE)") for name in column(table, "name"))
 
 
-def test_an_unknown_dimension_or_value_is_a_parameter_problem_listing_the_ones_that_exist(store, tmp_path):
+def test_an_unknown_dimension_or_value_is_a_parameter_problem_listing_the_ones_that_exist(store):
     from ferry.errors import ParameterError
 
     with pytest.raises(ParameterError) as refused:
-        export(tmp_path, resource="products", fields=["id", "name"], dimension_scope={"language": "es", "market": "eu"})
+        export(resource="products", fields=["id", "name"], dimension_scope={"language": "es", "market": "eu"})
     problems = {p.field: p.reason for p in refused.value.problems}
     assert problems["dimension_scope.language"].startswith("no language 'es'; there are: de")
     assert problems["dimension_scope.market"] == "no dimension 'market'; the workspace has: language"  # both at once
 
 
-def test_dimension_scope_falls_back_per_record(empty_store, tmp_path):
+def test_dimension_scope_falls_back_per_record(empty_store):
     from ferry.store.seed import SeedCounts, seed_workspace
 
     seed_workspace(empty_store.engine, ACME, SeedCounts(contacts=5, events=5, products=4), seed=3)
@@ -323,7 +324,7 @@ def test_dimension_scope_falls_back_per_record(empty_store, tmp_path):
         first = conn.execute(text("SELECT min(id) FROM products")).scalar_one()
         conn.execute(text("DELETE FROM localized_values WHERE record_id = :p AND dimension_value = 'de' AND field = 'name'"), {"p": first})
 
-    table = export(tmp_path, resource="products", fields=["id", "name", "description"], dimension_scope={"language": "de"})
+    table = export(resource="products", fields=["id", "name", "description"], dimension_scope={"language": "de"})
     rows = table.to_pylist()
     base = dict(sql(empty_store, "SELECT id, name FROM products"))
     assert rows[0]["name"] == base[first] and rows[0]["description"].startswith("Ein feines")
@@ -361,8 +362,8 @@ FILTERS = [
 
 
 @pytest.mark.parametrize(("flt", "where"), FILTERS, ids=[f"{f['field']}-{f['op']}-{f.get('value')}" for f, _ in FILTERS])
-def test_field_filter(store, tmp_path, flt, where):
-    table = export(tmp_path, resource="contacts", fields=["id"], filters=[flt])
+def test_field_filter(store, flt, where):
+    table = export(resource="contacts", fields=["id"], filters=[flt])
 
     expected = sql_ids(store, "contacts", where)
     assert ids(table) == expected
@@ -371,17 +372,16 @@ def test_field_filter(store, tmp_path, flt, where):
 
 
 @pytest.mark.parametrize("value", ["x'); DROP TABLE contacts; --", "O'Brien\\", "50%_off $1 %(ws)s ? :ws"])
-def test_filter_values_stay_values_however_they_read_as_sql(store, tmp_path, value):
+def test_filter_values_stay_values_however_they_read_as_sql(store, value):
     """Filter values reach the store as quoted literals (COPY takes no parameters): text, never SQL."""
-    table = export(tmp_path, resource="contacts", fields=["id"], filters=[{"field": "last_name", "op": "eq", "value": value}])
+    table = export(resource="contacts", fields=["id"], filters=[{"field": "last_name", "op": "eq", "value": value}])
 
     assert ids(table) == []
     assert sql(store, "SELECT COUNT(*) FROM contacts")[0][0] > 0
 
 
-def test_filters_combine_with_and(store, tmp_path):
+def test_filters_combine_with_and(store):
     table = export(
-        tmp_path,
         resource="contacts",
         fields=["id"],
         filters=[{"field": "lifecycle_stage", "op": "eq", "value": "customer"}, {"field": "email_consent", "op": "eq", "value": True}],
@@ -390,9 +390,8 @@ def test_filters_combine_with_and(store, tmp_path):
     assert ids(table) == sql_ids(store, "contacts", "lifecycle_stage = 'customer' AND email_consent = TRUE")
 
 
-def test_json_key_filter_compares_numbers_as_numbers(store, tmp_path):
+def test_json_key_filter_compares_numbers_as_numbers(store):
     table = export(
-        tmp_path,
         resource="events",
         fields=["id", "properties.amount"],
         filters=[{"field": "properties.amount", "op": "gt", "value": 90}],
@@ -409,10 +408,8 @@ def test_json_key_filter_compares_numbers_as_numbers(store, tmp_path):
     assert all(float(a) > 90 for a in column(table, "properties.amount"))
 
 
-def test_json_key_filter_by_text(store, tmp_path):
-    table = export(
-        tmp_path, resource="events", fields=["id"], filters=[{"field": "properties.path", "op": "eq", "value": "/pricing"}], **OCTOBER
-    )
+def test_json_key_filter_by_text(store):
+    table = export(resource="events", fields=["id"], filters=[{"field": "properties.path", "op": "eq", "value": "/pricing"}], **OCTOBER)
 
     raw = sql(
         store,
@@ -423,9 +420,8 @@ def test_json_key_filter_by_text(store, tmp_path):
     assert ids(table) == expected and expected
 
 
-def test_a_filter_matching_nothing_exports_no_rows_but_all_columns(store, tmp_path):
+def test_a_filter_matching_nothing_exports_no_rows_but_all_columns(store):
     table = export(
-        tmp_path,
         resource="contacts",
         fields=["id", "email", "created_at"],
         filters=[{"field": "email", "op": "eq", "value": "nobody@nowhere"}],
@@ -446,14 +442,14 @@ def test_a_filter_matching_nothing_exports_no_rows_but_all_columns(store, tmp_pa
         ("orders_count:asc", "orders_count ASC, id"),
     ],
 )
-def test_sort_field_and_direction(store, tmp_path, sort, order_by):
-    table = export(tmp_path, resource="contacts", fields=["id"], sort=sort)
+def test_sort_field_and_direction(store, sort, order_by):
+    table = export(resource="contacts", fields=["id"], sort=sort)
 
     assert ids(table) == [r[0] for r in sql(store, f"SELECT id FROM contacts WHERE workspace_id = :ws ORDER BY {order_by}", ws=ws(store))]
 
 
-def test_limit_takes_the_first_rows_of_the_order(store, tmp_path):
-    table = export(tmp_path, resource="contacts", fields=["id", "lifetime_value"], sort="lifetime_value:desc", limit=7)
+def test_limit_takes_the_first_rows_of_the_order(store):
+    table = export(resource="contacts", fields=["id", "lifetime_value"], sort="lifetime_value:desc", limit=7)
 
     assert ids(table) == [
         r[0] for r in sql(store, "SELECT id FROM contacts WHERE workspace_id = :ws ORDER BY lifetime_value DESC, id LIMIT 7", ws=ws(store))
@@ -463,8 +459,8 @@ def test_limit_takes_the_first_rows_of_the_order(store, tmp_path):
 # --- analytics -----------------------------------------------------------------------------
 
 
-def test_analytics_daily_aggregates_equal_a_group_by(store, tmp_path):
-    table = export(tmp_path, resource="analytics", **OCTOBER)
+def test_analytics_daily_aggregates_equal_a_group_by(store):
+    table = export(resource="analytics", **OCTOBER)
 
     assert table.column_names == ["date", "event_type", "count", "unique_contacts"]
     expected = sql(
@@ -481,8 +477,8 @@ def test_analytics_daily_aggregates_equal_a_group_by(store, tmp_path):
     assert any(c != u for _, _, c, u in got)  # the two measures are different things
 
 
-def test_analytics_groups_by_the_shown_dimensions_and_filters_groups(store, tmp_path):
-    daily = export(tmp_path, resource="analytics", fields=["date", "count"], activity_types=["page_view", "purchase"], **OCTOBER)
+def test_analytics_groups_by_the_shown_dimensions_and_filters_groups(store):
+    daily = export(resource="analytics", fields=["date", "count"], activity_types=["page_view", "purchase"], **OCTOBER)
     expected = sql(
         store,
         f"""
@@ -492,15 +488,14 @@ def test_analytics_groups_by_the_shown_dimensions_and_filters_groups(store, tmp_
     )
     assert [(r["date"].isoformat(), r["count"]) for r in daily.to_pylist()] == [(str(d), c) for d, c in expected]
 
-    busy = export(tmp_path, resource="analytics", filters=[{"field": "count", "op": "gte", "value": 12}], sort="count:desc", **OCTOBER)
+    busy = export(resource="analytics", filters=[{"field": "count", "op": "gte", "value": 12}], sort="count:desc", **OCTOBER)
     counts = column(busy, "count")
-    everything = column(export(tmp_path, resource="analytics", **OCTOBER), "count")
+    everything = column(export(resource="analytics", **OCTOBER), "count")
     assert counts == sorted((c for c in everything if c >= 12), reverse=True) and counts
 
 
-def test_analytics_date_filters_compare_days(store, tmp_path):
+def test_analytics_date_filters_compare_days(store):
     table = export(
-        tmp_path,
         resource="analytics",
         fields=["date", "unique_contacts"],
         filters=[{"field": "date", "op": "gte", "value": "2026-10-15"}, {"field": "date", "op": "lt", "value": "2026-10-20"}],
@@ -530,26 +525,26 @@ ISOLATED = ["contacts", "accounts", "events", "survey_responses", "lists", "segm
 
 
 @pytest.mark.parametrize("resource", ISOLATED)
-def test_an_export_never_contains_another_workspaces_rows(store, tmp_path, resource):
+def test_an_export_never_contains_another_workspaces_rows(store, resource):
     got: list[int] = []
     for start, end in WINDOWED.get(resource, [(None, None)]):
         window = {"from": start, "to": end} if start else {}
-        got += ids(export(tmp_path, resource=resource, **window))
+        got += ids(export(resource=resource, **window))
     mine, theirs = set(sql_ids(store, resource)), set(sql_ids(store, resource, slug=GLOBEX))
     assert theirs and got and set(got) <= mine and not set(got) & theirs
     if resource != "events":  # (events outside the three windows exist; the rest is read completely)
         assert sorted(got) == sorted(mine)
 
 
-def test_references_segments_and_lists_stay_in_the_workspace(store, tmp_path):
+def test_references_segments_and_lists_stay_in_the_workspace(store):
     emails = {r[0] for r in sql(store, "SELECT email FROM contacts WHERE workspace_id = :ws", ws=ws(store))}
     companies = {r[0] for r in sql(store, "SELECT name FROM accounts WHERE workspace_id = :ws", ws=ws(store))}
 
-    contacts = export(tmp_path, resource="contacts", fields=["email", "company"], segment="customers", lists=["vip"])
+    contacts = export(resource="contacts", fields=["email", "company"], segment="customers", lists=["vip"])
     assert set(column(contacts, "email")) <= emails and set(column(contacts, "company")) - {None} <= companies
-    events = export(tmp_path, resource="events", fields=["id", "contact"], segment="customers", **OCTOBER)
+    events = export(resource="events", fields=["id", "contact"], segment="customers", **OCTOBER)
     assert set(column(events, "contact")) <= emails and set(ids(events)) <= set(sql_ids(store, "events"))
-    memberships = export(tmp_path, resource="list_memberships")
+    memberships = export(resource="list_memberships")
     expected = sql(
         store,
         "SELECT l.key, c.email FROM list_memberships m JOIN lists l ON l.id = m.list_id JOIN contacts c ON c.id = m.contact_id "
@@ -557,13 +552,13 @@ def test_references_segments_and_lists_stay_in_the_workspace(store, tmp_path):
         ws=ws(store),
     )
     assert Counter(zip(column(memberships, "list"), column(memberships, "contact"))) == Counter(expected)
-    globex = export(tmp_path, workspace=GLOBEX, resource="contacts", fields=["email"])
+    globex = export(workspace=GLOBEX, resource="contacts", fields=["email"])
     assert set(column(globex, "email")) == {
         r[0] for r in sql(store, "SELECT email FROM contacts WHERE workspace_id = :ws", ws=ws(store, GLOBEX))
     }
 
 
-def test_a_stray_reference_into_another_workspace_exports_empty(empty_store, tmp_path):
+def test_a_stray_reference_into_another_workspace_exports_empty(empty_store):
     from ferry.store.seed import SeedCounts, seed_workspace
 
     for slug, seed in ((ACME, 1), (GLOBEX, 2)):
@@ -584,14 +579,14 @@ def test_a_stray_reference_into_another_workspace_exports_empty(empty_store, tmp
         foreign_email = conn.execute(text("SELECT email FROM contacts WHERE id = :c"), {"c": foreign_contact}).scalar_one()
         foreign_name = conn.execute(text("SELECT name FROM accounts WHERE id = :a"), {"a": foreign_account}).scalar_one()
 
-    contacts = export(tmp_path, resource="contacts", fields=["id", "company"])
+    contacts = export(resource="contacts", fields=["id", "company"])
     assert dict(zip(ids(contacts), column(contacts, "company")))[contact] is None
     assert foreign_name not in column(contacts, "company")
-    events = export(tmp_path, resource="events", fields=["id", "contact"], **OCTOBER)
+    events = export(resource="events", fields=["id", "contact"], **OCTOBER)
     assert foreign_email not in column(events, "contact") and None in column(events, "contact")
 
 
-def test_a_segment_with_a_broken_saved_rule_names_the_segment_and_the_problem(empty_store, tmp_path):
+def test_a_segment_with_a_broken_saved_rule_names_the_segment_and_the_problem(empty_store):
     from ferry.errors import ParameterError
     from ferry.store.seed import SeedCounts, seed_workspace
 
@@ -606,7 +601,7 @@ def test_a_segment_with_a_broken_saved_rule_names_the_segment_and_the_problem(em
         )
 
     with pytest.raises(ParameterError) as caught:
-        export(tmp_path, resource="contacts", segment="broken")
+        export(resource="contacts", segment="broken")
     assert [(p.field, p.value) for p in caught.value.problems] == [
         ("segment 'broken' rule[0].field", "shoe_size"),
         ("segment 'broken' rule[1].value", "many"),
@@ -673,7 +668,7 @@ def test_sqlite_columns_that_start_with_a_batch_of_nulls_keep_their_type_and_ord
     ],
     ids=["references", "limit-and-filter", "events", "variants", "analytics"],
 )
-def test_progress_total_counts_exactly_the_rows_exported(store, tmp_path, params):
+def test_progress_total_counts_exactly_the_rows_exported(store, params):
     import warnings
 
     from sqlalchemy.exc import SAWarning
@@ -685,4 +680,4 @@ def test_progress_total_counts_exactly_the_rows_exported(store, tmp_path, params
         warnings.simplefilter("error", SAWarning)  # e.g. a cartesian product: a join the count needs was dropped
         total = count_rows(request, conn)
 
-    assert total == export(tmp_path, **params).num_rows > 0
+    assert total == export(**params).num_rows > 0

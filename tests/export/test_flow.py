@@ -245,6 +245,20 @@ def test_an_unwritable_destination_fails_in_deliver_and_leaves_no_partial_file(e
     assert "Cannot create folder" in record.error
 
 
+def test_a_failure_in_the_last_stage_is_the_runs_error_not_the_stages_it_stopped(empty_store, tmp_path, monkeypatch):
+    """The stages run at the same time: serialize refusing the rows stops extract mid-stream; the record names serialize's reason."""
+    from tasks.export.serialize import PdfWriter
+
+    seed(empty_store)
+    monkeypatch.setattr(PdfWriter, "max_rows", 5)
+
+    state, record = run(tmp_path, resource="contacts", format="pdf")
+
+    assert_nothing_left(state, record, tmp_path)
+    assert "20 rows" in record.error and "Stopped because another stage" not in record.error
+    assert files_in(tmp_path) == []
+
+
 def test_an_unexpected_error_still_fails_with_a_record_and_an_audit_entry(empty_store, tmp_path):
     seed(empty_store)
     with empty_store.engine.begin() as conn:

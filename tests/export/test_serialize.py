@@ -30,6 +30,7 @@ from pypdf import PdfReader
 from ferry.columns import output_columns
 from ferry.errors import SerializationError
 from ferry.params import ExportRequest
+from ferry.pipe import Pipe, StreamHeader
 from tasks.export.extract import arrow_schema
 from tasks.export.serialize import (
     PDF_MAX_ROWS,
@@ -508,14 +509,15 @@ def test_pdf_of_no_rows_says_so(tmp_path):
 # --- the task and determinism ---------------------------------------------------------
 
 
-def test_serialize_task_writes_next_to_the_spool_and_counts_rows(tmp_path):
-    from ferry.spool import write_spool
+def test_serialize_task_writes_the_piped_rows_into_the_run_folder_and_counts_them(tmp_path):
+    pipe = Pipe(capacity=None)
+    with pipe.writing("test"):
+        pipe.open(StreamHeader(SCHEMA, [], 3))
+        for batch in batches():
+            pipe.put(batch)
+    result = serialize.fn(pipe, request(format="jsonl", gzip=True), tmp_path / "run")
 
-    spool = tmp_path / "transform.arrow"
-    write_spool(spool, SCHEMA, batches())
-    result = serialize.fn(spool, request(format="jsonl", gzip=True))
-
-    assert result.path == tmp_path / "export.jsonl.gz" and result.rows == 3
+    assert result.path == tmp_path / "run" / "export.jsonl.gz" and result.rows == 3
     assert len(gzip.decompress(result.path.read_bytes()).splitlines()) == 3
 
 

@@ -30,8 +30,9 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from ferry.params import ExportRequest
+from ferry.pipe import Pipe
 from ferry.progress import Progress, counted
-from ferry.spool import read_spool, spool_rows, spool_schema
+from ferry.spool import private_folder
 from tasks.export.serialize.base import GZIP_THREADS, Writer, gzip_sink, is_json_field
 from tasks.export.serialize.delimited import CsvWriter
 from tasks.export.serialize.json_writer import JsonArrayWriter, JsonLinesWriter
@@ -125,11 +126,12 @@ def write_file(
 
 
 @task(name="serialize", cache_policy=NONE, persist_result=False)
-def serialize(spool: Path, request: ExportRequest) -> Serialized:
-    """Write the shaped spool as the export file, next to the spool."""
-    target = spool.with_name(f"export.{request.extension()}")
-    total = spool_rows(spool)
-    progress = Progress("serialize", total, key="export-progress")
-    written = write_file(counted(read_spool(spool), progress), spool_schema(spool), request, target, total_rows=total)
-    progress.finish()
+def serialize(source: Pipe, request: ExportRequest, folder: Path) -> Serialized:
+    """Write the shaped rows arriving through ``source`` as the export file in ``folder`` (the run's spool folder)."""
+    target = private_folder(folder) / f"export.{request.extension()}"
+    with source.reading("serialize") as batches:
+        header = source.header()
+        progress = Progress("serialize", header.total, key="export-progress")
+        written = write_file(counted(batches, progress), header.schema, request, target, total_rows=header.total)
+        progress.finish()
     return written
