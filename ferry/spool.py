@@ -1,4 +1,4 @@
-"""Spool files: how record batches travel between stage tasks.
+"""Spool files: how record batches travel between an import's stage tasks (an export's stages use pipes, ``ferry.pipe``).
 
 Prefect keeps the results of tasks in memory until a flow ends, so stages pass
 each other the *path* of an Arrow IPC file, never the data. Reading is batch

@@ -82,10 +82,12 @@ _CLI_EXPORT = textwrap.dedent(
     """
     import time
     import flows.export
+    from prefect import task
     from prefect.runtime import flow_run
     from deployments.service import run_export_here
     from ferry.params import parse_request
 
+    @task
     def slow_extract(*args, **kwargs):  # an export that takes its time, then a kill -9
         print(flow_run.get_id(), flush=True)
         time.sleep(300)
