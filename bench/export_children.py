@@ -30,8 +30,9 @@ def _cpu(who: int) -> float:
 
 def import_stages() -> None:
     """Import what the stages load on first use (pyarrow.compute on the first cast, the drivers): untimed, like other imports."""
-    import adbc_driver_postgresql.dbapi  # noqa: F401
-    import adbc_driver_sqlite.dbapi  # noqa: F401
+    import adbc_driver_manager  # noqa: F401
+    import adbc_driver_postgresql  # noqa: F401
+    import adbc_driver_sqlite  # noqa: F401
     import psycopg  # noqa: F401
     import pyarrow.compute  # noqa: F401
 

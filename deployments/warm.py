@@ -54,8 +54,9 @@ PRELOAD = (
     "blocks.managed",
     "blocks.local_directory",
     "ferry.sweep",
-    "adbc_driver_sqlite.dbapi",  # + pandas and pyarrow.dataset: ~1 s on the first extract
-    "adbc_driver_postgresql.dbapi",
+    "adbc_driver_manager",  # the export's extract (ADBC's statement API)
+    "adbc_driver_sqlite",
+    "adbc_driver_postgresql",
     "sqlalchemy.dialects.sqlite",
     "sqlalchemy.dialects.postgresql",
     "pyarrow.json",

@@ -85,18 +85,34 @@ def _stream_postgresql(engine: Engine, query: Select, schema: pa.Schema) -> Iter
     no parameters, so psycopg binds them client-side first, with libpq's own
     quoting (``ClientCursor.mogrify``) and a type on every value.
     """
-    import adbc_driver_postgresql.dbapi as adbc_postgresql
+    import adbc_driver_postgresql
     from psycopg import ClientCursor
 
     compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
     with engine.connect() as conn:
         sql = ClientCursor(conn.connection.driver_connection).mogrify(compiled.string, compiled.params)
     uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with adbc_postgresql.connect(uri) as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(POSTGRESQL_BATCH_BYTES)})
-        cur.execute(sql)
-        for batch in cur.fetch_record_batch():
-            yield _conform(batch, schema)
+    options = {"adbc.postgresql.batch_size_hint_bytes": str(POSTGRESQL_BATCH_BYTES)}
+    for batch in _adbc_query(adbc_driver_postgresql.connect(uri), sql, options):
+        yield _conform(batch, schema)
+
+
+def _adbc_query(database, sql: str, options: dict[str, str], values: Sequence[Any] = ()) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``sql`` (with positional ``values``) through ADBC's own statement API, closing ``database`` after.
+
+    Not the drivers' DB-API layer, which imports ``pyarrow.dataset`` (and with
+    it pandas) in the extract's thread before the first row is read.
+    """
+    import adbc_driver_manager
+
+    with database, adbc_driver_manager.AdbcConnection(database) as conn, adbc_driver_manager.AdbcStatement(conn) as statement:
+        statement.set_options(**options)
+        statement.set_sql_query(sql)
+        if values:
+            statement.prepare()
+            statement.bind(pa.record_batch([[value] for value in values], names=[str(i) for i in range(len(values))]))
+        stream, _ = statement.execute_query()
+        yield from pa.RecordBatchReader.from_stream(stream)
 
 
 #: Bytes per record batch from the PostgreSQL driver (its default is 16 MB). The export's stages run side by side,
@@ -124,7 +140,7 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
     Values come as SQLite stores them (text timestamps, 0/1 booleans) and are
     cast column-wise afterwards.
     """
-    import adbc_driver_sqlite.dbapi as adbc_sqlite
+    import adbc_driver_sqlite
 
     path = engine.url.database
     if not path or path == ":memory:" or path.startswith("file:"):
@@ -138,21 +154,20 @@ def _stream_sqlite(engine: Engine, query: Select, schema: pa.Schema, batch_rows:
     inner_sql, values = _positional(query, engine.dialect)
     sql = f"SELECT * FROM ({_typed_first_row(schema)}) UNION ALL SELECT NULL, * FROM ({inner_sql})"
     # Read-only, as a URI (so a path with spaces, '?' or '#' is quoted, not parsed).
-    with adbc_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro") as conn, conn.cursor() as cur:
-        cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(batch_rows, SQLITE_BATCH_ROWS))})
-        cur.execute(sql, values)
-        first = True
-        for batch in cur.fetch_record_batch():
-            if first:
-                if batch.num_rows == 0 or batch.column(0)[0].as_py() != 1:
-                    raise StoreError(
-                        "SQLite returned the export's rows in an unexpected order; nothing was written.",
-                        "Report this with the SQLite version (`sqlite3 --version`); the run can be retried.",
-                    )
-                batch, first = batch.slice(1), False
-            if batch.num_rows:
-                arrays = [_to_arrow(batch.column(i + 1), field.type) for i, field in enumerate(schema)]
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    database = adbc_driver_sqlite.connect(f"file:{quote(os.path.abspath(path))}?mode=ro")
+    options = {"adbc.sqlite.query.batch_rows": str(min(batch_rows, SQLITE_BATCH_ROWS))}
+    first = True
+    for batch in _adbc_query(database, sql, options, values):
+        if first:
+            if batch.num_rows == 0 or batch.column(0)[0].as_py() != 1:
+                raise StoreError(
+                    "SQLite returned the export's rows in an unexpected order; nothing was written.",
+                    "Report this with the SQLite version (`sqlite3 --version`); the run can be retried.",
+                )
+            batch, first = batch.slice(1), False
+        if batch.num_rows:
+            arrays = [_to_arrow(batch.column(i + 1), field.type) for i, field in enumerate(schema)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 #: Rows per batch from the SQLite reader: 16k rows read faster, and in half the memory, than 64k (1M contacts: 4.5 s, +76 MB).
