@@ -237,6 +237,7 @@ def measure_store(store: Store, args: argparse.Namespace, log) -> list[Result]:
             best.get("stages", {}),
             note,
             load,
+            args.repeat,
         )
         stages = " ".join(f"{k}={v:.1f}" for k, v in result.stages.items())
         log(

@@ -38,6 +38,7 @@ class Result:
     stages: dict[str, float] = field(default_factory=dict)
     note: str = ""
     load: float = 0.0  # 1-minute load average when the measurement started
+    runs: int = 1  # the figures are the fastest of this many runs
 
     @property
     def rows_per_s(self) -> float:
@@ -192,23 +193,23 @@ def write_report(
         "",
         "## Results",
         "",
-        "Each row is the best of "
-        f"{args.repeat} run(s) in a fresh process. `x ref` is wall time divided by the reference tool's "
+        "Each row is a run in a fresh process, the fastest of `runs`. `x ref` is wall time divided by the reference tool's "
         "(`psql \\copy` on PostgreSQL, `sqlite3 -csv` on SQLite) for the same rows: CSV.gz against the "
         "reference piped through `gzip -6`, everything else against its plain CSV. `ferry csv`, `ferry csv.gz` and "
-        "`ferry parquet` time the stages (extract -> validate -> transform -> serialize; imports and interpreter start "
-        f"excluded), listed last; `{CLI_METHOD}` is the whole `ferry export` process a user runs (start, imports, the "
+        "`ferry parquet` time the stages (extract -> validate -> transform -> serialize, which run at the same time "
+        "joined by pipes, as in the flow; imports and interpreter start excluded; the last column is how long each "
+        f"stage ran, so the figures overlap); `{CLI_METHOD}` is the whole `ferry export` process a user runs (start, imports, the "
         "export_data flow run against a running Prefect server), its RSS the process's own (`/usr/bin/time -f %M`).",
         "",
-        "| backend | store rows | resource | method | rows | seconds | rows/s | x ref | CPU s | peak RSS MB | file MB | load | stages (s) |",
-        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| backend | store rows | resource | method | rows | seconds | rows/s | x ref | CPU s | peak RSS MB | file MB | load | runs | stages (s) |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in r.stages.items()) or r.note
         lines.append(
             f"| {r.backend} | {r.size:,} | {r.resource} | {r.method} | {r.rows:,} | {r.seconds:.1f} | "
             f"{r.rows_per_s:,.0f} | {ratio_to_reference(results, r)} | {r.cpu_seconds:.1f} | {r.peak_rss_mb:.0f} | "
-            f"{r.file_mb:.0f} | {r.load:.1f} | {stages} |"
+            f"{r.file_mb:.0f} | {r.load:.1f} | {r.runs} | {stages} |"
         )
     lines += ["", "## Seeding", "", "| backend | store rows | rows written | seconds | rows/s |", "| --- | ---: | ---: | ---: | ---: |"]
     for s in stores:

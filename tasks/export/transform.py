@@ -158,14 +158,15 @@ def first_rows(batch: pa.RecordBatch, limit: int) -> list[dict[str, str]]:
 def transform(source: Pipe, request: ExportRequest, into: Pipe) -> list[dict[str, str]]:
     """Shape each batch for the file's reader on its way to the next stage; returns the first rows (FERRY_PREVIEW_ROWS) as a preview."""
     preview: list[dict[str, str]] = []
+    preview_rows = get_settings().preview_rows
     with into.writing("transform"), source.reading("transform") as batches:
         header = source.header()
         into.open(StreamHeader(transformed_schema(header.schema, request, header.columns), header.columns, header.total))
         progress = Progress("transform", header.total, key="export-progress")
         for batch in counted(batches, progress):
             shaped = transform_batch(batch, request, header.columns)
-            if not preview and shaped.num_rows:
-                preview = first_rows(shaped, get_settings().preview_rows)
+            if preview_rows and not preview:
+                preview = first_rows(shaped, preview_rows)
             into.put(shaped)
         progress.finish()
     return preview
