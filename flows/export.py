@@ -89,8 +89,9 @@ def export_data(request: ExportRequest):
         logger.info("Exporting %s of workspace %s as %s to %s", record.resource, request.workspace, key, destination.describe())
 
         request = with_incremental_cursor(request, run_id, logger)
-        rows, checked, shaped = Pipe(), Pipe(), Pipe()
+        pipes = rows, checked, shaped = Pipe(), Pipe(), Pipe()
         extracted, report, preview, file = run_together(
+            pipes,
             extract.submit(request, rows),
             validate.submit(rows, request.resource_def, checked, request.on_invalid),
             transform.submit(checked, request, shaped),
