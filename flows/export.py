@@ -3,9 +3,9 @@
 The first four stages run at the same time, each a task in its own thread,
 handing record batches on through bounded pipes (:mod:`ferry.pipe`): the store
 is read while earlier rows are shaped and compressed, memory stays flat, and
-Prefect keeps only small results. Delivery starts once the file is complete. The flow's return value is the run
-record; a failed run returns a Failed state that carries the record with its
-error, so the run history shows both.
+Prefect keeps only small results. Delivery starts once the file is complete.
+The flow's return value is the run record; a failed run returns a Failed state
+that carries the record with its error, so the run history shows both.
 """
 
 from __future__ import annotations

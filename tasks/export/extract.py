@@ -210,7 +210,6 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 @dataclass(frozen=True)
 class Extracted:
     rows: int
-    columns: list[OutputColumn]
     warnings: tuple[str, ...] = ()
 
 
@@ -248,4 +247,4 @@ def extract(request: ExportRequest, into: Pipe) -> Extracted:
     if progress.done == 0:
         with engine.connect() as conn:
             warning = empty_window_warning(request, conn)
-    return Extracted(progress.done, columns, (warning,) if warning else ())
+    return Extracted(progress.done, (warning,) if warning else ())
