@@ -63,7 +63,11 @@ class ImportRecord(BaseModel):
     mapping: list[dict] = Field(default_factory=list, description="The mapping used (ColumnMapping JSON).")
     options: dict = Field(default_factory=dict, description="Strategy options of the run.")
     deployment_run_id: str | None = Field(default=None, description="processing_mode=deployment: the run that does the work; poll it.")
-    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage (read, validate, transform, load, ...).")
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Seconds per stage (read, validate_transform_load: they run at the same time, merge: "
+        "the part of the load after the last row was staged, rejected_rows, data_quality_wait).",
+    )
     started_at: datetime
     completed_at: datetime | None = None
     error: str | None = None

@@ -21,12 +21,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks.registry import resolve_destination
 from ferry.arrow_memory import use_lean_memory_pool
 from ferry.params import ExportRequest
-from ferry.pipe import Pipe
+from ferry.pipe import Pipe, run_together
 from ferry.records import ExportRecord
 from ferry.runs import incremental_cursor
 from ferry.settings import get_settings
 from flows.outcome import failed, failure_message
-from flows.together import run_together
 from tasks.export.deliver import deliver, render_filename
 from tasks.export.extract import extract
 from tasks.export.ledger import ledger

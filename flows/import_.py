@@ -1,7 +1,10 @@
 """The import flow: (fetch) -> parse -> map -> validate -> transform -> load -> rejected rows -> ledger.
 
-Stages hand each other spool-file paths (never data), so memory stays flat and
-Prefect keeps only small results. The mapping is settled and checked against
+Parse writes the file's rows to a spool (the rejected-rows file and the
+data-quality summary read it again); validate, transform and load then run at
+the same time, each a task in its own thread, handing record batches on
+through bounded pipes (:mod:`ferry.pipe`): the database stages one batch while
+the next is checked, memory stays flat, and Prefect keeps only small results. The mapping is settled and checked against
 the file's header before a single data row is read, so a bad mapping costs
 nothing. The flow's return value is the run record (:class:`ImportRecord`); a
 failed run returns a Failed state that carries the record with its error, so
@@ -22,12 +25,14 @@ import uuid
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks.sealed_urls import forget as forget_sealed
 from ferry.arrow_memory import use_lean_memory_pool
 from ferry.checks import is_remote_source
 from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
+from ferry.pipe import Pipe, run_together
 from ferry.run_tags import HANDED_OFF, import_tags, retag_flow_run, store_tag
 from ferry.settings import get_settings
 from flows.outcome import failed, failure_message
@@ -57,7 +62,12 @@ class _Clock:
         self._last = current
 
 
-@flow(name="import-data", persist_result=True, validate_parameters=True)
+#: validate, transform and load run at the same time: each needs a thread of its own, whatever
+#: PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS says (fewer threads would leave a stage waiting on a pipe forever).
+PIPELINED_STAGES = 3
+
+
+@flow(name="import-data", persist_result=True, validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=PIPELINED_STAGES))
 def import_data(request: ImportRequest):
     """Import a file into one resource of one workspace; never half-written (one transaction)."""
     use_lean_memory_pool()
@@ -99,17 +109,16 @@ def import_data(request: ImportRequest):
         logger.info("Importing %d rows of %s into %s (%s)", parsed.rows, plan.resource, plan.workspace, run_id)
         wants_quality = request.data_quality if request.data_quality is not None else parsed.rows >= get_settings().quality_min_rows
         quality = start_quality_summary(parsed.spool, plan, spool_dir) if wants_quality else None
-        validated = validate_rows(parsed.spool, plan, spool_dir, parsed.rows)
+        pipes = checked, staged = Pipe(), Pipe()
+        validated, _, loaded = run_together(
+            pipes,
+            validate_rows.submit(parsed.spool, plan, spool_dir, checked),
+            transform_rows.submit(checked, plan, staged),
+            load_rows.submit(staged, plan, run_id, request.actor, spool_dir, request.allowed_rejected_rows(parsed.rows)),
+        )
         record.warnings += validated.warnings
-        clock.lap("validate")
-        allowed = request.allowed_rejected_rows(parsed.rows)
-        if validated.error_rows > allowed:  # failed already: nothing is loaded, so nothing needs transforming
-            loaded = LoadResult(committed=False, over_error_rate=True)
-        else:
-            transformed = transform_rows(validated.checked, plan, spool_dir, parsed.rows)
-            clock.lap("transform")
-            loaded = load_rows(transformed.spool, plan, run_id, request.actor, spool_dir, transformed.rows, allowed - validated.error_rows)
-        clock.lap("load")
+        clock.lap("validate_transform_load")  # at the same time: the merge is the part after the last row was staged
+        clock.laps["merge"] = loaded.merge_seconds
         rejected = write_rejected_rows(parsed.spool, [validated.errors, loaded.errors], run_id, parsed.columns)
         clock.lap("rejected_rows")
         summary, quality_problem = finish_quality_summary(quality, spool_dir)

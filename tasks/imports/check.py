@@ -1,7 +1,7 @@
 """``ferry import validate``: every check of a real import, without Prefect and without touching the store.
 
-The same stage functions as the import flow (validate, transform, load), run
-against a throw-away SQLite store in a temporary folder: what the file itself
+The same stage functions as the import flow (validate, transform, load, at the
+same time, joined by pipes), run against a throw-away SQLite store in a temporary folder: what the file itself
 gets wrong, in seconds, before anyone runs the import.
 """
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from ferry.errors import FerryError, ParameterError
 from ferry.import_params import ImportRequest
 from ferry.import_plan import build_plan
+from ferry.pipe import Pipe, run_in_threads
 from ferry.settings import get_settings
 from ferry.spool import write_spool
 from tasks.imports.map import auto_mapping
@@ -33,9 +34,9 @@ def validate_file(
 
     from ferry.store.engine import ensure_workspace, make_engine
     from ferry.store.migrate import upgrade
-    from tasks.imports.load import check_create_missing, load_spool
+    from tasks.imports.load import check_create_missing, load_stream
     from tasks.imports.parse import iter_batches, sniff
-    from tasks.imports.transform import transform_spool
+    from tasks.imports.transform import transform_stream
     from tasks.imports.validate import validate_spool
 
     request = ImportRequest(
@@ -66,14 +67,18 @@ def validate_file(
         if problems := value_map_problems(plan):
             raise ParameterError(problems)
         static_scalars(plan)
-        validated = validate_spool(spool, plan, folder)
-        transformed = transform_spool(validated.checked, plan, folder)
         engine = make_engine(f"sqlite:///{folder / 'validate.db'}")
         try:
             upgrade(engine)
             with engine.begin() as conn:
                 ensure_workspace(conn, "validate")
-            loaded = load_spool(engine, transformed.spool, plan, str(uuid.uuid4()), "validate", folder)
+            pipes = checked, staged = Pipe(), Pipe()
+            validated, _, loaded = run_in_threads(
+                pipes,
+                lambda: validate_spool(spool, plan, folder, checked),
+                lambda: transform_stream(checked, plan, staged),
+                lambda: load_stream(engine, staged, plan, str(uuid.uuid4()), "validate", folder),
+            )
         finally:
             engine.dispose()
         errors = first_errors(validated.errors, max_errors)

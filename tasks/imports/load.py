@@ -4,7 +4,8 @@ Everything an import writes happens in ONE database transaction:
 
 1. the run's row in the rollback journal (first, so SQLite holds its write lock from here on);
 2. the transformed rows go into a temporary staging table in bulk (COPY on
-   PostgreSQL, executemany on SQLite) - never row by row;
+   PostgreSQL, executemany on SQLite) as they arrive from transform, while
+   later rows are still being checked - never row by row;
 3. set-based SQL does the rest: missing references created (and recorded),
    matches against the store, uniqueness within the file and against the
    store, duplicates inside the file folded by the same rules as duplicates
@@ -27,10 +28,13 @@ creates a record, so a unique field that repeats is an error.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 from psycopg.errors import UniqueViolation
@@ -41,9 +45,10 @@ from ferry import catalog
 from ferry.catalog import FieldType
 from ferry.errors import ParameterError, Problem
 from ferry.import_plan import ImportPlan
+from ferry.pipe import Pipe
 from ferry.progress import Progress
 from ferry.settings import get_settings
-from ferry.spool import read_spool, write_spool
+from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.bulk import insert_batches
 from ferry.store.engine import workspace_id
@@ -75,6 +80,7 @@ class LoadResult:
     samples: dict[str, list[dict]] = field(default_factory=dict)
     stamp: datetime | None = None
     over_error_rate: bool = False  # more rows rejected than the run allows: rolled back, nothing loaded
+    merge_seconds: float = 0.0  # from the last row staged to the end of the load (the staging overlaps validation)
 
 
 def check_create_missing(plan: ImportPlan) -> None:
@@ -150,118 +156,128 @@ def merge_trusting_unique_indexes(conn: Connection, sql: MergeSql, result: LoadR
         merge(conn, sql, result, stamp_value, unique_in_file=True)
 
 
-def load_spool(
+def load_stream(
     engine: Engine,
-    spool: Path,
+    source: Pipe,
     plan: ImportPlan,
     run_id: str,
     actor: str,
     out_dir: Path,
-    progress: Progress | None = None,
     max_rejected: int | None = None,
+    key: str | None = None,
 ) -> LoadResult:
-    """Steps 1-4 of the module docstring in one transaction; commits unless the plan is a dry run.
+    """Steps 1-4 of the module docstring in one transaction, staging the rows as they arrive; commits unless the plan is a dry run.
 
-    ``max_rejected``: how many rows the load itself may reject (uniqueness,
-    references, required fields); past it the transaction is rolled back and the
-    result says ``over_error_rate``.
+    ``max_rejected``: how many rows the run may reject in all. The rows validation kept back (the stream's total
+    less the rows that reached the load) count, and so do the rows the load itself rejects (uniqueness, references,
+    required fields); past it the transaction is rolled back and the result says ``over_error_rate``. The first
+    count is known once the rows are staged, so a file with too many bad rows is rolled back before the merge.
+    ``key``: the run's progress artifact (None outside a run's task).
     """
-    check_create_missing(plan)
-    stamp = datetime.now(UTC).replace(tzinfo=None)
-    result = LoadResult(committed=False, stamp=stamp, errors=out_dir / "load-errors.arrow")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with store_writes(engine, run_id, "import"), engine.connect() as conn:
-        trans = conn.begin()
-        try:
-            ws = workspace_id(conn, plan.workspace)
-            work_mem = get_settings().import_work_mem
-            if conn.dialect.name == "postgresql" and work_mem:  # the merge's sorts and hashes span the whole file
-                conn.exec_driver_sql(f"SET LOCAL work_mem = '{work_mem}'")  # checked against a pattern by the settings
-            stamp_value = stamp_param(conn, stamp)
-            conn.execute(
-                insert(s.import_runs).values(
-                    run_id=run_id, workspace_id=ws, resource=plan.resource, status="committed", stamp=stamp, actor=actor
-                )
-            )
-            note_writer(engine, run_id, "import")  # SQLite: this write took the store's lock; a waiting writer can say whose
-            sql = MergeSql(conn, plan, ws, run_id)
-            stage = sql.create_stage()
-
-            # Small slices keep the per-write buffers small: SQLite's executemany turns a batch into Python tuples,
-            # and on PostgreSQL each COPY gets its CSV text in one buffer (big buffers raise glibc's mmap threshold,
-            # after which freed memory stays in the process).
-            step = SQLITE_SLICE_ROWS if not sql.pg else PG_SLICE_ROWS
-
-            def batches():
-                for batch in read_spool(spool):
-                    if step is None:
-                        yield batch
-                    else:
-                        for offset in range(0, batch.num_rows, step):
-                            yield batch.slice(offset, step)
-                    if progress is not None:
-                        progress.advance(batch.num_rows)
-
-            result.staged_rows = insert_batches(conn, stage, batches())
-            sql.index_stage()
-            sql.analyze(q(sql.stage), ROW, *sql.match_columns)  # the join keys' statistics
-            checkpoint("staged")
-            merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
-            sql.create_rejects()
-            for col in plan.columns:
-                if col.reference and plan.create_missing_references:
-                    n = sql.create_missing_references(col, stamp_value)
-                    if n:
-                        result.created_references[col.reference] = result.created_references.get(col.reference, 0) + n
-            for col in plan.columns:
-                if col.reference:
-                    found = sql.unresolved_references(col)
-                    if found:
-                        result.reference_warnings.append(found)
-            sql.create_matches()
-            if sql.pg and sql.unique_columns():
-                merge_trusting_unique_indexes(conn, sql, result, stamp_value)
-            else:
-                merge(conn, sql, result, stamp_value, unique_in_file=True)
-            checkpoint("merged")
-            result.rejected_rows = int(sql.scalar(f"SELECT COUNT(DISTINCT {q(ROW)}) FROM {sql.t('rej')}"))
-            counts = sql.exec(f'SELECT field, "check", COUNT(*) FROM {sql.t("rej")} GROUP BY field, "check"').all()
-            result.by_check = {f"{f}:{c}": int(n) for f, c, n in counts}
-            result.error_count = sum(result.by_check.values())
-            write_spool(result.errors, ERROR_SCHEMA, stream_rejects(sql))
-            conn.execute(
-                s.import_runs.update()
-                .where(s.import_runs.c.run_id == run_id)
-                .values(created_rows=result.created_rows, updated_rows=result.updated_rows)
-            )
-            sql.drop_temps()
-            result.over_error_rate = max_rejected is not None and result.rejected_rows > max_rejected
-            if plan.dry_run or result.over_error_rate:
-                trans.rollback()
-            else:
-                trans.commit()
-                result.committed = True
-        except BaseException:
-            if trans.is_active:
-                trans.rollback()
-            raise
+    with source.reading("load") as batches:
+        check_create_missing(plan)
+        header = source.header()  # validation has begun: only now take the store (SQLite: its one write lock)
+        stamp = datetime.now(UTC).replace(tzinfo=None)
+        result = LoadResult(committed=False, stamp=stamp, errors=out_dir / "load-errors.arrow")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        progress = Progress("load", header.total, key=key)
+        with store_writes(engine, run_id, "import"), engine.connect() as conn:
+            trans = conn.begin()
+            try:
+                _load(conn, plan, run_id, actor, stamp, _sliced(batches, conn, progress), header.total, max_rejected, result)
+                if plan.dry_run or result.over_error_rate:
+                    trans.rollback()
+                else:
+                    trans.commit()
+                    result.committed = True
+            except BaseException:
+                if trans.is_active:
+                    trans.rollback()
+                raise
+        progress.advance(header.total - result.staged_rows)  # the rows validation kept back are done with too
+        progress.finish()
     return result
+
+
+def _sliced(batches: Iterator[pa.RecordBatch], conn: Connection, progress: Progress) -> Iterator[pa.RecordBatch]:
+    """Small slices keep the per-write buffers small: SQLite's executemany turns a batch into Python tuples,
+    and on PostgreSQL each COPY gets its CSV text in one buffer (big buffers raise glibc's mmap threshold,
+    after which freed memory stays in the process)."""
+    step = PG_SLICE_ROWS if conn.dialect.name == "postgresql" else SQLITE_SLICE_ROWS
+    for batch in batches:
+        for offset in range(0, batch.num_rows, step):
+            yield batch.slice(offset, step)
+        progress.advance(batch.num_rows)
+
+
+def _load(
+    conn: Connection,
+    plan: ImportPlan,
+    run_id: str,
+    actor: str,
+    stamp: datetime,
+    batches: Iterator[pa.RecordBatch],
+    total_rows: int,
+    max_rejected: int | None,
+    result: LoadResult,
+) -> None:
+    """The transaction's body: ``result`` says what it did; the caller commits or rolls back."""
+    ws = workspace_id(conn, plan.workspace)
+    work_mem = get_settings().import_work_mem
+    if conn.dialect.name == "postgresql" and work_mem:  # the merge's sorts and hashes span the whole file
+        conn.exec_driver_sql(f"SET LOCAL work_mem = '{work_mem}'")  # checked against a pattern by the settings
+    stamp_value = stamp_param(conn, stamp)
+    conn.execute(
+        insert(s.import_runs).values(run_id=run_id, workspace_id=ws, resource=plan.resource, status="committed", stamp=stamp, actor=actor)
+    )
+    note_writer(conn.engine, run_id, "import")  # SQLite: this write took the store's lock; a waiting writer can say whose
+    sql = MergeSql(conn, plan, ws, run_id)
+    stage = sql.create_stage()
+    result.staged_rows = insert_batches(conn, stage, batches)
+    staged_at = time.monotonic()
+    held_back = total_rows - result.staged_rows  # the rows validation rejected
+    if max_rejected is not None and held_back > max_rejected:
+        result.over_error_rate, result.errors = True, None
+        return
+    sql.index_stage()
+    sql.analyze(q(sql.stage), ROW, *sql.match_columns)  # the join keys' statistics
+    checkpoint("staged")
+    merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
+    sql.create_rejects()
+    for col in plan.columns:
+        if col.reference and plan.create_missing_references:
+            n = sql.create_missing_references(col, stamp_value)
+            if n:
+                result.created_references[col.reference] = result.created_references.get(col.reference, 0) + n
+    for col in plan.columns:
+        if col.reference:
+            found = sql.unresolved_references(col)
+            if found:
+                result.reference_warnings.append(found)
+    sql.create_matches()
+    if sql.pg and sql.unique_columns():
+        merge_trusting_unique_indexes(conn, sql, result, stamp_value)
+    else:
+        merge(conn, sql, result, stamp_value, unique_in_file=True)
+    checkpoint("merged")
+    result.rejected_rows = int(sql.scalar(f"SELECT COUNT(DISTINCT {q(ROW)}) FROM {sql.t('rej')}"))
+    counts = sql.exec(f'SELECT field, "check", COUNT(*) FROM {sql.t("rej")} GROUP BY field, "check"').all()
+    result.by_check = {f"{f}:{c}": int(n) for f, c, n in counts}
+    result.error_count = sum(result.by_check.values())
+    write_spool(result.errors, ERROR_SCHEMA, stream_rejects(sql))
+    conn.execute(
+        s.import_runs.update()
+        .where(s.import_runs.c.run_id == run_id)
+        .values(created_rows=result.created_rows, updated_rows=result.updated_rows)
+    )
+    sql.drop_temps()
+    result.over_error_rate = max_rejected is not None and held_back + result.rejected_rows > max_rejected
+    result.merge_seconds = round(time.monotonic() - staged_at, 3)
 
 
 @task(name="import-load", cache_policy=NONE, persist_result=False)
-def load_rows(
-    spool: Path,
-    plan: ImportPlan,
-    run_id: str,
-    actor: str,
-    out_dir: Path,
-    total_rows: int | None = None,
-    max_rejected: int | None = None,
-) -> LoadResult:
+def load_rows(source: Pipe, plan: ImportPlan, run_id: str, actor: str, out_dir: Path, max_rejected: int | None = None) -> LoadResult:
     """Step 5: staging table + one set-based merge, all in one transaction (a dry run, or too many rejects, rolls back)."""
     from ferry.store.engine import get_engine
 
-    progress = Progress("load", total_rows, key="import-progress")
-    result = load_spool(get_engine(), spool, plan, run_id, actor, out_dir, progress, max_rejected)
-    progress.finish()
-    return result
+    return load_stream(get_engine(), source, plan, run_id, actor, out_dir, max_rejected, key="import-progress")

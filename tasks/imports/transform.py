@@ -13,18 +13,14 @@ set-based inside the load transaction, so that references created with
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NONE
 
 from ferry.import_plan import ImportPlan
+from ferry.pipe import Pipe, StreamHeader
 from ferry.progress import Progress
-from ferry.spool import read_spool, write_spool
 from tasks.imports.validate import OK, ROW, coerce_static, stage_type
 
 
@@ -52,32 +48,28 @@ def transform_batch(batch: pa.RecordBatch, plan: ImportPlan, schema: pa.Schema, 
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-@dataclass(frozen=True)
-class Transformed:
-    spool: Path
-    rows: int
+def transform_stream(source: Pipe, plan: ImportPlan, into: Pipe, key: str | None = None) -> int:
+    """Shape each checked batch from ``source`` for the staging table and hand it on through ``into``; returns the rows kept.
 
-
-def transform_spool(checked: Path, plan: ImportPlan, out_dir: Path, progress: Progress | None = None) -> Transformed:
-    schema = stage_schema(plan)
-    statics = static_scalars(plan)
-
-    def shaped() -> Iterator[pa.RecordBatch]:
-        for batch in read_spool(checked):
-            out = transform_batch(batch, plan, schema, statics)
-            if progress is not None:
-                progress.advance(batch.num_rows)
-            yield out
-
-    target = out_dir / "transformed.arrow"
-    rows = write_spool(target, schema, shaped())
-    return Transformed(target, rows)
+    ``key``: the run's progress artifact (None outside a run's task).
+    """
+    kept = 0
+    with into.writing("transform"), source.reading("transform") as batches:
+        schema = stage_schema(plan)
+        statics = static_scalars(plan)
+        header = source.header()
+        into.open(StreamHeader(schema, [], header.total))
+        progress = Progress("transform", header.total, key=key)
+        for batch in batches:
+            shaped = transform_batch(batch, plan, schema, statics)
+            kept += shaped.num_rows
+            into.put(shaped)
+            progress.advance(batch.num_rows)
+        progress.finish()
+    return kept
 
 
 @task(name="import-transform", cache_policy=NONE, persist_result=False)
-def transform_rows(checked: Path, plan: ImportPlan, out_dir: Path, total_rows: int | None = None) -> Transformed:
-    """Step 4: the rows that passed validation, in the staging table's columns and types."""
-    progress = Progress("transform", total_rows, key="import-progress")
-    result = transform_spool(checked, plan, out_dir, progress)
-    progress.finish()
-    return result
+def transform_rows(source: Pipe, plan: ImportPlan, into: Pipe) -> int:
+    """Step 4: the rows that passed validation, in the staging table's columns and types, on their way to the load."""
+    return transform_stream(source, plan, into, key="import-progress")

@@ -47,8 +47,9 @@ from ferry.checks import (
 )
 from ferry.errors import ParameterError, Problem
 from ferry.import_plan import ImportPlan, PlannedColumn
+from ferry.pipe import Pipe, StreamHeader
 from ferry.progress import Progress
-from ferry.spool import read_spool, write_spool
+from ferry.spool import read_spool, spool_rows
 from tasks.imports.addresses import split_addresses
 from tasks.imports.cells import attributes_json, normalise_text
 from tasks.imports.cells import mask as _mask
@@ -334,9 +335,8 @@ def checked_schema(plan: ImportPlan) -> pa.Schema:
 
 @dataclass
 class ValidationResult:
-    """Counts and paths only: Prefect keeps task results in memory."""
+    """Counts and paths only: Prefect keeps task results in memory (the checked rows went on through a pipe)."""
 
-    checked: Path
     errors: Path
     total_rows: int = 0
     error_rows: int = 0
@@ -363,17 +363,22 @@ def with_date_orders(source: Path, plan: ImportPlan, warnings: list[str]) -> Imp
     return replace(plan, columns=columns)
 
 
-def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Progress | None = None) -> ValidationResult:
-    """Check every row of a source spool; write typed values (+ row mask) and every error to spools."""
-    result = ValidationResult(checked=out_dir / "checked.arrow", errors=out_dir / "errors.arrow")
-    plan = with_date_orders(source, plan, result.warnings)
+def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, into: Pipe, key: str | None = None) -> ValidationResult:
+    """Check every row of a source spool; hand the typed values (+ row mask) on through ``into``, write every error to a spool.
+
+    ``key``: the run's progress artifact (None outside a run's task).
+    """
+    result = ValidationResult(errors=out_dir / "errors.arrow")
     counts: Counter = Counter()
     unsplit: Counter = Counter()
-    schema = checked_schema(plan)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with pa.OSFile(str(result.errors), "wb") as err_sink, pa.ipc.new_file(err_sink, ERROR_SCHEMA) as err_writer:
-
-        def checked():
+    with into.writing("validate"):
+        plan = with_date_orders(source, plan, result.warnings)
+        schema = checked_schema(plan)
+        total = spool_rows(source)
+        into.open(StreamHeader(schema, [], total))
+        progress = Progress("validate", total, key=key)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with pa.OSFile(str(result.errors), "wb") as err_sink, pa.ipc.new_file(err_sink, ERROR_SCHEMA) as err_writer:
             for batch in read_spool(source):
                 res = check_batch(batch, plan)
                 unsplit.update(res.unsplit)
@@ -387,11 +392,9 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
                         err_writer.write_batch(b)
                 arrays = [batch.column(batch.schema.names.index(ROW)), res.ok]
                 arrays += [res.values[c.key] for c in plan.columns if c.from_file]
-                if progress is not None:
-                    progress.advance(batch.num_rows)
-                yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-        write_spool(result.checked, schema, checked())
+                into.put(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                progress.advance(batch.num_rows)
+        progress.finish()
     result.by_check = dict(sorted(counts.items()))
     result.warnings += [
         f"{n:,} of the addresses in column {column!r} fit no shape Ferry splits (parts two spaces apart, or comma or "
@@ -402,12 +405,9 @@ def validate_spool(source: Path, plan: ImportPlan, out_dir: Path, progress: Prog
 
 
 @task(name="import-validate", cache_policy=NONE, persist_result=False)
-def validate_rows(source: Path, plan: ImportPlan, out_dir: Path, total_rows: int | None = None) -> ValidationResult:
-    """Step 3: check every row against the catalog; the errors go to a spool beside the run."""
-    progress = Progress("validate", total_rows, key="import-progress")
-    result = validate_spool(source, plan, out_dir, progress)
-    progress.finish()
-    return result
+def validate_rows(source: Path, plan: ImportPlan, out_dir: Path, into: Pipe) -> ValidationResult:
+    """Step 3: check every row against the catalog, handing the checked rows on to transform; the errors go to a spool beside the run."""
+    return validate_spool(source, plan, out_dir, into, key="import-progress")
 
 
 def first_errors(errors: Path | None, limit: int) -> list[dict]:

@@ -16,12 +16,13 @@ import sqlalchemy as sa
 
 from ferry.import_params import ColumnMapping, ImportRequest
 from ferry.import_plan import build_plan
+from ferry.pipe import Pipe, run_in_threads
 from ferry.spool import write_spool
 from ferry.store import schema as s
 from ferry.store.engine import ensure_workspace
-from tasks.imports.load import LoadResult, load_spool
-from tasks.imports.transform import transform_spool
-from tasks.imports.validate import validate_spool
+from tasks.imports.load import LoadResult, load_stream
+from tasks.imports.transform import transform_stream
+from tasks.imports.validate import ValidationResult, validate_spool
 
 
 @dataclass
@@ -97,7 +98,7 @@ def run_stages(
     max_rejected: int | None = None,
     **options,
 ) -> tuple[LoadResult, object, str]:
-    """Validate, transform and load ``rows`` (as the flow does, without Prefect). Returns (load, validation, run id)."""
+    """Validate, transform and load ``rows`` (as the flow does, at the same time, without Prefect). Returns (load, validation, run id)."""
     out = tmp_path / uuid.uuid4().hex[:8]
     out.mkdir(parents=True)
     spool, columns = source_spool(out / "source.arrow", rows, header=list(routes))
@@ -105,11 +106,24 @@ def run_stages(
     dummy.write_text("placeholder: stages read the spool\n")
     request = ImportRequest(source=str(dummy), resource=resource, workspace=workspace, mapping=mapping_for(routes), **options).validated()
     plan = build_plan(request, columns, request.mapping)
-    validated = validate_spool(spool, plan, out)
-    transformed = transform_spool(validated.checked, plan, out)
     run_id = run_id or str(uuid.uuid4())
-    loaded = load_spool(store.engine, transformed.spool, plan, run_id, "tester", out, max_rejected=max_rejected)
+    pipes = checked, staged = Pipe(), Pipe()
+    validated, _, loaded = run_in_threads(
+        pipes,
+        lambda: validate_spool(spool, plan, out, checked),
+        lambda: transform_stream(checked, plan, staged),
+        lambda: load_stream(store.engine, staged, plan, run_id, "tester", out, max_rejected=max_rejected),
+    )
     return loaded, validated, run_id
+
+
+def validated_rows(spool: Path, plan, out: Path) -> tuple[ValidationResult, list[dict]]:
+    """Validate a source spool alone (an unbounded pipe holds its output); returns the result and the checked rows."""
+    checked = Pipe(capacity=None)
+    result = validate_spool(spool, plan, out, checked)
+    with checked.reading("test") as batches:
+        rows = [row for batch in batches for row in batch.to_pylist()]
+    return result, rows
 
 
 def load_errors(result: LoadResult) -> list[dict]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from imports.stages import validated_rows
 
 from ferry.errors import DataValidationError
 from ferry.import_params import ColumnMapping, ImportRequest
@@ -14,7 +15,6 @@ from ferry.import_plan import build_plan
 from ferry.spool import write_spool
 from tasks.imports.dates import DATE_LAYOUTS
 from tasks.imports.parse import iter_batches, sniff
-from tasks.imports.validate import validate_spool
 
 CASES = Path(__file__).parents[1] / "cases"
 
@@ -27,8 +27,7 @@ def validated(case: str, tmp_path, target: str = "created_at", **options):
     plan = build_plan(request, list(info.columns), entries)
     spool = tmp_path / "source.arrow"
     write_spool(spool, info.schema(), iter_batches(info, 1000))
-    result = validate_spool(spool, plan, tmp_path)
-    rows = pa.ipc.open_file(pa.memory_map(str(result.checked))).read_all().to_pylist()
+    result, rows = validated_rows(spool, plan, tmp_path)
     errors = pa.ipc.open_file(pa.memory_map(str(result.errors))).read_all().to_pylist()
     return [r[target] for r in rows], errors, result.warnings
 
@@ -69,7 +68,7 @@ def test_every_date_error_names_the_accepted_formats(tmp_path):
     info = sniff(source)
     spool = tmp_path / "source.arrow"
     write_spool(spool, info.schema(), iter_batches(info, 1000))
-    result = validate_spool(spool, build_plan(request, list(info.columns), entries), tmp_path)
+    result, _ = validated_rows(spool, build_plan(request, list(info.columns), entries), tmp_path)
     error = pa.ipc.open_file(pa.memory_map(str(result.errors))).read_all().to_pylist()[0]["error"]
     assert error.startswith("not a date-time (accepted: ISO 8601") and "01/05/2024 (month first)" in error
     assert all(example in error for example in DATE_LAYOUTS if example != "slash")

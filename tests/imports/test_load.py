@@ -144,6 +144,21 @@ def test_more_rows_rejected_at_load_than_allowed_rolls_the_load_back(istore, tmp
     assert within.committed and not within.over_error_rate and len(istore.rows(ws)) == 1
 
 
+def test_rows_validation_rejected_count_toward_what_the_load_may_reject(istore, tmp_path):
+    """The load stages rows while validation still runs: it learns how many rows validation kept back only at
+    the end of the stream, and must still hold the run to one allowance for both."""
+    ws = istore.workspace()
+    rows = [{"Email": "not an e-mail"}, *IN_FILE]  # one row rejected by validation, two by the load
+
+    over, _, _ = run_stages(istore, tmp_path, ws, rows, ROUTES, duplicates="create", max_rejected=2)
+    assert over.over_error_rate and not over.committed and istore.rows(ws) == []
+    invalid_only, _, _ = run_stages(istore, tmp_path, ws, rows[:2], ROUTES, max_rejected=0)
+    assert invalid_only.over_error_rate and not invalid_only.committed and invalid_only.staged_rows == 1
+    assert invalid_only.created_rows == 0 and istore.rows(ws) == []  # rolled back before the merge
+    within, validation, _ = run_stages(istore, tmp_path, ws, rows, ROUTES, duplicates="create", max_rejected=3)
+    assert within.committed and (validation.error_rows, within.rejected_rows) == (1, 2) and len(istore.rows(ws)) == 1
+
+
 def test_in_file_duplicate_of_a_stored_record_updates_it_once(istore, tmp_path):
     ws = seed(istore, tmp_path, [EXISTING])
     loaded, _, _ = run_stages(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from imports.stages import validated_rows
 
 from ferry.catalog import FieldType as T
 from ferry.errors import ParameterError
@@ -161,15 +162,13 @@ def test_value_map_values_and_columns_are_checked_up_front_all_at_once(tmp_path)
 def test_an_address_in_one_cell_is_split_into_its_parts_or_kept_whole_with_a_warning(tmp_path):
     from ferry.spool import write_spool
     from tasks.imports.parse import iter_batches, sniff
-    from tasks.imports.validate import validate_spool
 
     case = Path(__file__).parents[1] / "cases" / "mailchimp_address_one_cell.csv"
     plan = plan_for({"Email Address": "email", "Address": "address"}, tmp_path)
     info = sniff(case)
     spool = tmp_path / "source.arrow"
     write_spool(spool, info.schema(), iter_batches(info, 1000))
-    result = validate_spool(spool, plan, tmp_path)
-    rows = pa.ipc.open_file(pa.memory_map(str(result.checked))).read_all().to_pylist()
+    result, rows = validated_rows(spool, plan, tmp_path)
     parts = [tuple(r[f"address.{p}"] for p in ("street", "street2", "city", "state", "zip", "country")) for r in rows]
     assert parts == [
         ("123 Main St", "Apt 4", "Atlanta", "GA", "30301", "US"),  # Mailchimp: parts two spaces apart
