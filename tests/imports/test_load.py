@@ -4,6 +4,7 @@ references, uniqueness, dry runs, exact rollback, workspace isolation and a kill
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,34 @@ def test_duplicates_inside_the_file_follow_the_strategy(istore, tmp_path, duplic
     assert (loaded.created_rows, loaded.updated_rows, loaded.skipped_rows, loaded.rejected_rows) == (1, 0, 2, 0)
     how = "merged into row 2" if duplicates == "update" else "repeats the match values of row 2"
     assert loaded.samples["skip"] == [{"row": 3, "reason": how}, {"row": 4, "reason": how}]
+
+
+TYPED_ROUTES = {"Email": "email", "Opt": "email_consent", "Tags": "tags", "LTV": "lifetime_value", "Since": "created_at"}
+TYPED_IN_FILE = [
+    {"Email": "t@example.com", "Opt": None, "Tags": '["a"]', "LTV": "1.5", "Since": None},
+    {"Email": "T@example.com", "Opt": "no", "Tags": None, "LTV": None, "Since": "2024-01-02"},
+    {"Email": "t@example.com", "Opt": "yes", "Tags": '["b", "c"]', "LTV": "2.25", "Since": None},
+]
+
+
+@pytest.mark.parametrize(
+    ("merge", "expected"),
+    [
+        ("fill_empty", (False, ["a"], 1.5)),  # each column's first value
+        ("prefer_import", (True, ["b", "c"], 2.25)),  # each column's last value
+        ("overwrite", (True, ["b", "c"], 2.25)),  # the last row
+    ],
+)
+def test_folding_repeats_in_the_file_keeps_booleans_json_numbers_and_dates(istore, tmp_path, merge, expected):
+    """Each column's value is taken from its own picked row, whatever its type (PostgreSQL has no MAX of a boolean or JSON)."""
+    ws = istore.workspace()
+    loaded, _, _ = run_stages(istore, tmp_path, ws, TYPED_IN_FILE, TYPED_ROUTES, duplicates="update", merge=merge)
+
+    [row] = istore.rows(ws)
+    assert (loaded.created_rows, loaded.skipped_rows) == (1, 2)
+    tags = row["tags"] if isinstance(row["tags"], list) else json.loads(row["tags"])
+    assert (row["email_consent"], tags, row["lifetime_value"]) == expected
+    assert (row["created_at"].date() == date(2024, 1, 2)) == (merge != "overwrite")  # overwrite: the last row has no date
 
 
 def test_in_file_duplicates_with_create_are_unique_errors(istore, tmp_path):
