@@ -38,7 +38,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Connection, Engine, Table, insert, text
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from ferry import catalog
@@ -56,6 +56,8 @@ from ferry.store.fast_load import rebuilt_indexes
 from ferry.store.guard import merge_lock, note_writer, store_writes
 from tasks.imports.merge import MergeSql, checkpoint, q, stamp_param
 from tasks.imports.outcomes import samples, stream_rejects
+from tasks.imports.repeats import SLOT, RepeatedKeys, supported
+from tasks.imports.transform import stage_schema
 from tasks.imports.validate import ERROR_SCHEMA, ROW
 
 SQLITE_SLICE_ROWS = 8_192
@@ -184,7 +186,7 @@ def load_stream(
         with store_writes(engine, run_id, "import"), engine.connect() as conn:
             trans = conn.begin()
             try:
-                _load(conn, plan, run_id, actor, stamp, _sliced(batches, conn, progress), header.total, max_rejected, result)
+                _load(conn, plan, run_id, actor, stamp, batches, progress, header.total, max_rejected, result)
                 if plan.dry_run or result.over_error_rate:
                     trans.rollback()
                 else:
@@ -199,15 +201,38 @@ def load_stream(
     return result
 
 
-def _sliced(batches: Iterator[pa.RecordBatch], conn: Connection, progress: Progress) -> Iterator[pa.RecordBatch]:
-    """Small slices keep the per-write buffers small: SQLite's executemany turns a batch into Python tuples,
+def _staged(
+    batches: Iterator[pa.RecordBatch], conn: Connection, progress: Progress, repeats: RepeatedKeys | None
+) -> Iterator[pa.RecordBatch]:
+    """The rows on their way to the stage: in small slices, each row with its key's slot when ``repeats`` looks for them.
+
+    Small slices keep the per-write buffers small: SQLite's executemany turns a batch into Python tuples,
     and on PostgreSQL each COPY gets its CSV text in one buffer (big buffers raise glibc's mmap threshold,
     after which freed memory stays in the process)."""
     step = PG_SLICE_ROWS if conn.dialect.name == "postgresql" else SQLITE_SLICE_ROWS
     for batch in batches:
         for offset in range(0, batch.num_rows, step):
-            yield batch.slice(offset, step)
+            piece = batch.slice(offset, step)
+            yield piece if repeats is None else piece.append_column(SLOT, repeats.slots(piece))
         progress.advance(batch.num_rows)
+
+
+def _repeated_keys(sql: MergeSql, rows: int) -> RepeatedKeys | None:
+    """What finds the file's repeated match keys while it is staged, if they can be hashed as the database compares them."""
+    types = stage_schema(sql.plan)
+    keys = sql.match_columns
+    if not keys or not supported([types.field(k).type for k in keys]):
+        return None
+    return RepeatedKeys(keys, rows)
+
+
+def _fold_only_candidates(conn: Connection, sql: MergeSql, repeats: RepeatedKeys) -> None:
+    kwargs = {"postgresql_on_commit": "DROP"} if sql.pg else {}
+    slots = Table(sql.names["slots"], MetaData(), Column("slot", Integer), prefixes=["TEMPORARY"], **kwargs)
+    slots.create(conn)
+    insert_batches(conn, slots, [pa.record_batch({"slot": pa.array(repeats.repeated(), pa.int32())})])
+    sql.analyze(q(slots.name))
+    sql.fold_only_slots(slots)
 
 
 def _load(
@@ -217,6 +242,7 @@ def _load(
     actor: str,
     stamp: datetime,
     batches: Iterator[pa.RecordBatch],
+    progress: Progress,
     total_rows: int,
     max_rejected: int | None,
     result: LoadResult,
@@ -232,8 +258,9 @@ def _load(
     )
     note_writer(conn.engine, run_id, "import")  # SQLite: this write took the store's lock; a waiting writer can say whose
     sql = MergeSql(conn, plan, ws, run_id)
-    stage = sql.create_stage()
-    result.staged_rows = insert_batches(conn, stage, batches)
+    repeats = _repeated_keys(sql, total_rows)
+    stage = sql.create_stage(with_slots=repeats is not None)
+    result.staged_rows = insert_batches(conn, stage, _staged(batches, conn, progress, repeats))
     staged_at = time.monotonic()
     held_back = total_rows - result.staged_rows  # the rows validation rejected
     if max_rejected is not None and held_back > max_rejected:
@@ -241,6 +268,8 @@ def _load(
         return
     sql.index_stage()
     sql.analyze(q(sql.stage), ROW, *sql.match_columns)  # the join keys' statistics
+    if repeats is not None:
+        _fold_only_candidates(conn, sql, repeats)
     checkpoint("staged")
     merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
     sql.create_rejects()

@@ -14,12 +14,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, Text, text
+from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, Table, Text, text
 
 from ferry import catalog
 from ferry.errors import ImportConflictError
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.store import schema as s
+from tasks.imports.repeats import SLOT
 from tasks.imports.validate import MAX_VALUE_CHARS, ROW
 
 REFERENCE_VALUES_SHOWN = 20
@@ -55,10 +56,11 @@ class MergeSql:
         self.table = s.table_for(self.resource)
         suffix = run_id.replace("-", "")[:10]
         self.stage = f"ferry_stage_{suffix}"
-        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "grp", "f", "dups", "upd", "src")}
+        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "grp", "f", "dups", "upd", "src", "slots")}
         self.temps: list[tuple[str, str]] = []
         self.attribute_columns = {c.store_column for c in plan.columns if c.attributes}
         self.stage_types = {c.stage_column: c.type for c in plan.columns}
+        self.candidates = ""  # the stage rows the search for repeated match keys groups: all of them
         self.has_updated_at = "updated_at" in self.table.c
         self.has_created_at = "created_at" in self.table.c
         plan_fields = {c.field_slug for c in plan.columns}
@@ -105,17 +107,27 @@ class MergeSql:
         return q(self.names[key])
 
     # staging --------------------------------------------------------------
-    def create_stage(self) -> Table:
-        """The staging table, without indexes: ``index_stage`` builds its row index once it is full (faster than row by row)."""
+    def create_stage(self, with_slots: bool = False) -> Table:
+        """The staging table, without indexes: ``index_stage`` builds its row index once it is full (faster than row by row).
+
+        ``with_slots``: each row also carries its match key's slot (``tasks.imports.repeats``).
+        """
         columns = [Column(ROW, BigInteger, nullable=False)]
         for col in self.plan.columns:
             sql_type = Text() if col.reference else self.table.c[col.store_column].type
             columns.append(Column(col.stage_column, sql_type))
+        if with_slots:
+            columns.append(Column(SLOT, Integer))
         kwargs = {"postgresql_on_commit": "DROP"} if self.pg else {}
         stage = Table(self.stage, MetaData(), *columns, prefixes=["TEMPORARY"], **kwargs)
         stage.create(self.conn)
         self.temps.append(("TABLE", self.stage))
         return stage
+
+    def fold_only_slots(self, slots: Table) -> None:
+        """Group only the stage's rows whose key slot is in ``slots`` (the candidates) when looking for repeated keys."""
+        self.temps.append(("TABLE", slots.name))
+        self.candidates = f" AND {q(SLOT)} IN (SELECT slot FROM {q(slots.name)})"
 
     def index_stage(self) -> None:
         self.exec(f"CREATE UNIQUE INDEX {q(self.stage + '_row')} ON {q(self.stage)} ({q(ROW)})")
@@ -332,7 +344,8 @@ class MergeSql:
         """Collapse rows that repeat an earlier row's match values; returns rows folded away.
 
         The stage is scanned twice (grouped, then joined once): only the rows of repeated groups (``grp``,
-        a few percent of a file) are copied, and the merge of each group runs over those alone.
+        a few percent of a file) are copied, and the merge of each group runs over those alone. The grouping
+        takes only the candidate rows when the load found them while staging (``fold_only_slots``).
         """
         keys = self.match_columns
         if not keys:
@@ -341,7 +354,8 @@ class MergeSql:
         key_list = ", ".join(q(k) for k in keys)
         g = self.temp_as(
             "g",
-            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {not_null} GROUP BY {key_list} HAVING COUNT(*) > 1",
+            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {not_null}{self.candidates} "
+            f"GROUP BY {key_list} HAVING COUNT(*) > 1",
         )
         if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
             self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")

@@ -125,6 +125,20 @@ def test_duplicates_inside_the_file_follow_the_strategy(istore, tmp_path, duplic
     assert loaded.samples["skip"] == [{"row": 3, "reason": how}, {"row": 4, "reason": how}]
 
 
+def test_keys_that_only_share_a_slot_with_a_repeated_key_are_not_folded(istore, tmp_path, monkeypatch):
+    """Nine keys in eight slots: some share one. The grouping in SQL, not the slot, decides what repeats."""
+    monkeypatch.setattr("tasks.imports.repeats.MIN_SLOT_BITS", 3)
+    monkeypatch.setattr("tasks.imports.repeats.MAX_SLOT_BITS", 3)
+    ws = istore.workspace()
+    others = [{"Email": f"other{i}@example.com", "First": f"O{i}"} for i in range(6)]
+    loaded, _, _ = run_stages(istore, tmp_path, ws, [*others[:3], *IN_FILE, *others[3:]], ROUTES, duplicates="update", merge="fill_empty")
+
+    rows = istore.rows(ws)
+    assert (loaded.created_rows, loaded.skipped_rows) == (7, 2)
+    assert (person(rows, "dup@example.com")["first_name"], person(rows, "dup@example.com")["job_title"]) == ("A", "X")
+    assert sorted(r["first_name"] for r in rows if r["email"].startswith("other")) == [f"O{i}" for i in range(6)]
+
+
 TYPED_ROUTES = {"Email": "email", "Opt": "email_consent", "Tags": "tags", "LTV": "lifetime_value", "Since": "created_at"}
 TYPED_IN_FILE = [
     {"Email": "t@example.com", "Opt": None, "Tags": '["a"]', "LTV": "1.5", "Since": None},
