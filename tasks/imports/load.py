@@ -126,11 +126,11 @@ def merge(conn: Connection, sql: MergeSql, result: LoadResult, stamp_value, uniq
     plan = sql.plan
     sql.check_unique(in_file=unique_in_file)
     sql.check_required_for_new()
-    sql.drop_rejected()
+    dropped = sql.drop_rejected()
     dup_rows = sql.fold_duplicates()
     sql.create_source_view()
     matched = int(sql.scalar(f"SELECT COUNT(*) FROM {sql.t('m')}"))
-    new_rows = int(sql.scalar(f"SELECT COUNT(*) FROM {q(sql.stage)}")) - (0 if plan.duplicates == "create" else matched)
+    new_rows = result.staged_rows - dropped - dup_rows - (0 if plan.duplicates == "create" else matched)
     updating = plan.duplicates == "update"
     bulk = (updating and rebuild_pays(conn, sql.table, matched, table_share=0.5)) or rebuild_pays(conn, sql.table, new_rows)
     with rebuilt_indexes(conn, sql.table.name, bulk):  # one rebuild for the update and the insert together

@@ -334,10 +334,12 @@ class MergeSql:
                 field=column.name,
             )
 
-    def drop_rejected(self) -> None:
+    def drop_rejected(self) -> int:
+        """Take the rejected rows out of the stage and the matches; returns how many left the stage."""
         rej = self.t("rej")
-        self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {rej})")
+        dropped = self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {rej})").rowcount
         self.exec(f"DELETE FROM {self.t('m')} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {rej})")
+        return dropped
 
     # duplicates inside the file ---------------------------------------------
     def fold_duplicates(self) -> int:
