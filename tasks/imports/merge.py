@@ -56,7 +56,7 @@ class MergeSql:
         self.table = s.table_for(self.resource)
         suffix = run_id.replace("-", "")[:10]
         self.stage = f"ferry_stage_{suffix}"
-        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "g", "grp", "f", "dups", "upd", "src", "slots")}
+        self.names = {k: f"ferry_{k}_{suffix}" for k in ("m", "rej", "cand", "g", "grp", "f", "dups", "upd", "src", "slots")}
         self.temps: list[tuple[str, str]] = []
         self.attribute_columns = {c.store_column for c in plan.columns if c.attributes}
         self.stage_types = {c.stage_column: c.type for c in plan.columns}
@@ -345,29 +345,36 @@ class MergeSql:
     def fold_duplicates(self) -> int:
         """Collapse rows that repeat an earlier row's match values; returns rows folded away.
 
-        The stage is scanned twice (grouped, then joined once): only the rows of repeated groups (``grp``,
-        a few percent of a file) are copied, and the merge of each group runs over those alone. The grouping
-        takes only the candidate rows when the load found them while staging (``fold_only_slots``).
+        Only the rows of repeated groups (``grp``, a few percent of a file) are copied, and the merge of each
+        group runs over those alone. When the load found the candidate rows while staging (``fold_only_slots``),
+        the stage is read once, for them; otherwise twice (grouped, then joined).
         """
         keys = self.match_columns
         if not keys:
             return 0
         not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in keys)
         key_list = ", ".join(q(k) for k in keys)
+        cols = [c.stage_column for c in self.plan.columns]
+        rows, tid = q(self.stage), "ctid" if self.pg else "rowid"
+        if self.candidates:  # one pass over the stage copies the candidate rows; both steps below read only those
+            rows = self.temp_as(
+                "cand",
+                f"SELECT {q(ROW)}, {tid} AS stage_tid, {', '.join(q(c) for c in cols)} FROM {q(self.stage)} WHERE {not_null}{self.candidates}",
+            )
+            tid = "stage_tid"
+            self.analyze(rows, *keys)
         g = self.temp_as(
             "g",
-            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {q(self.stage)} WHERE {not_null}{self.candidates} "
-            f"GROUP BY {key_list} HAVING COUNT(*) > 1",
+            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {rows} WHERE {not_null} GROUP BY {key_list} HAVING COUNT(*) > 1",
         )
         if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
             self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")
             return 0
         self.analyze(g)
-        cols = [c.stage_column for c in self.plan.columns]
         grp = self.temp_as(
             "grp",
-            f"SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first, s.{'ctid' if self.pg else 'rowid'} AS stage_tid, {', '.join('s.' + q(c) for c in cols)} "
-            f"FROM {q(self.stage)} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
+            f"SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first, s.{tid} AS stage_tid, {', '.join('s.' + q(c) for c in cols)} "
+            f"FROM {rows} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
         )
         self.index("grp", ROW)
         self.analyze(grp, ROW, "first")
