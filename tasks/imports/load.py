@@ -38,7 +38,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Column, Connection, Engine, Integer, MetaData, Table, insert, text
+from sqlalchemy import Connection, Engine, Table, insert, text
 from sqlalchemy.exc import IntegrityError
 
 from ferry import catalog
@@ -226,15 +226,6 @@ def _repeated_keys(sql: MergeSql, rows: int) -> RepeatedKeys | None:
     return RepeatedKeys(keys, rows)
 
 
-def _fold_only_candidates(conn: Connection, sql: MergeSql, repeats: RepeatedKeys) -> None:
-    kwargs = {"postgresql_on_commit": "DROP"} if sql.pg else {}
-    slots = Table(sql.names["slots"], MetaData(), Column("slot", Integer), prefixes=["TEMPORARY"], **kwargs)
-    slots.create(conn)
-    insert_batches(conn, slots, [pa.record_batch({"slot": pa.array(repeats.repeated(), pa.int32())})])
-    sql.analyze(q(slots.name))
-    sql.fold_only_slots(slots)
-
-
 def _load(
     conn: Connection,
     plan: ImportPlan,
@@ -269,7 +260,7 @@ def _load(
     sql.index_stage()
     sql.analyze(q(sql.stage), ROW, *sql.match_columns)  # the join keys' statistics
     if repeats is not None:
-        _fold_only_candidates(conn, sql, repeats)
+        sql.fold_only_slots(repeats.repeated())
     checkpoint("staged")
     merge_lock(conn, ws, plan.resource)  # concurrent imports of this workspace and resource merge one after another
     sql.create_rejects()

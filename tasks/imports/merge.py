@@ -14,12 +14,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, Table, Text, text
 
 from ferry import catalog
 from ferry.errors import ImportConflictError
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.store import schema as s
+from ferry.store.bulk import insert_batches
 from tasks.imports.repeats import SLOT
 from tasks.imports.validate import MAX_VALUE_CHARS, ROW
 
@@ -124,10 +127,15 @@ class MergeSql:
         self.temps.append(("TABLE", self.stage))
         return stage
 
-    def fold_only_slots(self, slots: Table) -> None:
-        """Group only the stage's rows whose key slot is in ``slots`` (the candidates) when looking for repeated keys."""
-        self.temps.append(("TABLE", slots.name))
-        self.candidates = f" AND {q(SLOT)} IN (SELECT slot FROM {q(slots.name)})"
+    def fold_only_slots(self, slots: np.ndarray) -> None:
+        """Look for repeated match keys only among the stage's rows whose slot is one of ``slots`` (``tasks.imports.repeats``)."""
+        kwargs = {"postgresql_on_commit": "DROP"} if self.pg else {}
+        table = Table(self.names["slots"], MetaData(), Column("slot", Integer), prefixes=["TEMPORARY"], **kwargs)
+        table.create(self.conn)
+        self.temps.append(("TABLE", table.name))
+        insert_batches(self.conn, table, [pa.record_batch({"slot": pa.array(slots, pa.int32())})])
+        self.analyze(q(table.name))
+        self.candidates = f" AND {q(SLOT)} IN (SELECT slot FROM {q(table.name)})"
 
     def index_stage(self) -> None:
         self.exec(f"CREATE UNIQUE INDEX {q(self.stage + '_row')} ON {q(self.stage)} ({q(ROW)})")
@@ -377,6 +385,7 @@ class MergeSql:
             f"FROM {rows} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
         )
         self.index("grp", ROW)
+        self.index("grp", "first")  # folded_groups joins each group's rows back by it
         self.analyze(grp, ROW, "first")
         dups = self.temp_as("dups", f"SELECT {q(ROW)}, first, stage_tid FROM {grp} WHERE {q(ROW)} <> first")
         self.index("dups", ROW)
