@@ -54,9 +54,10 @@ from ferry.store.bulk import insert_batches
 from ferry.store.engine import workspace_id
 from ferry.store.fast_load import rebuilt_indexes
 from ferry.store.guard import merge_lock, note_writer, store_writes
-from tasks.imports.merge import MergeSql, checkpoint, q, stamp_param
+from tasks.imports.merge import MergeSql, checkpoint, stamp_param
 from tasks.imports.outcomes import samples, stream_rejects
 from tasks.imports.repeats import SLOT, RepeatedKeys, supported
+from tasks.imports.sql_names import q
 from tasks.imports.transform import stage_schema
 from tasks.imports.validate import ERROR_SCHEMA, ROW
 

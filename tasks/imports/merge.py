@@ -4,7 +4,8 @@ Every step of the merge is one statement over the staging table (never a
 statement per row): references, matches against the store, uniqueness within
 the file and against the store, folding of in-file duplicates, the insert of
 new records and the update of matched ones, each recorded in the import
-rollback journal for an exact rollback. See ``tasks.imports.load`` for the order.
+rollback journal for an exact rollback. See ``tasks.imports.load`` for the order;
+the folding of duplicates inside the file is in ``tasks.imports.fold``.
 """
 
 from __future__ import annotations
@@ -14,23 +15,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 from sqlalchemy import BigInteger, Column, Connection, Integer, MetaData, Table, Text, text
 
 from ferry import catalog
 from ferry.errors import ImportConflictError
 from ferry.import_plan import ImportPlan, PlannedColumn
 from ferry.store import schema as s
-from ferry.store.bulk import insert_batches
+from tasks.imports.fold import FoldSql
 from tasks.imports.repeats import SLOT
+from tasks.imports.sql_names import q
 from tasks.imports.validate import MAX_VALUE_CHARS, ROW
 
 REFERENCE_VALUES_SHOWN = 20
-
-
-def q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def checkpoint(name: str) -> None:
@@ -46,7 +42,7 @@ def checkpoint(name: str) -> None:
 SOURCE_DATES = ("created_at", "updated_at")
 
 
-class MergeSql:
+class MergeSql(FoldSql):
     """Builds the load's statements for one plan on one connection's dialect."""
 
     def __init__(self, conn: Connection, plan: ImportPlan, ws: int, run_id: str) -> None:
@@ -126,16 +122,6 @@ class MergeSql:
         stage.create(self.conn)
         self.temps.append(("TABLE", self.stage))
         return stage
-
-    def fold_only_slots(self, slots: np.ndarray) -> None:
-        """Look for repeated match keys only among the stage's rows whose slot is one of ``slots`` (``tasks.imports.repeats``)."""
-        kwargs = {"postgresql_on_commit": "DROP"} if self.pg else {}
-        table = Table(self.names["slots"], MetaData(), Column("slot", Integer), prefixes=["TEMPORARY"], **kwargs)
-        table.create(self.conn)
-        self.temps.append(("TABLE", table.name))
-        insert_batches(self.conn, table, [pa.record_batch({"slot": pa.array(slots, pa.int32())})])
-        self.analyze(q(table.name))
-        self.candidates = f" AND {q(SLOT)} IN (SELECT slot FROM {q(table.name)})"
 
     def index_stage(self) -> None:
         self.exec(f"CREATE UNIQUE INDEX {q(self.stage + '_row')} ON {q(self.stage)} ({q(ROW)})")
@@ -348,99 +334,6 @@ class MergeSql:
         dropped = self.exec(f"DELETE FROM {q(self.stage)} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {rej})").rowcount
         self.exec(f"DELETE FROM {self.t('m')} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {rej})")
         return dropped
-
-    # duplicates inside the file ---------------------------------------------
-    def fold_duplicates(self) -> int:
-        """Collapse rows that repeat an earlier row's match values; returns rows folded away.
-
-        Only the rows of repeated groups (``grp``, a few percent of a file) are copied, and the merge of each
-        group runs over those alone. When the load found the candidate rows while staging (``fold_only_slots``),
-        the stage is read once, for them; otherwise twice (grouped, then joined).
-        """
-        keys = self.match_columns
-        if not keys:
-            return 0
-        not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in keys)
-        key_list = ", ".join(q(k) for k in keys)
-        cols = [c.stage_column for c in self.plan.columns]
-        rows, tid = q(self.stage), "ctid" if self.pg else "rowid"
-        if self.candidates:  # one pass over the stage copies the candidate rows; both steps below read only those
-            rows = self.temp_as(
-                "cand",
-                f"SELECT {q(ROW)}, {tid} AS stage_tid, {', '.join(q(c) for c in cols)} FROM {q(self.stage)} WHERE {not_null}{self.candidates}",
-            )
-            tid = "stage_tid"
-            self.analyze(rows, *keys)
-        g = self.temp_as(
-            "g",
-            f"SELECT {key_list}, MIN({q(ROW)}) AS first FROM {rows} WHERE {not_null} GROUP BY {key_list} HAVING COUNT(*) > 1",
-        )
-        if not self.scalar(f"SELECT COUNT(*) FROM {g}"):
-            self.temp_as("dups", f"SELECT {q(ROW)}, {q(ROW)} AS first FROM {q(self.stage)} WHERE 1 = 0")
-            return 0
-        self.analyze(g)
-        grp = self.temp_as(
-            "grp",
-            f"SELECT s.{q(ROW)} AS {q(ROW)}, g.first AS first, s.{tid} AS stage_tid, {', '.join('s.' + q(c) for c in cols)} "
-            f"FROM {rows} s JOIN {g} g ON {self.key_equal('s', 'g', keys)}",
-        )
-        self.index("grp", ROW)
-        self.index("grp", "first")  # folded_groups joins each group's rows back by it
-        self.analyze(grp, ROW, "first")
-        dups = self.temp_as("dups", f"SELECT {q(ROW)}, first, stage_tid FROM {grp} WHERE {q(ROW)} <> first")
-        self.index("dups", ROW)
-        if self.plan.duplicates == "update":
-            f = self.temp_as("f", self.folded_groups(grp, cols))
-            self.delete_from_stage(grp)
-            self.exec(
-                f"INSERT INTO {q(self.stage)} ({q(ROW)}, {', '.join(q(c) for c in cols)}) SELECT {q(ROW)}, {', '.join(q(c) for c in cols)} FROM {f}"
-            )
-        else:
-            self.delete_from_stage(dups)
-        self.exec(f"DELETE FROM {self.t('m')} WHERE {q(ROW)} IN (SELECT {q(ROW)} FROM {dups})")
-        return int(self.scalar(f"SELECT COUNT(*) FROM {dups}"))
-
-    def delete_from_stage(self, rows: str) -> None:
-        """Delete the stage rows that ``rows`` lists by their ``stage_tid`` (PostgreSQL's ctid, SQLite's rowid): straight
-        to each row, no scan of the stage (1M contacts: 0.32 s -> 0.06 s). Nothing moves a stage row between reading
-        its address (``grp``) and this."""
-        if self.pg:
-            self.exec(f"DELETE FROM {q(self.stage)} WHERE ctid = ANY (ARRAY(SELECT stage_tid FROM {rows}))")
-        else:
-            self.exec(f"DELETE FROM {q(self.stage)} WHERE rowid IN (SELECT stage_tid FROM {rows})")
-
-    def folded_groups(self, grp: str, cols: list[str]) -> str:
-        """One row per repeated group, numbered as its first row: each column's value from the row the merge mode picks.
-
-        ``overwrite`` takes the group's last row; ``prefer_import`` each column's last non-empty value and
-        ``fill_empty`` its first (as if each row updated the record the one before left). One grouping picks
-        each column's row, one join brings the group's rows back, and a second grouping keeps each column's
-        value from its picked row: the cost does not grow with a join per column (10M contacts, 385k repeated
-        rows, 19 columns: 7.7 s with a join per column).
-        """
-        if self.plan.merge == "overwrite":
-            picks = {c: f"MAX({q(ROW)})" for c in cols}
-        else:
-            edge = "MAX" if self.plan.merge == "prefer_import" else "MIN"
-            picks = {c: f"{edge}(CASE WHEN {q(c)} IS NOT NULL THEN {q(ROW)} END)" for c in cols}
-        aliases = {pick: f"r{i}" for i, pick in enumerate(dict.fromkeys(picks.values()))}
-        grouped = f"SELECT first, {', '.join(f'{pick} AS {alias}' for pick, alias in aliases.items())} FROM {grp} GROUP BY first"
-        values = ", ".join(
-            f"{self.only_value(c, f'CASE WHEN g.{q(ROW)} = p.{aliases[picks[c]]} THEN g.{q(c)} END')} AS {q(c)}" for c in cols
-        )
-        return f"SELECT p.first AS {q(ROW)}, {values} FROM ({grouped}) p JOIN {grp} g ON g.first = p.first GROUP BY p.first"
-
-    def only_value(self, column: str, expr: str) -> str:
-        """The aggregate of a group's ``expr`` that is NULL on every row but one: that row's value.
-
-        MAX does it, but PostgreSQL has no MAX of a boolean or of JSON: those take BOOL_OR and a MAX of the text.
-        """
-        kind = self.stage_types.get(column)
-        if self.pg and kind is catalog.FieldType.BOOLEAN:
-            return f"BOOL_OR({expr})"
-        if self.pg and kind is catalog.FieldType.JSON:
-            return f"CAST(MAX(CAST({expr} AS TEXT)) AS JSONB)"
-        return f"MAX({expr})"
 
     # writing --------------------------------------------------------------
     def write_columns(self) -> list[str]:

@@ -12,7 +12,8 @@ from datetime import datetime
 import pyarrow as pa
 from sqlalchemy import text
 
-from tasks.imports.merge import MergeSql, q
+from tasks.imports.merge import MergeSql
+from tasks.imports.sql_names import q
 from tasks.imports.validate import ERROR_SCHEMA, ROW
 
 SAMPLE_ROWS = 5

@@ -21,7 +21,8 @@ from ferry.errors import RollbackError
 from ferry.store import schema as s
 from ferry.store.engine import get_engine
 from ferry.store.guard import store_writes
-from tasks.imports.merge import q, stamp_param
+from tasks.imports.merge import stamp_param
+from tasks.imports.sql_names import q
 
 
 @dataclass
