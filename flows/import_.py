@@ -4,11 +4,11 @@ Parse writes the file's rows to a spool (the rejected-rows file and the
 data-quality summary read it again); validate, transform and load then run at
 the same time, each a task in its own thread, handing record batches on
 through bounded pipes (:mod:`ferry.pipe`): the database stages one batch while
-the next is checked, memory stays flat, and Prefect keeps only small results. The mapping is settled and checked against
-the file's header before a single data row is read, so a bad mapping costs
-nothing. The flow's return value is the run record (:class:`ImportRecord`); a
-failed run returns a Failed state that carries the record with its error, so
-the run history shows both.
+the next is checked, memory stays flat, and Prefect keeps only small results.
+The mapping is settled and checked against the file's header before a single
+data row is read, so a bad mapping costs nothing. The flow's return value is
+the run record (:class:`ImportRecord`); a failed run returns a Failed state
+that carries the record with its error, so the run history shows both.
 
 Small files run inline. Files above ``inline_max_bytes`` are handed to the
 ``import-data/default`` deployment and this run returns at once with the

@@ -1,8 +1,9 @@
 """``ferry import validate``: every check of a real import, without Prefect and without touching the store.
 
-The same stage functions as the import flow (validate, transform, load, at the
-same time, joined by pipes), run against a throw-away SQLite store in a temporary folder: what the file itself
-gets wrong, in seconds, before anyone runs the import.
+The same stage functions as the import flow (validate, transform and load, at
+the same time, joined by pipes), run against a throw-away SQLite store in a
+temporary folder: what the file itself gets wrong, in seconds, before anyone
+runs the import.
 """
 
 from __future__ import annotations
