@@ -26,7 +26,7 @@ import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -144,7 +144,9 @@ class Pipe:
 
 
 class Stage(Protocol):
-    """A running stage: a Prefect task future or a ``concurrent.futures`` one."""
+    """A running stage: a Prefect task future, or a thread's future (:func:`run_in_threads`)."""
+
+    def wait(self) -> None: ...
 
     def result(self) -> Any: ...
 
@@ -162,7 +164,7 @@ def run_together(pipes: Sequence[Pipe], *stages: Stage) -> list[Any]:
         for pipe in pipes:
             pipe.broken_by("the run was stopped")
         for stage in stages:
-            _outcome(stage)
+            stage.wait()  # only waits: fetching a failed task's error is more of Prefect's machinery while it stops
         raise
     errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     if errors:
@@ -173,7 +175,20 @@ def run_together(pipes: Sequence[Pipe], *stages: Stage) -> list[Any]:
 def run_in_threads(pipes: Sequence[Pipe], *stages: Callable[[], Any]) -> list[Any]:
     """:func:`run_together` for plain functions, a thread each (``ferry import validate`` and tests: no Prefect)."""
     with ThreadPoolExecutor(len(stages), thread_name_prefix="ferry-stage") as pool:
-        return run_together(pipes, *(pool.submit(stage) for stage in stages))
+        return run_together(pipes, *(_InThread(pool.submit(stage)) for stage in stages))
+
+
+class _InThread:
+    """A thread's future as a :class:`Stage`."""
+
+    def __init__(self, future: Future) -> None:
+        self._future = future
+
+    def wait(self) -> None:
+        wait([self._future])
+
+    def result(self) -> Any:
+        return self._future.result()
 
 
 def _outcome(stage: Stage) -> Any:
