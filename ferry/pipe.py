@@ -151,6 +151,23 @@ class Stage(Protocol):
     def result(self) -> Any: ...
 
 
+@contextlib.contextmanager
+def broken_if_interrupted(pipes: Sequence[Pipe]) -> Iterator[None]:
+    """Break ``pipes`` when the block is left by an interrupt (Ctrl-C, SystemExit), wherever it came.
+
+    Around the stages' submission and :func:`run_together`: a Ctrl-C while the later stages are still being
+    submitted would otherwise leave the earlier ones running, with nobody to stop them.
+    """
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        for pipe in pipes:
+            pipe.broken_by("the run was stopped")
+        raise
+
+
 def run_together(pipes: Sequence[Pipe], *stages: Stage) -> list[Any]:
     """Wait for every stage and return their results in order; raise the error of the stage that caused a failure.
 

@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from blocks.registry import resolve_destination
 from ferry.arrow_memory import use_lean_memory_pool
 from ferry.params import ExportRequest
-from ferry.pipe import Pipe, run_together
+from ferry.pipe import Pipe, broken_if_interrupted, run_together
 from ferry.records import ExportRecord
 from ferry.runs import incremental_cursor
 from ferry.settings import get_settings
@@ -89,13 +89,14 @@ def export_data(request: ExportRequest):
 
         request = with_incremental_cursor(request, run_id, logger)
         pipes = rows, checked, shaped = Pipe(), Pipe(), Pipe()
-        extracted, report, preview, file = run_together(
-            pipes,
-            extract.submit(request, rows),
-            validate.submit(rows, request.resource_def, checked, request.on_invalid),
-            transform.submit(checked, request, shaped),
-            serialize.submit(shaped, request, spool_dir),
-        )
+        with broken_if_interrupted(pipes):
+            extracted, report, preview, file = run_together(
+                pipes,
+                extract.submit(request, rows),
+                validate.submit(rows, request.resource_def, checked, request.on_invalid),
+                transform.submit(checked, request, shaped),
+                serialize.submit(shaped, request, spool_dir),
+            )
         for warning in extracted.warnings:
             logger.warning(warning)
         delivery = deliver(file.path, destination, key, overwrite=request.overwrite)

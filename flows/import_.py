@@ -32,7 +32,7 @@ from ferry.arrow_memory import use_lean_memory_pool
 from ferry.checks import is_remote_source
 from ferry.errors import FerryError
 from ferry.import_params import ImportRequest
-from ferry.pipe import Pipe, run_together
+from ferry.pipe import Pipe, broken_if_interrupted, run_together
 from ferry.run_tags import HANDED_OFF, import_tags, retag_flow_run, store_tag
 from ferry.settings import get_settings
 from flows.outcome import failed, failure_message
@@ -110,12 +110,13 @@ def import_data(request: ImportRequest):
         wants_quality = request.data_quality if request.data_quality is not None else parsed.rows >= get_settings().quality_min_rows
         quality = start_quality_summary(parsed.spool, plan, spool_dir) if wants_quality else None
         pipes = checked, staged = Pipe(), Pipe()
-        validated, _, loaded = run_together(
-            pipes,
-            validate_rows.submit(parsed.spool, plan, spool_dir, checked),
-            transform_rows.submit(checked, plan, staged),
-            load_rows.submit(staged, plan, run_id, request.actor, spool_dir, request.allowed_rejected_rows(parsed.rows)),
-        )
+        with broken_if_interrupted(pipes):
+            validated, _, loaded = run_together(
+                pipes,
+                validate_rows.submit(parsed.spool, plan, spool_dir, checked),
+                transform_rows.submit(checked, plan, staged),
+                load_rows.submit(staged, plan, run_id, request.actor, spool_dir, request.allowed_rejected_rows(parsed.rows)),
+            )
         record.warnings += validated.warnings
         clock.lap("validate_transform_load")  # at the same time: the merge is the part after the last row was staged
         clock.laps["merge"] = loaded.merge_seconds

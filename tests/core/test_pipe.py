@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from ferry.errors import StageStopped
-from ferry.pipe import Pipe, StreamHeader
+from ferry.pipe import Pipe, StreamHeader, broken_if_interrupted
 
 SCHEMA = pa.schema([("n", pa.int64())])
 HEADER = StreamHeader(SCHEMA, [], 3)
@@ -106,3 +106,22 @@ def test_a_reader_that_fails_stops_a_writer_blocked_on_a_full_pipe():
 
     assert not writer.is_alive()
     assert isinstance(outcome["error"], StageStopped) and "serialize stopped" in str(outcome["error"])
+
+
+def test_an_interrupt_before_every_stage_is_running_still_stops_the_ones_that_are():
+    """Ctrl-C while the flow is still submitting its later stages: nobody reads the first one's pipe yet."""
+    pipe = Pipe()
+    thread, outcome = in_thread(lambda: write(pipe, 10**9))
+    with pytest.raises(KeyboardInterrupt), broken_if_interrupted([pipe]):
+        raise KeyboardInterrupt  # as it would arrive between two submissions
+    thread.join(WAIT)
+    assert not thread.is_alive() and isinstance(outcome["error"], StageStopped)
+
+
+def test_an_ordinary_error_leaves_the_pipes_to_the_stages():
+    """A stage's own failure is run_together's to sort out (it names the first cause); the guard lets it through."""
+    pipe = Pipe(capacity=None)
+    with pytest.raises(ValueError), broken_if_interrupted([pipe]):
+        raise ValueError("a stage failed")
+    pipe.open(HEADER)
+    pipe.put(batch(1))  # not broken
