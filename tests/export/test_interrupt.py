@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # An extract from a store without end: only the pipe to the next stage can stop it.
 _ENDLESS_EXPORT = textwrap.dedent(
     """
+    import faulthandler
+    import signal
+
     import pyarrow as pa
     from prefect import task
     from prefect.runtime import flow_run
@@ -39,6 +42,7 @@ _ENDLESS_EXPORT = textwrap.dedent(
             while True:
                 into.put(batch)
 
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for every thread's stack before a kill
     flows.export.extract = endless_extract
     run_export_here(parse_request({"workspace": "stops", "resource": "contacts", "format": "csv", "gzip": True}))
     """
@@ -58,12 +62,20 @@ def test_ctrl_c_stops_a_running_export_at_once_and_leaves_nothing(empty_store, t
     try:
         run_id = proc.stdout.readline().strip()
         assert run_id, "the export never started"
-        time.sleep(1)  # batches are flowing through every stage
+        spool = get_settings().spool_dir / run_id
+        deadline = time.monotonic() + 60
+        while not (spool.exists() and any(spool.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)  # serialize, the last stage submitted, has started its file: every stage is running
+        assert spool.exists() and any(spool.iterdir()), "the export's stages never all started"
+        time.sleep(0.5)  # batches are flowing through every stage
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         proc.wait(30)
         stopped_in = time.monotonic() - started
     finally:
+        if proc.poll() is None:  # still running: its threads' stacks go to the test's output, to show where it hangs
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
         proc.kill()
         proc.wait()
 
