@@ -143,10 +143,17 @@ class Pipe:
 # --- stages joined by pipes ---
 
 
+#: How long the caller sleeps at a time while its stages run: between two sleeps a pending Ctrl-C is raised.
+POLL_SECONDS = 0.5
+
+
 class Stage(Protocol):
     """A running stage: a Prefect task future, or a thread's future (:func:`run_in_threads`)."""
 
-    def wait(self) -> None: ...
+    @property
+    def wrapped_future(self) -> Future: ...
+
+    def wait(self, timeout: float | None = None) -> None: ...
 
     def result(self) -> Any: ...
 
@@ -199,17 +206,23 @@ class _InThread:
     """A thread's future as a :class:`Stage`."""
 
     def __init__(self, future: Future) -> None:
-        self._future = future
+        self.wrapped_future = future
 
-    def wait(self) -> None:
-        wait([self._future])
+    def wait(self, timeout: float | None = None) -> None:
+        wait([self.wrapped_future], timeout)
 
     def result(self) -> Any:
-        return self._future.result()
+        return self.wrapped_future.result()
 
 
 def _outcome(stage: Stage) -> Any:
-    """The stage's result, or the exception it failed with."""
+    """The stage's result, or the exception it failed with.
+
+    Waits in short sleeps: a Ctrl-C is raised in this thread only when it runs Python again, and one sleep on a lock
+    until an endless stage ends would be never (a fresh-clone CI run showed an export that had not stopped 30 s on).
+    """
+    while not stage.wrapped_future.done():
+        stage.wait(POLL_SECONDS)
     try:
         return stage.result()
     except Exception as exc:  # noqa: BLE001 - sorted out by run_together: the cause first, the stages it stopped after

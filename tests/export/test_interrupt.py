@@ -43,6 +43,8 @@ _ENDLESS_EXPORT = textwrap.dedent(
                 into.put(batch)
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for every thread's stack before a kill
+    # Ctrl-C as in a terminal: a test run started in the background (nohup ... &) hands its children SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     flows.export.extract = endless_extract
     run_export_here(parse_request({"workspace": "stops", "resource": "contacts", "format": "csv", "gzip": True}))
     """
